@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real PostgreSQL 15 and Redis on loopback.
+#
+# Works on a fresh machine and when run twice in a row: it installs what is missing
+# (redis-server, chromium, chromium-driver, cargo-nextest), starts throwaway servers under
+# .ci/tmp on free ports, exports their URLs and stops them on exit.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+tmp="$root/.ci/tmp"
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+log() { printf '[test] %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_missing() {
+  local need=()
+  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install --locked cargo-nextest >/dev/null
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+cleanup() {
+  set +e
+  if [ -n "${PG_STARTED:-}" ]; then
+    run_pg "$PG_BIN/pg_ctl" -D "$tmp/pg/data" -m immediate stop >/dev/null 2>&1
+  fi
+  if [ -n "${REDIS_PID:-}" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
+}
+trap cleanup EXIT
+
+run_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_postgres() {
+  rm -rf "$tmp/pg"
+  mkdir -p "$tmp/pg"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$tmp/pg"
+  # The parent folders must be traversable by the postgres user.
+  chmod o+x "$root" "$root/.ci" "$tmp" 2>/dev/null || true
+  run_pg "$PG_BIN/initdb" -D "$tmp/pg/data" -A trust -U postgres >/dev/null
+  PG_PORT=$(free_port)
+  run_pg "$PG_BIN/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w -t 30 \
+    -o "-p $PG_PORT -k $tmp/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  PG_STARTED=1
+  export MCSS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  log "PostgreSQL on $MCSS_TEST_POSTGRES_URL"
+}
+
+start_redis() {
+  REDIS_PORT=$(free_port)
+  mkdir -p "$tmp/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$tmp/redis" --daemonize no >"$tmp/redis/log" 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 1 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  export MCSS_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  log "Redis on $MCSS_TEST_REDIS_URL"
+}
+
+install_missing
+mkdir -p "$tmp"
+start_postgres
+start_redis
+export MCSS_TEST_CHROMEDRIVER=${MCSS_TEST_CHROMEDRIVER:-$(command -v chromedriver)}
+export MCSS_TEST_CHROMIUM=${MCSS_TEST_CHROMIUM:-$(command -v chromium)}
+
+cargo nextest run --workspace --no-fail-fast "$@"
