@@ -1,1 +1,26 @@
+//! Database migrations of the Multi-Calendar Sync Service.
+//!
+//! Role: creates and evolves the schema that `mcss::store` reads and writes, on PostgreSQL and
+//! on SQLite alike. Collaborators: `mcss migrate` and `mcss serve` run [`Migrator`] through
+//! `Store::migrate`; nothing here depends on the application's entities, so an old migration
+//! keeps compiling however the entities change later.
+//!
+//! Lifecycle: migrations are append-only. A shipped migration is never edited; a change to the
+//! schema is a new `mYYYYMMDD_NNNNNN_*` module added at the end of [`Migrator::migrations`].
+//! sea-orm-migration records what ran in `seaql_migrations`, so running the migrator twice is a
+//! no-op the second time.
+
 pub use sea_orm_migration;
+use sea_orm_migration::prelude::*;
+
+mod m20250101_000001_create_tables;
+
+/// Every migration of the service, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20250101_000001_create_tables::Migration)]
+    }
+}

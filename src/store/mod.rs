@@ -1,1 +1,299 @@
-//! placeholder
+//! The persistence layer: sea-orm over PostgreSQL or SQLite.
+//!
+//! Role: every SQL statement of the service lives here, behind named query functions on
+//! [`Store`] that take and return validated ids and records ([`records`]). Collaborators: the
+//! `CalendarActor` (sync state, source events, [`Store::commit_sync`], channels), the
+//! `BlockWriter` (the outbox: [`Store::due_blocks`], `mark_*`), the CLI and the admin pages
+//! (accounts, the sync log, queue depths). The schema itself belongs to the `migration` crate.
+//!
+//! Lifecycle: [`Store::connect`] opens a pool once at start (creating the SQLite file and its
+//! key file when missing), [`Store::migrate`] brings the schema up to date, and clones of the
+//! `Store` are handed to every actor; [`Store::close`] drains the pool at shutdown. Nothing an
+//! actor keeps in memory is needed after a crash: it is all here.
+//!
+//! Concurrency: writes that read before they write run in one transaction that, on SQLite,
+//! starts `BEGIN IMMEDIATE` (takes the write lock up front, so a busy database makes it wait
+//! for the busy timeout instead of failing half-way with `SQLITE_BUSY`); SQLite runs in WAL
+//! mode so readers never block the single writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound as _, Utc};
+use sea_orm::{
+    ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Set,
+    SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use secrecy::ExposeSecret as _;
+
+use crate::config::{DatabaseKind, EncryptionKey, Settings};
+
+mod accounts;
+mod channels;
+pub mod crypto;
+pub mod entities;
+mod events;
+mod outbox;
+pub mod records;
+mod sync_log;
+mod sync_state;
+
+pub use crypto::{CryptoError, TokenCipher};
+pub use records::*;
+
+/// What went wrong in the store, in the terms a caller branches on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or could not be reached; usually worth a retry later.
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    /// A refresh token could not be sealed or opened, or the key file is unusable.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The named row does not exist.
+    #[error("{what} not found: {key}")]
+    NotFound { what: &'static str, key: String },
+    /// The write would break a uniqueness rule (e.g. an alias already taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A row holds a value the code cannot interpret (an invalid id, unknown status, bad JSON).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn not_found(what: &'static str, key: impl ToString) -> Self {
+        Self::NotFound {
+            what,
+            key: key.to_string(),
+        }
+    }
+
+    /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `message`.
+    pub(crate) fn conflict_or_db(err: DbErr, message: impl FnOnce() -> String) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Conflict(message()),
+            _ => Self::Database(err),
+        }
+    }
+}
+
+/// Handle to the database; cheap to clone, one pool shared by all clones.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// Seals refresh tokens; the key comes from `ENCRYPTION_KEY` or the SQLite key file.
+    cipher: Arc<TokenCipher>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.db.get_database_backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `kv` key of the generated installation id.
+const INSTALLATION_ID_KEY: &str = "installation_id";
+
+/// The `kv` key of the canary that proves the token key matches the database.
+const KEY_CHECK_KEY: &str = "token_key_check";
+
+/// How long a SQLite writer waits for the lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Store {
+    /// Opens the pool for `settings.database_url` and resolves the token key.
+    ///
+    /// SQLite: the file is created when missing, WAL mode and a busy timeout are set, and
+    /// without `ENCRYPTION_KEY` the key lives in `<db>.key` (see [`crypto`]). An in-memory
+    /// SQLite database without a key gets a throwaway key: its tokens die with it anyway.
+    #[tracing::instrument(name = "store.connect", skip_all, fields(kind = ?settings.database_kind()))]
+    pub async fn connect(settings: &Settings) -> Result<Store, StoreError> {
+        let url = settings.database_url.expose_secret().to_owned();
+        let kind = settings.database_kind();
+        let key = match (&settings.encryption_key, kind) {
+            (Some(key), _) => key.clone(),
+            (None, DatabaseKind::Postgres) => {
+                // Config refuses this combination; keep the invariant visible here too.
+                return Err(StoreError::Crypto(CryptoError::KeyFile {
+                    path: "ENCRYPTION_KEY".into(),
+                    problem: "is required with PostgreSQL".to_owned(),
+                }));
+            }
+            (None, DatabaseKind::Sqlite) => match sqlite_file(&url)? {
+                Some(file) => crypto::load_or_create_key_file(&crypto::key_file_for(&file))?,
+                None => EncryptionKey::generate(),
+            },
+        };
+
+        let mut options = ConnectOptions::new(url.clone());
+        options
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(600))
+            .max_lifetime(Duration::from_secs(1800))
+            .sqlx_logging(false);
+        match kind {
+            DatabaseKind::Postgres => {
+                options.max_connections(10).min_connections(1);
+            }
+            DatabaseKind::Sqlite => {
+                // Each connection to `:memory:` would be its own empty database.
+                let in_memory = sqlite_file(&url)?.is_none();
+                options
+                    .max_connections(if in_memory { 1 } else { 4 })
+                    .min_connections(1);
+                if in_memory {
+                    // A pool that closed its last idle connection would lose the database.
+                    options
+                        .idle_timeout(None::<Duration>)
+                        .max_lifetime(None::<Duration>);
+                }
+                options.map_sqlx_sqlite_opts(|opts| {
+                    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                    opts.create_if_missing(true)
+                        .foreign_keys(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                });
+            }
+        }
+        let db = sea_orm::Database::connect(options).await?;
+        Ok(Store {
+            db,
+            cipher: Arc::new(TokenCipher::new(&key)),
+        })
+    }
+
+    /// Runs every pending migration (a no-op when the schema is current), then checks that
+    /// the token key is the one this database was written with.
+    ///
+    /// The check opens a canary sealed into `kv` on first use. A changed `ENCRYPTION_KEY` or a
+    /// lost `<db>.key` file is thus reported at start, naming the cause, instead of later as
+    /// every account failing to decrypt its token.
+    #[tracing::instrument(name = "store.migrate", skip_all)]
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        use migration::sea_orm_migration::MigratorTrait as _;
+        migration::Migrator::up(&self.db, None).await?;
+        self.check_key().await
+    }
+
+    async fn check_key(&self) -> Result<(), StoreError> {
+        let aad = KEY_CHECK_KEY.as_bytes();
+        let stored = entities::kv::Entity::find_by_id(KEY_CHECK_KEY.to_owned())
+            .one(&self.db)
+            .await?;
+        match stored {
+            Some(row) => match self.cipher.open(&row.value, aad) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(StoreError::Crypto(CryptoError::WrongKey)),
+            },
+            None => {
+                let sealed = self.cipher.seal(KEY_CHECK_KEY, aad)?;
+                entities::kv::Entity::insert(entities::kv::ActiveModel {
+                    key: Set(KEY_CHECK_KEY.to_owned()),
+                    value: Set(sealed),
+                })
+                .on_conflict_do_nothing_on([entities::kv::Column::Key])
+                .exec_without_returning(&self.db)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// One round trip to the database, for `/health/detailed` and `mcss check`.
+    #[tracing::instrument(name = "store.ping", skip_all)]
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// Closes the pool (shared by every clone); used at the end of graceful shutdown.
+    ///
+    /// A failure to close is logged, not returned: at that point nobody can act on it.
+    pub async fn close(&self) {
+        if let Err(err) = self.db.close_by_ref().await {
+            tracing::warn!(error = %err, "closing the database pool failed");
+        }
+    }
+
+    /// Which backend this store talks to.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// The raw connection, for tests and for code that needs a query the store lacks
+    /// (add a named function here instead when it is more than a one-off).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The installation id written into every block marker: `INSTALLATION_ID` when set,
+    /// otherwise one generated on first use and kept in `kv`, so it survives restarts and is
+    /// shared by every replica on the same database.
+    #[tracing::instrument(name = "store.installation_id", skip_all)]
+    pub async fn installation_id(&self, settings: &Settings) -> Result<String, StoreError> {
+        if let Some(id) = &settings.installation_id {
+            return Ok(id.clone());
+        }
+        if let Some(row) = entities::kv::Entity::find_by_id(INSTALLATION_ID_KEY.to_owned())
+            .one(&self.db)
+            .await?
+        {
+            return Ok(row.value);
+        }
+        // 20 lowercase hex digits: short enough for marker keys, ~80 bits of uniqueness.
+        let generated: String = uuid::Uuid::new_v4().simple().to_string()[..20].to_owned();
+        entities::kv::Entity::insert(entities::kv::ActiveModel {
+            key: Set(INSTALLATION_ID_KEY.to_owned()),
+            value: Set(generated),
+        })
+        .on_conflict_do_nothing_on([entities::kv::Column::Key])
+        .exec_without_returning(&self.db)
+        .await?;
+        // Another replica may have won the race: the stored value is the truth.
+        entities::kv::Entity::find_by_id(INSTALLATION_ID_KEY.to_owned())
+            .one(&self.db)
+            .await?
+            .map(|row| row.value)
+            .ok_or_else(|| StoreError::not_found("kv", INSTALLATION_ID_KEY))
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, see the module docs).
+    pub(crate) async fn write_txn(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+    }
+
+    pub(crate) fn cipher(&self) -> &TokenCipher {
+        &self.cipher
+    }
+}
+
+/// The file behind a SQLite URL, or `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    let opts: SqliteConnectOptions = url.parse().map_err(|e| {
+        StoreError::Database(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+            "DATABASE_URL is not a usable SQLite URL: {e}"
+        ))))
+    })?;
+    Ok(Some(opts.get_filename().to_owned()))
+}
+
+/// Now, truncated to microseconds: PostgreSQL keeps no more, so a value read back compares
+/// equal to the one written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

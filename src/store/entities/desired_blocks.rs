@@ -1,0 +1,35 @@
+//! `desired_blocks`: the outbox — what each target calendar should hold, and what was applied.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "desired_blocks")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub target_account_id: i64,
+    pub source_account_id: i64,
+    #[sea_orm(column_type = "Text")]
+    pub source_event_id: String,
+    #[sea_orm(column_type = "Text")]
+    pub block_id: String,
+    /// JSON event resource to write; NULL means the block must not exist.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub body: Option<String>,
+    pub desired_hash: Option<String>,
+    pub applied_hash: Option<String>,
+    pub google_etag: Option<String>,
+    /// pending | applied | excluded | failed
+    pub state: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTimeUtc>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub last_error: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

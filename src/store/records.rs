@@ -1,0 +1,356 @@
+//! The validated records the store hands out and takes in.
+//!
+//! Rows are parsed into these at the store's edge: ids become [`AccountId`], [`EventId`],
+//! [`BlockId`]…, statuses become enums, JSON text becomes [`serde_json::Value`]. A row that
+//! cannot be parsed is reported as [`super::StoreError::Corrupt`] rather than passed on.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::domain::{AccountId, BlockId, CalendarId, ChannelId, EventId};
+
+use super::StoreError;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The word stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            pub(crate) fn from_db(raw: &str) -> Result<Self, StoreError> {
+                Self::parse(raw).ok_or_else(|| {
+                    StoreError::Corrupt(format!(concat!("unknown ", stringify!($name), " {:?}"), raw))
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Whether an account is being synced, and if not, why.
+    AccountStatus {
+        /// Synced normally.
+        Active = "active",
+        /// Stopped by the operator; its blocks stay.
+        Paused = "paused",
+        /// Google refused the refresh token (`invalid_grant`); the owner must reconnect.
+        NeedsReauth = "needs_reauth",
+        /// Its actor kept failing and was given up on by the supervisor.
+        Degraded = "degraded",
+    }
+);
+
+text_enum!(
+    /// Where a desired block stands in the outbox.
+    BlockState {
+        /// Google does not yet match `body`; the writer should act at `next_attempt_at`.
+        Pending = "pending",
+        /// Google matches `body` (as of `applied_hash`).
+        Applied = "applied",
+        /// The user deleted this block; it is not put back.
+        Excluded = "excluded",
+        /// Gave up after a permanent error; retried only when the desired content changes.
+        Failed = "failed",
+    }
+);
+
+text_enum!(
+    /// Outcome of a logged action.
+    LogResult {
+        Ok = "ok",
+        Error = "error",
+        Skipped = "skipped",
+    }
+);
+
+/// The `kind` words of the sync log, in one place so the admin filter and the writers agree.
+pub mod log_kind {
+    pub const FULL_SYNC: &str = "full_sync";
+    pub const INCREMENTAL_SYNC: &str = "incremental_sync";
+    pub const BLOCK_INSERT: &str = "block_insert";
+    pub const BLOCK_PATCH: &str = "block_patch";
+    pub const BLOCK_DELETE: &str = "block_delete";
+    pub const BLOCK_RESTORE: &str = "block_restore";
+    pub const BLOCK_EXCLUDED: &str = "block_excluded";
+    pub const ACCOUNT_ADDED: &str = "account_added";
+    pub const ACCOUNT_REMOVED: &str = "account_removed";
+    pub const ACCOUNT_STATUS: &str = "account_status";
+    pub const REAUTH_NEEDED: &str = "reauth_needed";
+    pub const CHANNEL_CREATED: &str = "channel_created";
+    pub const CHANNEL_STOPPED: &str = "channel_stopped";
+    pub const RECONCILE: &str = "reconcile";
+    pub const MASS_DELETE_HOLD: &str = "mass_delete_hold";
+    pub const PURGE: &str = "purge";
+}
+
+/// A connected calendar, without its token (ask [`super::Store::refresh_token`] for that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub alias: String,
+    pub email: Option<String>,
+    pub calendar_id: CalendarId,
+    pub status: AccountStatus,
+    /// Plain words for the operator, e.g. "Google refused the refresh token".
+    pub status_reason: Option<String>,
+    pub time_zone: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What [`super::Store::create_account`] needs; the token is encrypted before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub alias: String,
+    pub email: Option<String>,
+    pub calendar_id: CalendarId,
+    pub refresh_token: SecretString,
+    pub time_zone: Option<String>,
+}
+
+/// An account's sync cursor and how its last sync went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncState {
+    pub account_id: AccountId,
+    /// `None` until the first full sync finished (or after a reset): the next sync is full.
+    pub sync_token: Option<String>,
+    pub last_full_sync_at: Option<DateTime<Utc>>,
+    pub last_incremental_sync_at: Option<DateTime<Utc>>,
+    pub last_result: Option<String>,
+    pub last_error: Option<String>,
+    /// A full resync wanted to delete too many blocks; nothing is deleted until cleared.
+    pub mass_delete_hold: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A source event as the sync saw it, to be stored by [`super::Store::commit_sync`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceEventUpsert {
+    pub event_id: EventId,
+    pub ical_uid: Option<String>,
+    pub recurring_event_id: Option<EventId>,
+    /// Google's status: confirmed | tentative | cancelled.
+    pub status: String,
+    /// Carries a block marker (ours or another installation's): never mirrored.
+    pub is_block: bool,
+    /// The normalized event the planner needs (stored as JSON text).
+    pub data: serde_json::Value,
+    pub google_updated: Option<DateTime<Utc>>,
+}
+
+/// A stored source event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceEvent {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub event_id: EventId,
+    pub ical_uid: Option<String>,
+    pub recurring_event_id: Option<EventId>,
+    pub status: String,
+    pub is_block: bool,
+    pub data: serde_json::Value,
+    pub google_updated: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The row key of an outbox entry (not a Google id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutboxId(i64);
+
+impl OutboxId {
+    pub fn new(raw: i64) -> Self {
+        Self(raw)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for OutboxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the planner wants target `target_account_id` to hold for one source event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredBlockUpsert {
+    pub target_account_id: AccountId,
+    pub source_account_id: AccountId,
+    pub source_event_id: EventId,
+    pub block_id: BlockId,
+    /// The event resource to write; `None` means "this block must not exist".
+    pub body: Option<serde_json::Value>,
+    /// Hash of `body` (`None` with `body: None`); equal hashes mean "nothing to do".
+    pub desired_hash: Option<String>,
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredBlock {
+    pub id: OutboxId,
+    pub target_account_id: AccountId,
+    pub source_account_id: AccountId,
+    pub source_event_id: EventId,
+    pub block_id: BlockId,
+    pub body: Option<serde_json::Value>,
+    pub desired_hash: Option<String>,
+    /// Hash of what was last written to Google successfully.
+    pub applied_hash: Option<String>,
+    pub google_etag: Option<String>,
+    pub state: BlockState,
+    /// Failed attempts since the desired content last changed.
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Everything one sync produced, written atomically by [`super::Store::commit_sync`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncCommit {
+    pub upserted_source_events: Vec<SourceEventUpsert>,
+    pub deleted_source_event_ids: Vec<EventId>,
+    pub desired_blocks: Vec<DesiredBlockUpsert>,
+    /// The token to continue from; `None` keeps the stored one.
+    pub new_sync_token: Option<String>,
+    /// A full listing (sets `last_full_sync_at`) rather than an incremental one.
+    pub full: bool,
+}
+
+/// What a commit changed in the outbox, so the caller can wake the right writers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// Targets that now have at least one newly pending block, ascending.
+    pub woken_targets: Vec<AccountId>,
+    /// Rows inserted or put back to pending.
+    pub blocks_queued: u64,
+    /// Rows left alone because their desired hash did not change (or they are excluded).
+    pub blocks_unchanged: u64,
+}
+
+/// What [`super::Store::save_channel`] records about a newly opened push channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChannel {
+    pub account_id: AccountId,
+    pub channel_id: ChannelId,
+    pub resource_id: String,
+    pub token_hash: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A stored push channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchChannel {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub channel_id: ChannelId,
+    pub resource_id: String,
+    pub token_hash: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
+/// A line for the sync log. `detail` must never hold event titles or other user content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLogEntry {
+    pub account_id: Option<AccountId>,
+    /// One of [`log_kind`].
+    pub kind: String,
+    pub result: LogResult,
+    pub detail: String,
+    pub count: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+impl NewLogEntry {
+    pub fn new(kind: &str, result: LogResult, detail: impl Into<String>) -> Self {
+        Self {
+            account_id: None,
+            kind: kind.to_owned(),
+            result,
+            detail: detail.into(),
+            count: None,
+            duration_ms: None,
+        }
+    }
+
+    pub fn account(mut self, id: AccountId) -> Self {
+        self.account_id = Some(id);
+        self
+    }
+
+    pub fn count(mut self, count: i64) -> Self {
+        self.count = Some(count);
+        self
+    }
+
+    pub fn duration(mut self, elapsed: std::time::Duration) -> Self {
+        self.duration_ms = Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+}
+
+/// A stored sync log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub account_id: Option<AccountId>,
+    pub kind: String,
+    pub result: LogResult,
+    pub detail: String,
+    pub count: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+/// Filters and page of [`super::Store::recent_log`]; the default is the newest 50 of all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    pub account_id: Option<AccountId>,
+    pub kind: Option<String>,
+    pub result: Option<LogResult>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+impl Default for LogQuery {
+    fn default() -> Self {
+        Self {
+            account_id: None,
+            kind: None,
+            result: None,
+            offset: 0,
+            limit: 50,
+        }
+    }
+}

@@ -1,0 +1,1270 @@
+//! Black-box tests of `mcss::store`, each run on SQLite (a temp file) and on PostgreSQL.
+//!
+//! PostgreSQL variants need `MCSS_TEST_POSTGRES_URL` (a server URL such as
+//! `postgres://postgres@127.0.0.1:55432/postgres`); each test creates its own database
+//! `mcss_test_<uuid>` there and drops it afterwards. Without the variable they print
+//! "skipped" and pass, so a laptop without PostgreSQL can still run the SQLite half.
+
+use chrono::{Duration, Utc};
+use mcss::config::{EncryptionKey, Settings};
+use mcss::domain::{AccountId, BlockId, CalendarId, ChannelId, EventId};
+use mcss::store::entities::{accounts, desired_blocks};
+use mcss::store::{
+    log_kind, now, AccountStatus, BlockState, DesiredBlockUpsert, LogQuery, LogResult, NewAccount,
+    NewChannel, NewLogEntry, SourceEventUpsert, Store, StoreError, SyncCommit,
+};
+use sea_orm::{ConnectionTrait as _, EntityTrait as _};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::json;
+
+// ---------------------------------------------------------------------------------------
+// Test databases
+// ---------------------------------------------------------------------------------------
+
+/// A migrated store on its own database, removed when dropped.
+struct TestDb {
+    store: Store,
+    settings: Settings,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<PostgresDb>,
+}
+
+/// A database created on the shared PostgreSQL server; dropped (with FORCE) on drop.
+struct PostgresDb {
+    server_url: String,
+    name: String,
+}
+
+impl Drop for PostgresDb {
+    fn drop(&mut self) {
+        let server_url = self.server_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Drop cannot await; a private runtime on its own thread keeps this out of the
+        // test's runtime, and runs even when the test panicked.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for dropping the test database");
+            rt.block_on(async move {
+                if let Ok(admin) = sea_orm::Database::connect(server_url.as_str()).await {
+                    let _ = admin.execute_unprepared(&sql).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn settings(vars: &[(&str, &str)]) -> Settings {
+    Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .expect("test settings are valid")
+}
+
+impl TestDb {
+    /// A SQLite file in a temp dir, without ENCRYPTION_KEY (so the key file is exercised).
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("mcss.db").display());
+        let settings = settings(&[("DATABASE_URL", &url)]);
+        let store = Store::connect(&settings).await.expect("connect to SQLite");
+        store.migrate().await.expect("migrate SQLite");
+        TestDb {
+            store,
+            settings,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with a note) when no server is configured.
+    async fn postgres(test: &str) -> Option<TestDb> {
+        let Ok(server_url) = std::env::var("MCSS_TEST_POSTGRES_URL") else {
+            eprintln!("{test}: skipped: MCSS_TEST_POSTGRES_URL unset");
+            return None;
+        };
+        let name = format!("mcss_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(server_url.as_str())
+            .await
+            .expect("connect to MCSS_TEST_POSTGRES_URL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create the test database");
+        admin.close().await.expect("close the admin connection");
+        let guard = PostgresDb {
+            server_url: server_url.clone(),
+            name: name.clone(),
+        };
+        let mut url = url::Url::parse(&server_url).expect("MCSS_TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        let key = EncryptionKey::generate().to_hex();
+        let settings = settings(&[("DATABASE_URL", url.as_str()), ("ENCRYPTION_KEY", &key)]);
+        let store = Store::connect(&settings)
+            .await
+            .expect("connect to PostgreSQL");
+        store.migrate().await.expect("migrate PostgreSQL");
+        Some(TestDb {
+            store,
+            settings,
+            _dir: None,
+            postgres: Some(guard),
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // The PostgresDb guard drops the database after the pool below is gone.
+        let _ = self.postgres.take();
+    }
+}
+
+/// Runs an `async fn(&TestDb)` scenario once on SQLite and once on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                let db = super::TestDb::sqlite().await;
+                super::$scenario(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                let Some(db) = super::TestDb::postgres(stringify!($scenario)).await else {
+                    return;
+                };
+                super::$scenario(&db).await;
+            }
+        }
+    )+};
+}
+
+on_both_backends!(
+    migrations_run_twice_without_harm,
+    a_changed_encryption_key_is_refused_at_migrate,
+    an_account_round_trips_with_its_token_encrypted_at_rest,
+    account_status_and_token_changes_are_stored,
+    a_duplicate_alias_is_a_conflict,
+    deleting_an_account_removes_what_belongs_to_it,
+    a_commit_writes_events_blocks_and_the_token_together,
+    a_failed_commit_keeps_the_old_sync_token_and_writes_nothing,
+    an_unchanged_desired_hash_leaves_the_row_alone,
+    outbox_rows_move_through_pending_applied_failed_and_back,
+    an_excluded_block_stays_excluded_until_its_source_is_gone,
+    applying_stale_content_keeps_the_row_pending,
+    a_deleted_block_row_goes_away_unless_its_source_came_back,
+    due_blocks_come_oldest_first_and_respect_next_attempt_at,
+    queue_depths_count_pending_rows_per_target,
+    retracting_a_source_queues_deletes_for_all_its_blocks,
+    the_sync_log_pages_newest_first_and_filters,
+    the_installation_id_is_generated_once_and_config_wins,
+    channels_are_saved_found_stopped_and_listed_by_expiry,
+    live_events_are_found_by_ical_uid_across_accounts,
+    concurrent_writers_do_not_fail,
+);
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+async fn add_account(store: &Store, alias: &str) -> AccountId {
+    store
+        .create_account(NewAccount {
+            alias: alias.to_owned(),
+            email: Some(format!("{}@example.com", alias.replace(' ', "."))),
+            calendar_id: CalendarId::parse(&format!("{}@example.com", alias.replace(' ', ".")))
+                .expect("valid calendar id"),
+            refresh_token: SecretString::from(format!("1//refresh-token-of-{alias}")),
+            time_zone: Some("Europe/Berlin".to_owned()),
+        })
+        .await
+        .expect("create account")
+        .id
+}
+
+fn event_id(raw: &str) -> EventId {
+    EventId::parse(raw).expect("valid event id")
+}
+
+fn block_id(n: u32) -> BlockId {
+    BlockId::parse(&format!("b{n:025}")).expect("valid block id")
+}
+
+fn source_event(id: &str, ical_uid: Option<&str>) -> SourceEventUpsert {
+    SourceEventUpsert {
+        event_id: event_id(id),
+        ical_uid: ical_uid.map(str::to_owned),
+        recurring_event_id: None,
+        status: "confirmed".to_owned(),
+        is_block: false,
+        data: json!({ "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z" }),
+        google_updated: Some(now()),
+    }
+}
+
+fn desired(
+    source: AccountId,
+    target: AccountId,
+    source_event: &str,
+    block: u32,
+    version: Option<&str>,
+) -> DesiredBlockUpsert {
+    DesiredBlockUpsert {
+        target_account_id: target,
+        source_account_id: source,
+        source_event_id: event_id(source_event),
+        block_id: block_id(block),
+        body: version.map(|v| json!({ "summary": "Calendar 01 Block", "v": v })),
+        desired_hash: version.map(|v| format!("hash-{v}")),
+    }
+}
+
+/// Commits just these desired blocks for `source`.
+async fn commit_blocks(store: &Store, source: AccountId, blocks: Vec<DesiredBlockUpsert>) {
+    store
+        .commit_sync(
+            source,
+            SyncCommit {
+                desired_blocks: blocks,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("commit");
+}
+
+async fn only_block(store: &Store, target: AccountId) -> mcss::store::DesiredBlock {
+    let mut blocks = store.blocks_for_target(target).await.expect("blocks");
+    assert_eq!(
+        blocks.len(),
+        1,
+        "expected exactly one block row: {blocks:?}"
+    );
+    blocks.remove(0)
+}
+
+/// Two accounts: A (source) and B (target).
+async fn two_accounts(store: &Store) -> (AccountId, AccountId) {
+    (
+        add_account(store, "Calendar 01").await,
+        add_account(store, "Calendar 02").await,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------
+
+async fn a_changed_encryption_key_is_refused_at_migrate(db: &TestDb) {
+    let mut other = db.settings.clone();
+    other.encryption_key = Some(EncryptionKey::generate());
+    let store = Store::connect(&other).await.expect("connect");
+
+    let result = store.migrate().await;
+
+    assert!(
+        matches!(
+            result,
+            Err(StoreError::Crypto(mcss::store::CryptoError::WrongKey))
+        ),
+        "{result:?}"
+    );
+    db.store
+        .migrate()
+        .await
+        .expect("the right key still passes");
+}
+
+async fn migrations_run_twice_without_harm(db: &TestDb) {
+    let a = add_account(&db.store, "Calendar 01").await;
+
+    db.store
+        .migrate()
+        .await
+        .expect("second migrate on the same pool");
+    let again = Store::connect(&db.settings).await.expect("reconnect");
+    again
+        .migrate()
+        .await
+        .expect("migrate from a new connection");
+
+    again.ping().await.expect("ping");
+    assert_eq!(
+        again.account(a).await.expect("account survives").alias,
+        "Calendar 01"
+    );
+    // The same key (file or ENCRYPTION_KEY) is found again, so old tokens still open.
+    assert_eq!(
+        again.refresh_token(a).await.expect("token").expose_secret(),
+        "1//refresh-token-of-Calendar 01"
+    );
+}
+
+async fn an_account_round_trips_with_its_token_encrypted_at_rest(db: &TestDb) {
+    let store = &db.store;
+    let id = add_account(store, "Calendar 01").await;
+
+    let account = store.account(id).await.expect("get");
+    assert_eq!(account.alias, "Calendar 01");
+    assert_eq!(account.status, AccountStatus::Active);
+    assert_eq!(account.calendar_id.as_str(), "Calendar.01@example.com");
+    assert_eq!(account.time_zone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(
+        store
+            .account_by_alias("Calendar 01")
+            .await
+            .expect("by alias"),
+        Some(account.clone())
+    );
+    assert_eq!(
+        store
+            .account_by_alias("Calendar 99")
+            .await
+            .expect("by alias"),
+        None
+    );
+    assert_eq!(
+        store.list_accounts().await.expect("list"),
+        vec![account.clone()]
+    );
+    assert_eq!(
+        store
+            .accounts_by_calendar(&account.calendar_id)
+            .await
+            .expect("by calendar"),
+        vec![account]
+    );
+
+    let raw = accounts::Entity::find_by_id(id.get())
+        .one(store.connection())
+        .await
+        .expect("raw row")
+        .expect("row exists");
+    assert!(!raw.refresh_token_enc.contains("refresh-token"));
+    assert!(!raw.refresh_token_enc.is_empty());
+    assert_eq!(
+        store
+            .refresh_token(id)
+            .await
+            .expect("decrypt")
+            .expose_secret(),
+        "1//refresh-token-of-Calendar 01"
+    );
+
+    let state = store
+        .sync_state(id)
+        .await
+        .expect("sync state made with the account");
+    assert_eq!(state.sync_token, None);
+    assert!(!state.mass_delete_hold);
+}
+
+async fn account_status_and_token_changes_are_stored(db: &TestDb) {
+    let store = &db.store;
+    let id = add_account(store, "Calendar 01").await;
+
+    store
+        .set_account_status(
+            id,
+            AccountStatus::NeedsReauth,
+            Some("Google refused the refresh token"),
+        )
+        .await
+        .expect("set status");
+    let account = store.account(id).await.expect("get");
+    assert_eq!(account.status, AccountStatus::NeedsReauth);
+    assert_eq!(
+        account.status_reason.as_deref(),
+        Some("Google refused the refresh token")
+    );
+
+    store
+        .set_refresh_token(id, &SecretString::from("1//new-token".to_owned()))
+        .await
+        .expect("replace token");
+    let account = store.account(id).await.expect("get");
+    assert_eq!(account.status, AccountStatus::Active);
+    assert_eq!(account.status_reason, None);
+    assert_eq!(
+        store
+            .refresh_token(id)
+            .await
+            .expect("token")
+            .expose_secret(),
+        "1//new-token"
+    );
+
+    assert!(matches!(
+        store
+            .set_account_status(AccountId::new(999), AccountStatus::Paused, None)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn a_duplicate_alias_is_a_conflict(db: &TestDb) {
+    add_account(&db.store, "Calendar 01").await;
+    let again = db
+        .store
+        .create_account(NewAccount {
+            alias: "Calendar 01".to_owned(),
+            email: None,
+            calendar_id: CalendarId::primary(),
+            refresh_token: SecretString::from("x".to_owned()),
+            time_zone: None,
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(db.store.list_accounts().await.expect("list").len(), 1);
+}
+
+async fn deleting_an_account_removes_what_belongs_to_it(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
+
+    store.delete_account(b).await.expect("delete");
+
+    assert!(matches!(
+        store.account(b).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.sync_state(b).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store.blocks_for_target(b).await.expect("blocks").is_empty());
+    assert!(matches!(
+        store.delete_account(b).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_accounts().await.expect("list").len(), 1);
+}
+
+async fn a_commit_writes_events_blocks_and_the_token_together(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    let c = add_account(store, "Calendar 03").await;
+
+    let outcome = store
+        .commit_sync(
+            a,
+            SyncCommit {
+                upserted_source_events: vec![
+                    source_event("ev1", Some("uid1")),
+                    source_event("ev2", None),
+                ],
+                deleted_source_event_ids: vec![],
+                desired_blocks: vec![
+                    desired(a, b, "ev1", 1, Some("v1")),
+                    desired(a, c, "ev1", 2, Some("v1")),
+                    // "Must not exist" for a block never written: nothing to do.
+                    desired(a, b, "ev2", 3, None),
+                ],
+                new_sync_token: Some("token-1".to_owned()),
+                full: true,
+            },
+        )
+        .await
+        .expect("commit");
+
+    assert_eq!(outcome.woken_targets, vec![b, c]);
+    assert_eq!(outcome.blocks_queued, 2);
+    let state = store.sync_state(a).await.expect("state");
+    assert_eq!(state.sync_token.as_deref(), Some("token-1"));
+    assert!(state.last_full_sync_at.is_some());
+    assert_eq!(state.last_incremental_sync_at, None);
+    assert_eq!(store.source_events(a).await.expect("events").len(), 2);
+    let block = only_block(store, b).await;
+    assert_eq!(block.state, BlockState::Pending);
+    assert_eq!(
+        block.body,
+        Some(json!({ "summary": "Calendar 01 Block", "v": "v1" }))
+    );
+
+    // An incremental commit: ev2 deleted, ev1 changed, no new token keeps the old one.
+    store
+        .commit_sync(
+            a,
+            SyncCommit {
+                upserted_source_events: vec![SourceEventUpsert {
+                    status: "tentative".to_owned(),
+                    ..source_event("ev1", Some("uid1"))
+                }],
+                deleted_source_event_ids: vec![event_id("ev2")],
+                new_sync_token: None,
+                full: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("second commit");
+    let state = store.sync_state(a).await.expect("state");
+    assert_eq!(state.sync_token.as_deref(), Some("token-1"));
+    assert!(state.last_incremental_sync_at.is_some());
+    let events = store.source_events(a).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, "tentative");
+    assert_eq!(
+        store
+            .source_event(a, &event_id("ev1"))
+            .await
+            .expect("get")
+            .map(|e| e.ical_uid),
+        Some(Some("uid1".to_owned()))
+    );
+    assert_eq!(
+        store.source_event(a, &event_id("ev2")).await.expect("get"),
+        None
+    );
+}
+
+async fn a_failed_commit_keeps_the_old_sync_token_and_writes_nothing(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    store
+        .commit_sync(
+            a,
+            SyncCommit {
+                new_sync_token: Some("old-token".to_owned()),
+                full: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("first commit");
+
+    let failed = store
+        .commit_sync(
+            a,
+            SyncCommit {
+                upserted_source_events: vec![source_event("ev1", None)],
+                desired_blocks: vec![
+                    desired(a, b, "ev1", 1, Some("v1")),
+                    // No such target account: the foreign key fails the whole commit.
+                    desired(a, AccountId::new(4242), "ev1", 2, Some("v1")),
+                ],
+                new_sync_token: Some("new-token".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await;
+
+    assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
+    assert_eq!(
+        store
+            .sync_state(a)
+            .await
+            .expect("state")
+            .sync_token
+            .as_deref(),
+        Some("old-token")
+    );
+    assert!(store.source_events(a).await.expect("events").is_empty());
+    let rows = desired_blocks::Entity::find()
+        .all(store.connection())
+        .await
+        .expect("raw rows");
+    assert!(rows.is_empty(), "{rows:?}");
+    // The pool is healthy after the rollback.
+    store.ping().await.expect("ping");
+}
+
+async fn an_unchanged_desired_hash_leaves_the_row_alone(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
+    let row = only_block(store, b).await;
+    store
+        .schedule_retry(row.id, now() + Duration::hours(1), "HTTP 503")
+        .await
+        .expect("retry");
+    let before = only_block(store, b).await;
+
+    let outcome = store
+        .commit_sync(
+            a,
+            SyncCommit {
+                desired_blocks: vec![desired(a, b, "ev1", 1, Some("v1"))],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("commit");
+
+    assert_eq!(outcome.blocks_queued, 0);
+    assert_eq!(outcome.blocks_unchanged, 1);
+    assert!(outcome.woken_targets.is_empty());
+    assert_eq!(only_block(store, b).await, before);
+}
+
+async fn outbox_rows_move_through_pending_applied_failed_and_back(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
+    let row = only_block(store, b).await;
+    assert_eq!(row.state, BlockState::Pending);
+    assert_eq!(row.attempts, 0);
+    assert!(row.next_attempt_at.is_some());
+
+    assert!(store
+        .mark_applied(row.id, Some("hash-v1"), Some("\"etag-1\""))
+        .await
+        .expect("applied"));
+    let row = only_block(store, b).await;
+    assert_eq!(row.state, BlockState::Applied);
+    assert_eq!(row.applied_hash.as_deref(), Some("hash-v1"));
+    assert_eq!(row.google_etag.as_deref(), Some("\"etag-1\""));
+    assert_eq!(row.next_attempt_at, None);
+    assert_eq!(store.pending_count(Some(b)).await.expect("count"), 0);
+
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v2"))]).await;
+    let row = only_block(store, b).await;
+    assert_eq!(row.state, BlockState::Pending);
+    assert_eq!(row.desired_hash.as_deref(), Some("hash-v2"));
+    assert_eq!(row.applied_hash.as_deref(), Some("hash-v1"));
+
+    store
+        .mark_failed(row.id, "HTTP 400 invalid")
+        .await
+        .expect("failed");
+    let row = only_block(store, b).await;
+    assert_eq!(row.state, BlockState::Failed);
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.last_error.as_deref(), Some("HTTP 400 invalid"));
+    assert!(store
+        .due_blocks(b, now(), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    assert_eq!(
+        store
+            .block_count(Some(b), BlockState::Failed)
+            .await
+            .expect("count"),
+        1
+    );
+
+    // New content gives a failed row a fresh start.
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v3"))]).await;
+    let row = only_block(store, b).await;
+    assert_eq!(row.state, BlockState::Pending);
+    assert_eq!(row.attempts, 0);
+    assert_eq!(row.last_error, None);
+
+    // Going back to what Google already holds needs no write.
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
+    assert_eq!(only_block(store, b).await.state, BlockState::Applied);
+
+    store.mark_failed(row.id, "HTTP 400").await.expect("failed");
+    assert_eq!(store.requeue_failed(Some(b)).await.expect("requeue"), 1);
+    assert_eq!(only_block(store, b).await.state, BlockState::Pending);
+    assert_eq!(
+        store.block(row.id).await.expect("by id").map(|r| r.id),
+        Some(row.id)
+    );
+    assert_eq!(
+        store
+            .block_on_target(b, &block_id(1))
+            .await
+            .expect("by block id")
+            .map(|r| r.id),
+        Some(row.id)
+    );
+}
+
+async fn an_excluded_block_stays_excluded_until_its_source_is_gone(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
+    let row = only_block(store, b).await;
+    store
+        .mark_applied(row.id, Some("hash-v1"), None)
+        .await
+        .expect("applied");
+    store.mark_excluded(row.id).await.expect("excluded");
+
+    let outcome = store
+        .commit_sync(
+            a,
+            SyncCommit {
+                desired_blocks: vec![desired(a, b, "ev1", 1, Some("v2"))],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("commit");
+
+    assert_eq!(outcome.blocks_queued, 0);
+    assert!(outcome.woken_targets.is_empty());
+    let row = only_block(store, b).await;
+    assert_eq!(row.state, BlockState::Excluded);
+    assert!(store
+        .due_blocks(b, now(), 10)
+        .await
+        .expect("due")
+        .is_empty());
+
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, None)]).await;
+    assert!(store.blocks_for_target(b).await.expect("blocks").is_empty());
+}
+
+async fn applying_stale_content_keeps_the_row_pending(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
+    let row = only_block(store, b).await;
+    // The writer is busy writing v1 when the sync commits v2.
+    commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v2"))]).await;
+
+    let settled = store
+        .mark_applied(row.id, Some("hash-v1"), Some("\"e1\""))
+        .await
+        .expect("applied");
+
+    assert!(!settled);
+    let row = only_block(store, b).await;
+    assert_eq!(row.state, BlockState::Pending);
+    assert_eq!(row.applied_hash.as_deref(), Some("hash-v1"));
+    assert_eq!(row.google_etag.as_deref(), Some("\"e1\""));
+    assert_eq!(store.due_blocks(b, now(), 10).await.expect("due").len(), 1);
+    assert!(matches!(
+        store
+            .mark_applied(mcss::store::OutboxId::new(987_654), None, None)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(
+        store,
+        a,
+        vec![
+            desired(a, b, "ev1", 1, Some("v1")),
+            desired(a, b, "ev2", 2, Some("v1")),
+        ],
+    )
+    .await;
+    for row in store.blocks_for_target(b).await.expect("rows") {
+        store
+            .mark_applied(row.id, Some("hash-v1"), None)
+            .await
+            .expect("applied");
+    }
+    commit_blocks(
+        store,
+        a,
+        vec![desired(a, b, "ev1", 1, None), desired(a, b, "ev2", 2, None)],
+    )
+    .await;
+    let rows = store.blocks_for_target(b).await.expect("rows");
+    assert!(rows
+        .iter()
+        .all(|r| r.state == BlockState::Pending && r.body.is_none()));
+    // ev2 comes back while its delete is in flight.
+    commit_blocks(store, a, vec![desired(a, b, "ev2", 2, Some("v2"))]).await;
+
+    assert!(store
+        .mark_deleted(rows[0].id)
+        .await
+        .expect("deleted ev1 block"));
+    assert!(!store
+        .mark_deleted(rows[1].id)
+        .await
+        .expect("deleted ev2 block"));
+
+    let left = only_block(store, b).await;
+    assert_eq!(left.source_event_id, event_id("ev2"));
+    assert_eq!(left.state, BlockState::Pending);
+    assert_eq!(left.applied_hash, None);
+    assert_eq!(left.google_etag, None);
+
+    store.delete_block_row(left.id).await.expect("delete row");
+    assert!(store.blocks_for_target(b).await.expect("rows").is_empty());
+    assert!(matches!(
+        store.delete_block_row(left.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(
+        store,
+        a,
+        (1..=4)
+            .map(|n| desired(a, b, &format!("ev{n}"), n, Some("v1")))
+            .collect(),
+    )
+    .await;
+    let rows = store.blocks_for_target(b).await.expect("rows");
+    let t0 = now();
+    // Row 1 retries in 2 minutes, row 2 in 1 minute, rows 3 and 4 stay due now.
+    store
+        .schedule_retry(rows[0].id, t0 + Duration::minutes(2), "503")
+        .await
+        .expect("retry");
+    store
+        .schedule_retry(rows[1].id, t0 + Duration::minutes(1), "429")
+        .await
+        .expect("retry");
+
+    let due_now: Vec<_> = store
+        .due_blocks(b, t0, 10)
+        .await
+        .expect("due")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(due_now, vec![rows[2].id, rows[3].id]);
+    assert_eq!(store.due_blocks(b, t0, 1).await.expect("due").len(), 1);
+    assert!(store.due_blocks(a, t0, 10).await.expect("due").is_empty());
+
+    let later: Vec<_> = store
+        .due_blocks(b, t0 + Duration::minutes(5), 10)
+        .await
+        .expect("due")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(later, vec![rows[2].id, rows[3].id, rows[1].id, rows[0].id]);
+
+    let retried = store.block(rows[0].id).await.expect("get").expect("exists");
+    assert_eq!(retried.attempts, 1);
+    assert_eq!(retried.last_error.as_deref(), Some("503"));
+    assert_eq!(retried.next_attempt_at, Some(t0 + Duration::minutes(2)));
+
+    for row in &rows[2..] {
+        store
+            .mark_applied(row.id, Some("hash-v1"), None)
+            .await
+            .expect("applied");
+    }
+    assert_eq!(
+        store.next_due_at(b).await.expect("next"),
+        Some(t0 + Duration::minutes(1))
+    );
+    assert_eq!(store.next_due_at(a).await.expect("next"), None);
+}
+
+async fn queue_depths_count_pending_rows_per_target(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    let c = add_account(store, "Calendar 03").await;
+    commit_blocks(
+        store,
+        a,
+        vec![
+            desired(a, b, "ev1", 1, Some("v1")),
+            desired(a, b, "ev2", 2, Some("v1")),
+            desired(a, c, "ev1", 3, Some("v1")),
+        ],
+    )
+    .await;
+    let c_row = only_block(store, c).await;
+    store
+        .mark_applied(c_row.id, Some("hash-v1"), None)
+        .await
+        .expect("applied");
+
+    assert_eq!(store.queue_depths().await.expect("depths"), vec![(b, 2)]);
+    assert_eq!(store.pending_count(None).await.expect("count"), 2);
+    assert_eq!(store.pending_count(Some(c)).await.expect("count"), 0);
+    assert_eq!(
+        store
+            .blocks_for_source(a, &event_id("ev1"))
+            .await
+            .expect("by source")
+            .len(),
+        2
+    );
+}
+
+async fn retracting_a_source_queues_deletes_for_all_its_blocks(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    commit_blocks(
+        store,
+        a,
+        vec![
+            desired(a, b, "ev1", 1, Some("v1")),
+            desired(a, b, "ev2", 2, Some("v1")),
+        ],
+    )
+    .await;
+    let rows = store.blocks_for_target(b).await.expect("rows");
+    store
+        .mark_applied(rows[0].id, Some("hash-v1"), None)
+        .await
+        .expect("applied");
+    store.mark_excluded(rows[1].id).await.expect("excluded");
+
+    assert_eq!(
+        store.retract_blocks_from_source(a).await.expect("retract"),
+        1
+    );
+
+    let row = only_block(store, b).await;
+    assert_eq!(row.id, rows[0].id);
+    assert_eq!(row.state, BlockState::Pending);
+    assert_eq!(row.body, None);
+}
+
+async fn the_sync_log_pages_newest_first_and_filters(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    for n in 0..5 {
+        store
+            .append_log(
+                NewLogEntry::new(
+                    log_kind::INCREMENTAL_SYNC,
+                    LogResult::Ok,
+                    format!("sync {n}"),
+                )
+                .account(a)
+                .count(n)
+                .duration(std::time::Duration::from_millis(12)),
+            )
+            .await
+            .expect("append");
+    }
+    store
+        .append_log(
+            NewLogEntry::new(log_kind::BLOCK_INSERT, LogResult::Error, "HTTP 500").account(b),
+        )
+        .await
+        .expect("append");
+    store
+        .append_log(NewLogEntry::new(
+            log_kind::ACCOUNT_ADDED,
+            LogResult::Ok,
+            "added",
+        ))
+        .await
+        .expect("append");
+
+    let all = LogQuery::default();
+    assert_eq!(store.log_count(&all).await.expect("count"), 7);
+    let newest = store.recent_log(&all).await.expect("recent");
+    assert_eq!(newest[0].detail, "added");
+    assert_eq!(newest[0].account_id, None);
+
+    let of_a = LogQuery {
+        account_id: Some(a),
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(store.log_count(&of_a).await.expect("count"), 5);
+    let page1 = store.recent_log(&of_a).await.expect("page 1");
+    let page3 = store
+        .recent_log(&LogQuery {
+            offset: 4,
+            ..of_a.clone()
+        })
+        .await
+        .expect("page 3");
+    assert_eq!(
+        page1.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(),
+        ["sync 4", "sync 3"]
+    );
+    assert_eq!(
+        page3.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(),
+        ["sync 0"]
+    );
+    assert_eq!(page1[0].count, Some(4));
+    assert_eq!(page1[0].duration_ms, Some(12));
+    assert_eq!(page1[0].kind, log_kind::INCREMENTAL_SYNC);
+
+    let errors = LogQuery {
+        result: Some(LogResult::Error),
+        ..Default::default()
+    };
+    let errors = store.recent_log(&errors).await.expect("errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].account_id, Some(b));
+    let by_kind = LogQuery {
+        kind: Some(log_kind::ACCOUNT_ADDED.to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(store.log_count(&by_kind).await.expect("count"), 1);
+    let none = LogQuery {
+        account_id: Some(a),
+        result: Some(LogResult::Error),
+        ..Default::default()
+    };
+    assert_eq!(store.log_count(&none).await.expect("count"), 0);
+}
+
+async fn the_installation_id_is_generated_once_and_config_wins(db: &TestDb) {
+    let store = &db.store;
+    let first = store.installation_id(&db.settings).await.expect("generate");
+    let second = store
+        .installation_id(&db.settings)
+        .await
+        .expect("read back");
+    assert_eq!(first, second);
+    assert!(!first.is_empty() && first.len() <= 32);
+    assert!(first.chars().all(|c| c.is_ascii_alphanumeric()));
+
+    let reconnected = Store::connect(&db.settings).await.expect("reconnect");
+    assert_eq!(
+        reconnected
+            .installation_id(&db.settings)
+            .await
+            .expect("again"),
+        first
+    );
+
+    let mut configured = db.settings.clone();
+    configured.installation_id = Some("prod-eu-1".to_owned());
+    assert_eq!(
+        store.installation_id(&configured).await.expect("config"),
+        "prod-eu-1"
+    );
+}
+
+async fn channels_are_saved_found_stopped_and_listed_by_expiry(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    let t0 = now();
+    let old = ChannelId::parse("old-channel").expect("id");
+    let new = ChannelId::parse("new-channel").expect("id");
+    for (account, channel, hours) in [(a, &old, 1), (a, &new, 48), (b, &ChannelId::random(), 24)] {
+        store
+            .save_channel(NewChannel {
+                account_id: account,
+                channel_id: channel.clone(),
+                resource_id: "res-1".to_owned(),
+                token_hash: Some("sha256:abc".to_owned()),
+                expires_at: t0 + Duration::hours(hours),
+            })
+            .await
+            .expect("save");
+    }
+
+    assert_eq!(
+        store
+            .current_channel(a)
+            .await
+            .expect("current")
+            .map(|c| c.channel_id),
+        Some(new.clone())
+    );
+    let expiring = store
+        .channels_expiring_before(t0 + Duration::hours(25))
+        .await
+        .expect("expiring");
+    assert_eq!(expiring.len(), 2);
+    assert_eq!(expiring[0].channel_id, old);
+
+    store.mark_channel_stopped(&old, t0).await.expect("stop");
+    store.mark_channel_stopped(&new, t0).await.expect("stop");
+    let stopped = store
+        .channel_by_id(&old)
+        .await
+        .expect("by id")
+        .expect("exists");
+    assert_eq!(stopped.stopped_at, Some(t0));
+    assert_eq!(stopped.token_hash.as_deref(), Some("sha256:abc"));
+    assert_eq!(store.current_channel(a).await.expect("current"), None);
+    assert_eq!(
+        store
+            .channels_expiring_before(t0 + Duration::hours(25))
+            .await
+            .expect("expiring")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .channel_by_id(&ChannelId::parse("nope").expect("id"))
+            .await
+            .expect("by id"),
+        None
+    );
+
+    let duplicate = store
+        .save_channel(NewChannel {
+            account_id: a,
+            channel_id: old,
+            resource_id: "res-2".to_owned(),
+            token_hash: None,
+            expires_at: t0,
+        })
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(_))),
+        "{duplicate:?}"
+    );
+}
+
+async fn live_events_are_found_by_ical_uid_across_accounts(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    let cancelled = SourceEventUpsert {
+        status: "cancelled".to_owned(),
+        ..source_event("ev3", Some("meeting"))
+    };
+    let block = SourceEventUpsert {
+        is_block: true,
+        ..source_event("ev4", Some("meeting"))
+    };
+    for (account, events) in [
+        (
+            a,
+            vec![
+                source_event("ev1", Some("meeting")),
+                source_event("ev2", Some("other")),
+            ],
+        ),
+        (
+            b,
+            vec![source_event("evb", Some("meeting")), cancelled, block],
+        ),
+    ] {
+        store
+            .commit_sync(
+                account,
+                SyncCommit {
+                    upserted_source_events: events,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("commit");
+    }
+
+    let found = store
+        .live_events_by_ical_uid("meeting")
+        .await
+        .expect("find");
+
+    let found: Vec<_> = found
+        .iter()
+        .map(|e| (e.account_id, e.event_id.as_str().to_owned()))
+        .collect();
+    assert_eq!(found, vec![(a, "ev1".to_owned()), (b, "evb".to_owned())]);
+    assert_eq!(store.source_event_count(b).await.expect("count"), 3);
+}
+
+async fn concurrent_writers_do_not_fail(db: &TestDb) {
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    let mut tasks = Vec::new();
+    for n in 0..16u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit_sync(
+                    a,
+                    SyncCommit {
+                        upserted_source_events: vec![source_event(&format!("ev{n}"), None)],
+                        desired_blocks: vec![desired(a, b, &format!("ev{n}"), n, Some("v1"))],
+                        new_sync_token: Some(format!("token-{n}")),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            store
+                .append_log(
+                    NewLogEntry::new(log_kind::INCREMENTAL_SYNC, LogResult::Ok, "ok").account(a),
+                )
+                .await?;
+            let due = store
+                .due_blocks(b, Utc::now() + Duration::seconds(1), 100)
+                .await?;
+            if let Some(row) = due.first() {
+                store
+                    .mark_applied(row.id, row.desired_hash.as_deref(), None)
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task ran").expect("no write failed");
+    }
+    assert_eq!(store.source_events(a).await.expect("events").len(), 16);
+    assert_eq!(store.blocks_for_target(b).await.expect("rows").len(), 16);
+    assert_eq!(
+        store.log_count(&LogQuery::default()).await.expect("count"),
+        16
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite only
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_without_a_key_keeps_a_private_key_file_beside_the_database() {
+    let db = TestDb::sqlite().await;
+    let dir = db._dir.as_ref().expect("SQLite test dir");
+    let key_file = dir.path().join("mcss.db.key");
+
+    let account = add_account(&db.store, "Calendar 01").await;
+
+    let key = std::fs::read_to_string(&key_file).expect("key file exists");
+    assert_eq!(key.trim().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // With the key file gone the token cannot be opened (it is not in the database), and
+    // start-up says so instead of failing account by account later.
+    std::fs::remove_file(&key_file).expect("remove key file");
+    let without_key = Store::connect(&db.settings).await.expect("reconnect");
+    assert!(matches!(
+        without_key.migrate().await,
+        Err(StoreError::Crypto(mcss::store::CryptoError::WrongKey))
+    ));
+    assert!(matches!(
+        without_key.refresh_token(account).await,
+        Err(StoreError::Crypto(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode() {
+    let db = TestDb::sqlite().await;
+    let row = db
+        .store
+        .connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .expect("pragma")
+        .expect("a row");
+    let mode: String = row.try_get_by_index(0).expect("text");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn an_in_memory_sqlite_database_works() {
+    let settings = settings(&[("DATABASE_URL", "sqlite::memory:")]);
+    let store = Store::connect(&settings).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let id = add_account(&store, "Calendar 01").await;
+    assert_eq!(
+        store
+            .refresh_token(id)
+            .await
+            .expect("token")
+            .expose_secret(),
+        "1//refresh-token-of-Calendar 01"
+    );
+}
