@@ -1,0 +1,153 @@
+//! Connecting an account from a refresh token (the CLI's `accounts add`, the OAuth callback).
+
+use secrecy::SecretString;
+
+use super::OpsError;
+use crate::domain::CalendarId;
+use crate::google::TokenSource;
+use crate::services::Services;
+use crate::store::{log_kind, Account, LogResult, NewAccount, NewLogEntry};
+
+/// The longest alias accepted; it is shown in block titles and on the dashboard.
+pub const MAX_ALIAS_LEN: usize = 64;
+
+/// What [`connect_account`] needs.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    /// The operator's name for the calendar, e.g. "Calendar 01" (used in block titles).
+    pub alias: String,
+    pub refresh_token: SecretString,
+    /// Which calendar of the Google account; `None` is `primary`.
+    pub calendar_id: Option<CalendarId>,
+    /// The account's e-mail, when known (from the id token of a consent).
+    pub email: Option<String>,
+}
+
+/// Resolves the calendar's real id and time zone through calendarList.get, then creates the
+/// account — or, when an account with the same alias or the same calendar exists, replaces
+/// its refresh token and sets it active (a reconnect after `needs_reauth`). Does not start
+/// actors.
+///
+/// The real id matters: block ids hash the calendar ids, and "primary" would be the same
+/// string for every account.
+#[tracing::instrument(name = "ops.connect_account", skip_all, fields(alias = %req.alias))]
+pub async fn connect_account(
+    services: &Services,
+    req: ConnectRequest,
+) -> Result<Account, OpsError> {
+    let alias = validate_alias(&req.alias)?;
+    let wanted = req.calendar_id.unwrap_or_else(CalendarId::primary);
+    let tokens = TokenSource::new(services.oauth.clone(), req.refresh_token.clone());
+    let client = services.google.account(tokens);
+    let entry = client
+        .calendar_list_get(&wanted)
+        .await
+        .map_err(|e| OpsError::google(format!("cannot read calendar {wanted} from Google"), e))?;
+    if entry.id.as_str() == "primary" || entry.deleted {
+        return Err(OpsError::UnresolvedCalendar(wanted.into_string()));
+    }
+    let calendar_id = entry.id;
+    // The primary calendar's id is the account's e-mail address (reference §9).
+    let email = req.email.or_else(|| {
+        (entry.primary && calendar_id.as_str().contains('@')).then(|| calendar_id.to_string())
+    });
+
+    let by_alias = services.store.account_by_alias(&alias).await?;
+    let by_calendar = services
+        .store
+        .accounts_by_calendar(&calendar_id)
+        .await?
+        .into_iter()
+        .next();
+    let existing = match (by_alias, by_calendar) {
+        (Some(a), _) if a.calendar_id != calendar_id => {
+            return Err(OpsError::AliasTaken {
+                alias,
+                existing: a.calendar_id.into_string(),
+            });
+        }
+        (Some(a), _) | (None, Some(a)) => Some(a),
+        (None, None) => None,
+    };
+
+    let account = match existing {
+        Some(account) => {
+            services
+                .store
+                .set_refresh_token(account.id, &req.refresh_token)
+                .await?;
+            // The actors must not keep using the old token's cache.
+            services.forget_tokens(account.id);
+            log(services, &account, "reconnected with a new refresh token").await;
+            services.store.account(account.id).await?
+        }
+        None => {
+            let account = services
+                .store
+                .create_account(NewAccount {
+                    alias,
+                    email,
+                    calendar_id,
+                    refresh_token: req.refresh_token,
+                    time_zone: entry.time_zone,
+                })
+                .await?;
+            log(services, &account, "connected").await;
+            account
+        }
+    };
+    tracing::info!(account = %account.id, calendar = %account.calendar_id, "account connected");
+    Ok(account)
+}
+
+fn validate_alias(raw: &str) -> Result<String, OpsError> {
+    let alias = raw.trim();
+    if alias.is_empty() {
+        return Err(OpsError::InvalidAlias(
+            "it must not be empty (e.g. \"Calendar 01\")".into(),
+        ));
+    }
+    let len = alias.chars().count();
+    if len > MAX_ALIAS_LEN {
+        return Err(OpsError::InvalidAlias(format!(
+            "it has {len} characters; at most {MAX_ALIAS_LEN} are allowed"
+        )));
+    }
+    if alias.chars().any(char::is_control) {
+        return Err(OpsError::InvalidAlias(
+            "it must not contain control characters".into(),
+        ));
+    }
+    Ok(alias.to_owned())
+}
+
+async fn log(services: &Services, account: &Account, detail: &str) {
+    let entry =
+        NewLogEntry::new(log_kind::ACCOUNT_ADDED, LogResult::Ok, detail).account(account.id);
+    if let Err(e) = services.store.append_log(entry).await {
+        tracing::warn!(error = %e, "could not write the sync log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alias_is_trimmed_and_must_be_short_printable_and_non_empty() {
+        assert_eq!(validate_alias("  Calendar 01 ").unwrap(), "Calendar 01");
+        assert!(matches!(
+            validate_alias("   "),
+            Err(OpsError::InvalidAlias(_))
+        ));
+        assert!(matches!(
+            validate_alias(&"x".repeat(MAX_ALIAS_LEN + 1)),
+            Err(OpsError::InvalidAlias(_))
+        ));
+        assert!(validate_alias(&"x".repeat(MAX_ALIAS_LEN)).is_ok());
+        assert!(matches!(
+            validate_alias("a\nb"),
+            Err(OpsError::InvalidAlias(_))
+        ));
+    }
+}

@@ -1,0 +1,372 @@
+//! The built `mcss` binary: `accounts add|list|remove`, `purge`, `reconcile` and `--help`,
+//! against an in-process `gcal-emulator` and a SQLite file in a temp dir.
+
+use std::process::Output;
+
+use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt as _;
+
+const INSTALLATION: &str = "cli-test-installation";
+
+struct Cli {
+    emulator: EmulatorHandle,
+    dir: tempfile::TempDir,
+}
+
+/// What one run of the binary printed, and how it ended.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Cli {
+    async fn start() -> Cli {
+        let emulator = Emulator::start(EmulatorConfig {
+            accounts: 2,
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("the emulator starts");
+        Cli {
+            emulator,
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// `mcss ARGS` with only the test's environment (and the temp dir as working directory,
+    /// so no `.env` of the checkout is read), feeding `stdin`.
+    async fn run_with(&self, args: &[&str], extra_env: &[(&str, &str)], stdin: &str) -> Run {
+        let base = self.emulator.base_url();
+        let db = format!(
+            "sqlite://{}?mode=rwc",
+            self.dir.path().join("mcss.db").display()
+        );
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcss"));
+        command
+            .args(args)
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("DATABASE_URL", db)
+            .env("GOOGLE_CLIENT_ID", self.emulator.client_id())
+            .env("GOOGLE_CLIENT_SECRET", self.emulator.client_secret())
+            .env("GOOGLE_API_BASE_URL", base)
+            .env("GOOGLE_AUTH_URL", self.emulator.auth_url())
+            .env("GOOGLE_TOKEN_URL", self.emulator.token_url())
+            .env("INSTALLATION_ID", INSTALLATION)
+            .env("LOG_LEVEL", "warn")
+            .envs(extra_env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("the mcss binary starts");
+        let mut input = child.stdin.take().expect("stdin is piped");
+        input
+            .write_all(stdin.as_bytes())
+            .await
+            .expect("write stdin");
+        drop(input);
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("mcss finishes within a minute")
+                .expect("mcss runs");
+        out.into()
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], "").await
+    }
+
+    fn token(&self, n: usize) -> String {
+        self.emulator.accounts()[n].refresh_token.clone()
+    }
+
+    /// Inserts an event on account `n`'s primary calendar through the plain API.
+    async fn insert(&self, n: usize, body: Value) -> String {
+        let http = reqwest::Client::new();
+        let email = self.emulator.accounts()[n].email.clone();
+        let tokens: Value = http
+            .post(format!(
+                "{}/emulator/accounts/{email}/tokens",
+                self.emulator.base_url()
+            ))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let event: Value = http
+            .post(format!(
+                "{}/calendar/v3/calendars/primary/events",
+                self.emulator.base_url()
+            ))
+            .bearer_auth(&access)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        event["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The status of an event in the emulator's raw dump.
+    async fn status(&self, n: usize, id: &str) -> String {
+        let calendar = self.emulator.accounts()[n].calendar_id.clone();
+        let dump: Value = reqwest::get(format!(
+            "{}/emulator/calendars/{calendar}/events",
+            self.emulator.base_url()
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let item = dump["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["event"]["id"] == id)
+            .unwrap_or_else(|| panic!("event {id} is in the dump"));
+        item["event"]["status"]
+            .as_str()
+            .unwrap_or("confirmed")
+            .to_owned()
+    }
+}
+
+fn block(summary: &str, installation: &str) -> Value {
+    json!({
+        "summary": summary,
+        "start": {"dateTime": "2030-01-01T10:00:00Z"},
+        "end": {"dateTime": "2030-01-01T11:00:00Z"},
+        "extendedProperties": {"private": {
+            "mcssInstallation": installation,
+            "mcssSourceAccount": "2",
+            "mcssSourceEvent": "abc"
+        }},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_add_list_and_remove_work_and_never_print_the_token() {
+    let cli = Cli::start().await;
+    let first = cli.token(0);
+    let second = cli.token(1);
+
+    let added = cli
+        .run(&[
+            "accounts",
+            "add",
+            "--alias",
+            "Calendar 01",
+            "--refresh-token",
+            &first,
+        ])
+        .await;
+    let from_stdin = cli
+        .run_with(
+            &[
+                "accounts",
+                "add",
+                "--alias",
+                "Calendar 02",
+                "--refresh-token",
+                "-",
+            ],
+            &[],
+            &format!("{second}\n"),
+        )
+        .await;
+    let listed = cli.run(&["accounts", "list"]).await;
+
+    assert!(added.ok, "{}", added.stderr);
+    assert!(
+        added.stdout.contains("connected \"Calendar 01\""),
+        "{}",
+        added.stdout
+    );
+    assert!(
+        added.stdout.contains("user01@example.test"),
+        "{}",
+        added.stdout
+    );
+    assert!(
+        added.stdout.contains("time zone:   UTC"),
+        "{}",
+        added.stdout
+    );
+    assert!(!added.stdout.contains(&first) && !added.stderr.contains(&first));
+    assert!(from_stdin.ok, "{}", from_stdin.stderr);
+    assert!(from_stdin.stdout.contains("user02@example.test"));
+    assert!(listed.ok, "{}", listed.stderr);
+    assert!(listed.stdout.contains("Calendar 01") && listed.stdout.contains("Calendar 02"));
+
+    // The same calendar again through MCSS_REFRESH_TOKEN is a reconnect, not a new account.
+    let again = cli
+        .run_with(
+            &["accounts", "add", "--alias", "Calendar 01"],
+            &[("MCSS_REFRESH_TOKEN", &first)],
+            "",
+        )
+        .await;
+    assert!(again.ok, "{}", again.stderr);
+    assert!(again.stdout.contains("reconnected"), "{}", again.stdout);
+
+    let removed = cli.run(&["accounts", "remove", "Calendar 02"]).await;
+    let listed = cli.run(&["accounts", "list"]).await;
+
+    assert!(removed.ok, "{}", removed.stderr);
+    assert!(
+        removed.stdout.contains("removed \"Calendar 02\""),
+        "{}",
+        removed.stdout
+    );
+    assert!(listed.stdout.contains("Calendar 01"));
+    assert!(!listed.stdout.contains("Calendar 02"), "{}", listed.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_dry_run_counts_blocks_and_purge_deletes_only_ours() {
+    let cli = Cli::start().await;
+    let token = cli.token(0);
+    let added = cli
+        .run(&[
+            "accounts",
+            "add",
+            "--alias",
+            "Calendar 01",
+            "--refresh-token",
+            &token,
+        ])
+        .await;
+    assert!(added.ok, "{}", added.stderr);
+    let ours = cli
+        .insert(0, block("Calendar 02 Block", INSTALLATION))
+        .await;
+    let theirs = cli.insert(0, block("Other Block", "someone-else")).await;
+
+    let dry = cli.run(&["purge", "--dry-run"]).await;
+
+    assert!(dry.ok, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains("dry run: 1 blocks would be deleted"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(cli.status(0, &ours).await, "confirmed");
+
+    let done = cli.run(&["purge"]).await;
+
+    assert!(done.ok, "{}", done.stderr);
+    assert!(done.stdout.contains("1 blocks deleted"), "{}", done.stdout);
+    assert_eq!(cli.status(0, &ours).await, "cancelled");
+    assert_eq!(cli.status(0, &theirs).await, "confirmed");
+
+    let reconciled = cli.run(&["reconcile", "--dry-run"]).await;
+    assert!(reconciled.ok, "{}", reconciled.stderr);
+    assert!(
+        reconciled.stdout.contains("reconcile (dry run)"),
+        "{}",
+        reconciled.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_clear_error_and_a_non_zero_exit() {
+    let cli = Cli::start().await;
+    let token = cli.token(0);
+
+    let empty_alias = cli
+        .run(&["accounts", "add", "--alias", "", "--refresh-token", &token])
+        .await;
+    let no_token = cli
+        .run(&["accounts", "add", "--alias", "Calendar 01"])
+        .await;
+    let unknown = cli.run(&["accounts", "remove", "Nobody"]).await;
+    let bad_token = cli
+        .run(&[
+            "accounts",
+            "add",
+            "--alias",
+            "Calendar 01",
+            "--refresh-token",
+            "1//bogus",
+        ])
+        .await;
+
+    assert!(!empty_alias.ok);
+    assert!(
+        empty_alias
+            .stderr
+            .contains("invalid alias: it must not be empty"),
+        "{}",
+        empty_alias.stderr
+    );
+    assert!(!no_token.ok);
+    assert!(
+        no_token.stderr.contains("--refresh-token"),
+        "{}",
+        no_token.stderr
+    );
+    assert!(!unknown.ok);
+    assert!(
+        unknown.stderr.contains("no account is named \"Nobody\""),
+        "{}",
+        unknown.stderr
+    );
+    assert!(!bad_token.ok);
+    assert!(
+        bad_token
+            .stderr
+            .contains("Google refused this refresh token"),
+        "{}",
+        bad_token.stderr
+    );
+    assert!(!bad_token.stderr.contains("1//bogus"));
+    let listed = cli.run(&["accounts", "list"]).await;
+    assert!(
+        listed.stdout.contains("no accounts connected"),
+        "{}",
+        listed.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_explains_itself_in_help() {
+    let cli = Cli::start().await;
+    let cases: &[(&[&str], &str)] = &[
+        (&["--help"], "reconcile"),
+        (&["accounts", "--help"], "remove"),
+        (&["accounts", "list", "--help"], "List connected accounts"),
+        (&["accounts", "add", "--help"], "--refresh-token"),
+        (&["accounts", "remove", "--help"], "--purge"),
+        (&["reconcile", "--help"], "--dry-run"),
+        (&["purge", "--help"], "--dry-run"),
+    ];
+    for (args, expected) in cases {
+        let run = cli.run(args).await;
+        assert!(run.ok, "{args:?}: {}", run.stderr);
+        assert!(run.stdout.contains("Usage:"), "{args:?}: {}", run.stdout);
+        assert!(run.stdout.contains(expected), "{args:?}: {}", run.stdout);
+    }
+}
