@@ -291,7 +291,7 @@ impl Settings {
                 u64::from(vars.number("SYNC_LOOKBACK_DAYS", 0u32, 0, 365)?) * 86_400,
             ),
             poll_interval: vars.secs("POLL_INTERVAL_SECS", 300, 5, 86_400)?,
-            reconcile_interval: vars.secs("RECONCILE_INTERVAL_SECS", 6 * 3600, 60, 7 * 86_400)?,
+            reconcile_interval: vars.secs("RECONCILE_INTERVAL_SECS", 6 * 3600, 1, 7 * 86_400)?,
             writes_per_second: vars.number("WRITES_PER_SECOND", 5.0f64, 0.1, 100.0)?,
             mass_delete_threshold: vars.number("MASS_DELETE_THRESHOLD", 25u32, 1, 100_000)?,
             channel_renew_before: vars.secs("CHANNEL_RENEW_BEFORE_SECS", 86_400, 60, 6 * 86_400)?,

@@ -20,11 +20,16 @@
 #![forbid(unsafe_code)]
 
 pub mod actors;
+pub mod commands;
 pub mod config;
+pub mod coordinator;
+pub mod demo;
 pub mod domain;
 pub mod google;
 pub mod http;
 pub mod metrics;
+pub mod ops;
+pub mod services;
 pub mod shutdown;
 pub mod startup;
 pub mod store;

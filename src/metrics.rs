@@ -1,1 +1,70 @@
-//! placeholder
+//! Every metric the service exports: its name, its description, and the recorder.
+//!
+//! Names live here and nowhere else, so dashboards and alerts have one place to look.
+//! [`install`] puts a Prometheus recorder in place once per process; `/metrics` renders it.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "mcss_http_requests_total";
+pub const HTTP_REQUEST_DURATION: &str = "mcss_http_request_duration_seconds";
+pub const WEBHOOK_PINGS: &str = "mcss_webhook_pings_total";
+pub const SYNCS: &str = "mcss_syncs_total";
+pub const SYNC_DURATION: &str = "mcss_sync_duration_seconds";
+pub const GOOGLE_REQUESTS: &str = "mcss_google_requests_total";
+pub const GOOGLE_REQUEST_DURATION: &str = "mcss_google_request_duration_seconds";
+pub const BLOCK_OPERATIONS: &str = "mcss_block_operations_total";
+pub const PENDING_OPERATIONS: &str = "mcss_pending_operations";
+pub const ACTOR_RESTARTS: &str = "mcss_actor_restarts_total";
+pub const PROPAGATION_LATENCY: &str = "mcss_propagation_latency_seconds";
+pub const ACCOUNTS: &str = "mcss_accounts";
+pub const UPTIME: &str = "mcss_uptime_seconds";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+                ])
+                .expect("the bucket list is not empty")
+                .install_recorder()
+                .unwrap_or_else(|_| {
+                    // Another recorder is already global (a test harness): keep a private one
+                    // so /metrics still renders something consistent.
+                    PrometheusBuilder::new().build_recorder().handle()
+                });
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests served, by route and status.");
+    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request latency by route.");
+    describe_counter!(WEBHOOK_PINGS, "Push notifications received, by result.");
+    describe_counter!(SYNCS, "Calendar syncs, by kind (full|incremental) and result.");
+    describe_histogram!(SYNC_DURATION, Unit::Seconds, "Duration of one calendar sync, by kind.");
+    describe_counter!(GOOGLE_REQUESTS, "Google API requests, by method and status.");
+    describe_histogram!(
+        GOOGLE_REQUEST_DURATION,
+        Unit::Seconds,
+        "Google API request latency, by method."
+    );
+    describe_counter!(BLOCK_OPERATIONS, "Block writes, by op (insert|patch|delete|restore) and result.");
+    describe_gauge!(PENDING_OPERATIONS, "Desired blocks not yet applied, by target account.");
+    describe_counter!(ACTOR_RESTARTS, "Actor restarts by the supervisor, by kind.");
+    describe_histogram!(
+        PROPAGATION_LATENCY,
+        Unit::Seconds,
+        "From a push ping (or poll) to the last block write it caused."
+    );
+    describe_gauge!(ACCOUNTS, "Connected accounts, by status.");
+    describe_gauge!(UPTIME, "Seconds since the process started.");
+}

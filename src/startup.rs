@@ -1,1 +1,191 @@
-//! placeholder
+//! [`Application`]: builds everything `serve` needs from [`Settings`] — store (migrated),
+//! optional Redis, the supervised actor tree and the HTTP listener (port 0 in tests) — and
+//! runs it until shutdown, then stops it in order under one deadline:
+//! stop intake (HTTP) → drain the actors → close the pools.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::ActorRef;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::actors::supervisor::SupervisorMsg;
+use crate::config::Settings;
+use crate::coordinator::{Coordinator, CoordinatorError};
+use crate::http::{self, AppState};
+use crate::services::{Services, ServicesError};
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] CoordinatorError),
+    #[error("cannot listen on port {port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot start the actor supervisor: {0}")]
+    Supervisor(String),
+    #[error("cannot build the services: {0}")]
+    Services(#[from] ServicesError),
+    #[error("the root supervisor stopped unexpectedly")]
+    SupervisorDied,
+}
+
+/// A built, not yet running, service.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    supervisor_handle: JoinHandle<()>,
+}
+
+impl Application {
+    /// Connects and migrates the store, connects Redis when configured, starts the
+    /// supervisor with one child pair per active account, and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let started_at = Instant::now();
+        // Bound first, so a `WEBHOOK_BASE_URL` with port 0 can name the real port.
+        let listener = http::bind(settings.port)
+            .await
+            .map_err(|source| StartupError::Bind {
+                port: settings.port,
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                port: settings.port,
+                source,
+            })?
+            .port();
+        let mut settings = settings;
+        resolve_webhook_port(&mut settings, port);
+        let settings = Arc::new(settings);
+        let prometheus = crate::metrics::install();
+        let store = Store::connect(&settings).await?;
+        store.migrate().await?;
+        let coordinator = match &settings.redis_url {
+            Some(url) => Some(Coordinator::connect(url, Duration::from_secs(5)).await?),
+            None => None,
+        };
+        let shutdown = Shutdown::new();
+        let services = Services::build(settings.clone(), store.clone()).await?;
+        let (control, supervisor_handle) = crate::actors::start(services, shutdown.clone())
+            .await
+            .map_err(|e| StartupError::Supervisor(e.to_string()))?;
+        let supervisor = control.supervisor();
+        let state = AppState {
+            admin: http::AdminConfig::from_settings(&settings),
+            settings,
+            store,
+            coordinator,
+            supervisor,
+            control,
+            prometheus,
+            started_at,
+            shutdown,
+        };
+        Ok(Self {
+            listener,
+            port,
+            state,
+            supervisor_handle,
+        })
+    }
+
+    /// The port actually bound (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Adjusts the admin pages before serving (the demo's panel, short sessions in tests).
+    pub fn admin_config_mut(&mut self) -> &mut http::AdminConfig {
+        &mut self.state.admin
+    }
+
+    /// The latch that stops this application when tripped.
+    pub fn shutdown(&self) -> Shutdown {
+        self.state.shutdown.clone()
+    }
+
+    pub fn supervisor(&self) -> ActorRef<SupervisorMsg> {
+        self.state.supervisor.clone()
+    }
+
+    /// Serves until the shutdown latch trips (Ok) or the root supervisor dies (Err), then
+    /// stops everything under `SHUTDOWN_TIMEOUT_SECS`.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let Self {
+            listener,
+            port,
+            state,
+            mut supervisor_handle,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let deadline = state.settings.shutdown_timeout;
+        let router = http::router(state.clone());
+        let mut server = tokio::spawn(http::serve(listener, router, shutdown.clone()));
+        tracing::info!(port, version = env!("CARGO_PKG_VERSION"), "serving");
+
+        let outcome = tokio::select! {
+            _ = shutdown.wait() => Ok(()),
+            _ = &mut supervisor_handle => {
+                tracing::error!("the root supervisor stopped unexpectedly; exiting");
+                Err(StartupError::SupervisorDied)
+            }
+            result = &mut server => match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(StartupError::Serve(e)),
+                Err(e) => Err(StartupError::Serve(std::io::Error::other(e))),
+            },
+        };
+        shutdown.trigger();
+        let stop_started = Instant::now();
+        let remaining = || deadline.saturating_sub(stop_started.elapsed());
+
+        // 1. Stop intake: the server stops accepting and finishes in-flight requests.
+        if !server.is_finished()
+            && tokio::time::timeout(remaining(), &mut server).await.is_err()
+        {
+            tracing::warn!(step = "http", "shutdown deadline passed while draining HTTP requests");
+            server.abort();
+        }
+        // 2. Drain the actors: writers finish the write in hand, nothing new starts.
+        if !supervisor_handle.is_finished() {
+            if let Err(missed) =
+                crate::actors::stop(&state.supervisor, &mut supervisor_handle, remaining()).await
+            {
+                tracing::warn!(step = "actors", detail = %missed, "shutdown deadline passed while draining actors");
+            }
+        }
+        // 3. Close the pools.
+        if let Some(c) = &state.coordinator {
+            let _ = tokio::time::timeout(remaining(), c.quit()).await;
+        }
+        if tokio::time::timeout(remaining(), state.store.close()).await.is_err() {
+            tracing::warn!(step = "store", "shutdown deadline passed while closing the database");
+        }
+        tracing::info!(elapsed_ms = stop_started.elapsed().as_millis() as u64, "stopped");
+        outcome
+    }
+}
+
+/// A `WEBHOOK_BASE_URL` with port 0 (tests, the demo) means "this application's own port":
+/// it is rewritten to the port actually bound, so push channels reach this process.
+fn resolve_webhook_port(settings: &mut Settings, port: u16) {
+    if let Some(url) = settings.webhook_base_url.as_mut() {
+        if url.port() == Some(0) {
+            let _ = url.set_port(Some(port));
+        }
+    }
+}

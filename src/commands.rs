@@ -1,0 +1,354 @@
+//! What each `mcss` subcommand does. `main.rs` only parses; the work happens here so tests
+//! and the demo can call the same code.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+use crate::config::{DatabaseKind, Settings};
+use crate::coordinator::Coordinator;
+use crate::domain::CalendarId;
+use crate::ops;
+use crate::services::Services;
+use crate::startup::Application;
+use crate::store::Store;
+
+/// Options of `mcss demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Port of the dashboard and API (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Run a scripted scenario after start-up (see `--help` of the dashboard's demo panel).
+    #[arg(long)]
+    pub scenario: Option<String>,
+}
+
+/// `mcss accounts …`
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AccountsCommand {
+    /// List connected accounts with their status.
+    List,
+    /// Connect a calendar from a refresh token, without a browser.
+    ///
+    /// The calendar's real id and time zone are read from Google (calendarList.get). If an
+    /// account with this alias or on this calendar exists, its refresh token is replaced and
+    /// it is made active again (a reconnect). The token is never printed.
+    Add(AddAccountArgs),
+    /// Remove an account: delete its blocks from every other calendar, then forget it.
+    ///
+    /// Meant for when `mcss serve` is not running (the service's admin page does the same
+    /// live). Blocks on the account's own calendar stay unless `--purge` is given.
+    Remove(RemoveAccountArgs),
+}
+
+/// Options of `mcss accounts add`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AddAccountArgs {
+    /// The calendar's name in block titles and on the dashboard, e.g. "Calendar 01"
+    /// (1 to 64 characters).
+    #[arg(long)]
+    pub alias: String,
+    /// The account's OAuth refresh token; `-` reads it from standard input, so it stays out
+    /// of the shell history.
+    #[arg(long, env = "MCSS_REFRESH_TOKEN", hide_env_values = true)]
+    pub refresh_token: RefreshTokenArg,
+    /// Which of the account's calendars to keep in step.
+    #[arg(long, default_value = "primary")]
+    pub calendar_id: String,
+    /// The account's e-mail address, shown on the dashboard (for the primary calendar it is
+    /// found by itself).
+    #[arg(long)]
+    pub email: Option<String>,
+}
+
+/// A refresh token from the command line; its `Debug` hides it.
+#[derive(Clone)]
+pub struct RefreshTokenArg(String);
+
+impl std::fmt::Debug for RefreshTokenArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshTokenArg([REDACTED])")
+    }
+}
+
+impl std::str::FromStr for RefreshTokenArg {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            return Err("the refresh token must not be empty".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl RefreshTokenArg {
+    /// The token, read from standard input when it was given as `-`.
+    fn resolve(self) -> anyhow::Result<SecretString> {
+        if self.0 != "-" {
+            return Ok(SecretString::from(self.0.trim().to_owned()));
+        }
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the refresh token from standard input")?;
+        let token = line.trim();
+        anyhow::ensure!(!token.is_empty(), "no refresh token on standard input");
+        Ok(SecretString::from(token.to_owned()))
+    }
+}
+
+/// Options of `mcss accounts remove`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoveAccountArgs {
+    /// The alias of the account (see `mcss accounts list`).
+    pub alias: String,
+    /// Also delete every block this installation placed on the account's own calendar.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+/// Options of `mcss reconcile`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReconcileArgs {
+    /// Print what would change without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `mcss purge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PurgeArgs {
+    /// Print what would be deleted without deleting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `mcss serve`: runs until SIGTERM/SIGINT (exit 0) or until the root supervisor dies (error).
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(&settings.log_level, settings.log_format);
+    if settings.admin_password.is_none() {
+        tracing::info!("ADMIN_PASSWORD is not set: the admin pages are off");
+    }
+    let app = Application::build(settings).await?;
+    run_with_signals(app).await
+}
+
+/// Runs a built application, tripping its shutdown on SIGTERM/SIGINT.
+pub async fn run_with_signals(app: Application) -> anyhow::Result<()> {
+    let shutdown = app.shutdown();
+    tokio::spawn(async move {
+        let which = crate::shutdown::signal().await;
+        tracing::info!(signal = which, "shutting down");
+        shutdown.trigger();
+    });
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+/// `mcss migrate`
+pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(&settings.log_level, settings.log_format);
+    let store = Store::connect(&settings).await?;
+    store.migrate().await?;
+    println!("migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+/// `mcss check`: configuration, database and Redis, printed for a human.
+pub async fn check(settings: Settings) -> anyhow::Result<()> {
+    println!("configuration: ok");
+    println!("  port: {}", settings.port);
+    let kind = match settings.database_kind() {
+        DatabaseKind::Postgres => "PostgreSQL",
+        DatabaseKind::Sqlite => "SQLite",
+    };
+    println!("  database: {kind}");
+    println!(
+        "  push: {}",
+        settings.webhook_url().map_or_else(
+            || "off (polling only; set WEBHOOK_BASE_URL)".to_owned(),
+            |u| u.to_string()
+        )
+    );
+    println!("  google api: {}", settings.google.api_base_url);
+    println!(
+        "  oauth client: {}",
+        if settings.google.client_id.is_some() {
+            "configured"
+        } else {
+            "not configured"
+        }
+    );
+    println!(
+        "  admin pages: {}",
+        if settings.admin_password.is_some() {
+            "on"
+        } else {
+            "off (set ADMIN_PASSWORD)"
+        }
+    );
+    let store = Store::connect(&settings)
+        .await
+        .context("database: cannot connect")?;
+    store.ping().await.context("database: no answer")?;
+    let accounts = store.list_accounts().await.unwrap_or_default();
+    println!("database: ok ({} accounts)", accounts.len());
+    match &settings.redis_url {
+        None => println!("redis: not configured (single replica)"),
+        Some(url) => {
+            let redis = Coordinator::connect(url, Duration::from_secs(5))
+                .await
+                .context("redis: cannot connect")?;
+            redis.ping().await.context("redis: no answer")?;
+            println!("redis: ok");
+            redis.quit().await;
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `mcss accounts …`
+pub async fn accounts(settings: Settings, command: AccountsCommand) -> anyhow::Result<()> {
+    let store = Store::connect(&settings).await?;
+    store.migrate().await?;
+    let result = match command {
+        AccountsCommand::List => list_accounts(&store).await,
+        AccountsCommand::Add(args) => add_account(settings, store.clone(), args).await,
+        AccountsCommand::Remove(args) => remove_account(settings, store.clone(), args).await,
+    };
+    store.close().await;
+    result
+}
+
+async fn list_accounts(store: &Store) -> anyhow::Result<()> {
+    let accounts = store.list_accounts().await?;
+    if accounts.is_empty() {
+        println!("no accounts connected");
+    }
+    for a in accounts {
+        println!(
+            "{:<14} {:<40} {:<13} {}",
+            a.alias,
+            a.calendar_id,
+            a.status.as_str(),
+            a.email.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// The services a Google-talking command needs, on an already migrated store.
+async fn services(settings: Settings, store: Store) -> anyhow::Result<Services> {
+    Services::build(Arc::new(settings), store)
+        .await
+        .context("cannot set up the Google client")
+}
+
+/// `mcss accounts add`
+async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> anyhow::Result<()> {
+    let calendar_id = CalendarId::parse(args.calendar_id.trim())
+        .map_err(|e| anyhow::anyhow!("--calendar-id: {e}"))?;
+    let refresh_token = args.refresh_token.resolve()?;
+    let services = services(settings, store).await?;
+    let account = ops::connect_account(
+        &services,
+        ops::ConnectRequest {
+            alias: args.alias,
+            refresh_token,
+            calendar_id: Some(calendar_id),
+            email: args.email,
+        },
+    )
+    .await?;
+    let verb = if account.created_at == account.updated_at {
+        "connected"
+    } else {
+        "reconnected"
+    };
+    println!("{verb} {:?} (account {})", account.alias, account.id);
+    println!("  calendar id: {}", account.calendar_id);
+    println!(
+        "  time zone:   {}",
+        account.time_zone.as_deref().unwrap_or("unknown")
+    );
+    println!("  status:      {}", account.status);
+    Ok(())
+}
+
+/// `mcss accounts remove`
+async fn remove_account(
+    settings: Settings,
+    store: Store,
+    args: RemoveAccountArgs,
+) -> anyhow::Result<()> {
+    let account = store
+        .account_by_alias(args.alias.trim())
+        .await?
+        .ok_or_else(|| ops::OpsError::UnknownAlias(args.alias.clone()))?;
+    let services = services(settings, store).await?;
+    let report = ops::remove_account(&services, &account, args.purge).await?;
+    println!("removed {:?} ({})", account.alias, account.calendar_id);
+    print!("{report}");
+    Ok(())
+}
+
+/// `mcss reconcile`
+pub async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&settings).await?;
+    store.migrate().await?;
+    let result = async {
+        let services = services(settings, store.clone()).await?;
+        let report = ops::reconcile(&services, args.dry_run).await?;
+        print!("{report}");
+        let failed = report.failures();
+        anyhow::ensure!(failed == 0, "{failed} calendars could not be reconciled");
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// `mcss purge`
+pub async fn purge(settings: Settings, args: PurgeArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&settings).await?;
+    store.migrate().await?;
+    let result = async {
+        let services = services(settings, store.clone()).await?;
+        let reports = ops::purge_all(&services, args.dry_run).await?;
+        if reports.is_empty() {
+            println!("no accounts connected: nothing to purge");
+        }
+        let (mut total, mut failed) = (0, 0);
+        for (account, report) in &reports {
+            println!("{:<14} {report}", account.alias);
+            total += if args.dry_run {
+                report.found
+            } else {
+                report.deleted
+            };
+            failed += usize::from(report.error.is_some());
+        }
+        if args.dry_run {
+            println!("dry run: {total} blocks would be deleted; nothing was changed");
+        } else {
+            println!("{total} blocks deleted");
+        }
+        anyhow::ensure!(failed == 0, "{failed} calendars could not be purged");
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// `mcss demo`: a temporary SQLite database and demo settings.
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    crate::demo::run(args).await
+}

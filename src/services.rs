@@ -1,0 +1,87 @@
+//! [`Services`]: the long-lived collaborators every actor, command and page needs, built once
+//! from [`Settings`] and shared by cheap clones.
+//!
+//! It also keeps one [`TokenSource`] per account, so an account's `CalendarActor`, its
+//! `BlockWriter` and the admin pages share one cached access token and one refresh.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::config::Settings;
+use crate::domain::AccountId;
+use crate::google::{AccountClient, GoogleClient, GoogleError, OAuthClient, TokenSource};
+use crate::store::{Store, StoreError};
+use crate::sync::PlannerConfig;
+
+/// Why a service could not be built or an account client made.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Google(#[from] GoogleError),
+}
+
+/// Shared, cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub google: GoogleClient,
+    pub oauth: OAuthClient,
+    /// Written into every block's marker and id; stable for the life of the database.
+    pub installation: Arc<str>,
+    pub planner: Arc<PlannerConfig>,
+    tokens: Arc<Mutex<HashMap<AccountId, TokenSource>>>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("installation", &self.installation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    pub async fn build(settings: Arc<Settings>, store: Store) -> Result<Self, ServicesError> {
+        let google = GoogleClient::new(&settings.google)?;
+        let oauth = google.oauth(&settings.google)?;
+        let installation: Arc<str> = store.installation_id(&settings).await?.into();
+        let planner = Arc::new(PlannerConfig::from_settings(
+            &settings.sync,
+            installation.to_string(),
+        ));
+        Ok(Self {
+            settings,
+            store,
+            google,
+            oauth,
+            installation,
+            planner,
+            tokens: Arc::default(),
+        })
+    }
+
+    /// A Calendar client acting as `account`, sharing that account's token cache.
+    pub async fn account_client(&self, account: AccountId) -> Result<AccountClient, ServicesError> {
+        if let Some(tokens) = self.tokens.lock().get(&account).cloned() {
+            return Ok(self.google.account(tokens));
+        }
+        let refresh = self.store.refresh_token(account).await?;
+        let tokens = self
+            .tokens
+            .lock()
+            .entry(account)
+            .or_insert_with(|| TokenSource::new(self.oauth.clone(), refresh))
+            .clone();
+        Ok(self.google.account(tokens))
+    }
+
+    /// Drops the cached token of `account` (after a reconnect or a removal).
+    pub fn forget_tokens(&self, account: AccountId) {
+        self.tokens.lock().remove(&account);
+    }
+}
