@@ -30,49 +30,136 @@
 //! root supervisor ends any other way, the process exits non-zero
 //! ([`supervisor::wait_for_root_exit`], [`supervisor::supervisor_exit_code`]).
 //!
-//! Wiring for `serve`: [`start`] builds the supervisor with a [`StoreDegradedSink`] (marks
-//! the account `degraded` in the store) and [`stop`] ends the tree under the shutdown
-//! deadline.
+//! Wiring for `serve`: [`start`] builds the supervisor with the [`factory::ProductionFactory`]
+//! and a [`StoreDegradedSink`] (marks the account `degraded` in the store), starts the actors
+//! of every active account, watches the accounts table for changes made by other processes,
+//! and hands back a [`control::Control`]; [`stop`] ends the tree under the shutdown deadline.
+//!
+//! Names: running children are registered in ractor's registry as
+//! `{prefix}/calendar-{account}` and `{prefix}/writer-{account}` ([`ActorNames`]). The prefix
+//! is unique per [`start`], because the registry is process-wide and tests run several
+//! applications in one process.
 
+pub mod block_writer;
+pub mod calendar;
+pub mod control;
+pub mod factory;
 pub mod restart;
 pub mod supervisor;
 
+pub use control::{Control, ControlError, LatencyRing, LatencySample, PingOutcome, WebhookPing};
 pub use supervisor::{start_supervisor, stop};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ractor::{ActorCell, ActorRef, SpawnErr};
+use ractor::{ActorRef, SpawnErr};
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
+use crate::domain::AccountId;
+use crate::services::Services;
 use crate::shutdown::Shutdown;
-use crate::store::{AccountStatus, Store};
-use supervisor::{ChildFactory, ChildKey, DegradedSink, SupervisorArgs, SupervisorMsg};
+use crate::store::{AccountStatus, Store, StoreError};
+use block_writer::WriterMsg;
+use calendar::CalendarMsg;
+use supervisor::{ChildKey, DegradedSink, SupervisorArgs, SupervisorMsg};
 
 /// Upper bound on recording a degraded account, so a slow database cannot stall the
 /// supervisor's mailbox.
 const DEGRADED_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the root supervisor for `serve`.
-///
-/// Interim wiring: `CalendarActor` and `BlockWriter` do not exist yet, so no children are
-/// added here and the factory refuses every key. Once they exist, this builds their factory
-/// and sends `AddChild(Calendar(id))` and `AddChild(Writer(id))` per active account.
+/// How often the accounts table is compared with the running actors.
+const ACCOUNT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the actor tree could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot spawn the supervisor: {0}")]
+    Spawn(#[from] SpawnErr),
+    #[error("cannot list the accounts: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Registry names of the running actors of one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorNames {
+    prefix: Arc<str>,
+}
+
+impl ActorNames {
+    /// Names under a fresh unique prefix.
+    pub fn unique() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            prefix: format!("mcss-{}", &id[..12]).into(),
+        }
+    }
+
+    pub fn calendar(&self, account: AccountId) -> String {
+        format!("{}/calendar-{account}", self.prefix)
+    }
+
+    pub fn writer(&self, account: AccountId) -> String {
+        format!("{}/writer-{account}", self.prefix)
+    }
+
+    /// The running `CalendarActor` of `account`, if any (it may stop at any moment: a cast
+    /// to it can fail, which callers ignore).
+    pub fn calendar_actor(&self, account: AccountId) -> Option<ActorRef<CalendarMsg>> {
+        ractor::registry::where_is(self.calendar(account)).map(ActorRef::from)
+    }
+
+    /// The running `BlockWriter` of `account`, if any.
+    pub fn writer_actor(&self, account: AccountId) -> Option<ActorRef<WriterMsg>> {
+        ractor::registry::where_is(self.writer(account)).map(ActorRef::from)
+    }
+}
+
+/// Starts the tree for `serve`: the root supervisor with the production factory, the actors
+/// of every active or degraded account, and the account watcher (until `shutdown`).
 pub async fn start(
-    settings: Arc<Settings>,
-    store: Store,
-    _shutdown: Shutdown,
-) -> Result<(ActorRef<SupervisorMsg>, JoinHandle<()>), SpawnErr> {
+    services: Services,
+    shutdown: Shutdown,
+) -> Result<(Control, JoinHandle<()>), StartError> {
+    let settings = services.settings.clone();
+    let names = ActorNames::unique();
+    let latency = LatencyRing::default();
     let args = SupervisorArgs {
         settings: settings.supervision.clone(),
-        factory: Arc::new(NoActorsYet),
-        degraded: Arc::new(StoreDegradedSink { store }),
+        factory: Arc::new(factory::ProductionFactory {
+            services: services.clone(),
+            names: names.clone(),
+            latency: latency.clone(),
+        }),
+        degraded: Arc::new(StoreDegradedSink {
+            store: services.store.clone(),
+        }),
         // Calendars and then writers each get a share, leaving room for the pools.
         stop_grace: settings.shutdown_timeout / 3,
     };
-    start_supervisor(args).await
+    let (supervisor, handle) = start_supervisor(args).await?;
+    let control = Control::new(supervisor.clone(), services.clone(), names, latency);
+    let accounts = match services.store.list_accounts().await {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            supervisor.stop(Some("could not list the accounts".into()));
+            return Err(e.into());
+        }
+    };
+    for account in accounts.iter().filter(|a| control::wants_actors(a.status)) {
+        for key in [ChildKey::Calendar(account.id), ChildKey::Writer(account.id)] {
+            let _ = supervisor.cast(SupervisorMsg::AddChild(key));
+        }
+    }
+    tokio::spawn(control::watch_accounts(
+        control.clone(),
+        ACCOUNT_WATCH_INTERVAL,
+        shutdown.clone(),
+    ));
+    let every = control.services().settings.sync.reconcile_interval;
+    tokio::spawn(control::reconcile_periodically(control.clone(), every, shutdown));
+    Ok((control, handle))
 }
 
 /// Marks the account of a degraded child `degraded` in the store, for the operator to see
@@ -99,17 +186,5 @@ impl DegradedSink for StoreDegradedSink {
                 tracing::error!(account_id = %account, "timed out marking account degraded");
             }
         }
-    }
-}
-
-/// Placeholder factory until the production actors exist: every spawn fails.
-struct NoActorsYet;
-
-#[async_trait]
-impl ChildFactory for NoActorsYet {
-    async fn spawn(&self, key: ChildKey, _supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
-        Err(SpawnErr::StartupFailed(
-            format!("no actor is implemented yet for {key}").into(),
-        ))
     }
 }

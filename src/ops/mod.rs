@@ -10,7 +10,7 @@
 //!   through the Google client, optionally purges its own calendar, then deletes it;
 //! - [`reconcile`] compares what the calendars actually hold (by marker) with the outbox and
 //!   repairs orphans, duplicates, drift, missing blocks and user deletions;
-//!   [`reconcile_loop`] runs it periodically until shutdown.
+//!   `serve` runs it every `RECONCILE_INTERVAL_SECS` (see `actors::control`).
 //!
 //! Collaborators: [`Services`] (store, Google client, the installation id), the block
 //! marker and deterministic ids of [`crate::sync`]. The CLI (`mcss accounts|reconcile|purge`),
@@ -32,7 +32,7 @@ pub use purge::{
     purge_account, purge_all, remove_account, retract_source_blocks, PurgeReport, RemoveReport,
     RetractReport,
 };
-pub use reconcile::{reconcile, reconcile_loop, AccountReconcile, ReconcileReport};
+pub use reconcile::{reconcile, AccountReconcile, ReconcileReport};
 
 /// Why an operation failed, in the terms a caller (CLI, admin page) branches on.
 #[derive(Debug, thiserror::Error)]

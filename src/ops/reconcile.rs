@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _, Utc};
 use sea_orm::sea_query::Expr;
@@ -25,7 +24,6 @@ use super::{chain, note_invalid_grant, usable, OpsError};
 use crate::domain::{AccountId, EventId};
 use crate::google::{AccountClient, Event, EventDateTime, EventStatus, GoogleError};
 use crate::services::Services;
-use crate::shutdown::Shutdown;
 use crate::store::entities::desired_blocks;
 use crate::store::{
     log_kind, now, Account, BlockState, DesiredBlock, LogResult, NewLogEntry, StoreError,
@@ -188,28 +186,6 @@ pub async fn reconcile(services: &Services, dry_run: bool) -> Result<ReconcileRe
         "reconciled"
     );
     Ok(report)
-}
-
-/// Runs [`reconcile`] every `interval` (the first run one interval after the start) until
-/// `shutdown` trips. A failed run is logged and the loop goes on.
-pub async fn reconcile_loop(services: Services, interval: Duration, shutdown: Shutdown) {
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        // A run in progress finishes (each step is idempotent), unless shutdown comes first.
-        tokio::select! {
-            () = &mut stop => return,
-            result = reconcile(&services, false) => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %chain(&e), "periodic reconciliation failed");
-                }
-            }
-        }
-    }
 }
 
 async fn reconcile_account(

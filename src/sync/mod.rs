@@ -42,6 +42,7 @@
 //! with what it applied. Nothing here holds state between calls.
 
 mod block;
+pub mod convert;
 mod ids;
 mod marker;
 mod model;

@@ -1,0 +1,116 @@
+//! `POST /webhooks/google`: Calendar push notifications.
+//!
+//! A ping carries no event data, only `X-Goog-*` headers naming the channel. The handler
+//! parses them into a [`WebhookPing`], lets [`Control::ping`](crate::actors::Control::ping)
+//! authenticate it (channel token) and hint the account's CalendarActor, and answers at once —
+//! no Google call happens before the answer. Status codes follow Google's delivery rules:
+//! 2xx is delivered; a 4xx is a failed delivery Google does not retry (unknown or stopped
+//! channel: 404, wrong token: 403, malformed: 400); a 5xx would be retried, so it is only
+//! used when the store cannot be read.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+
+use super::AppState;
+use crate::actors::{PingOutcome, WebhookPing};
+use crate::metrics::WEBHOOK_PINGS;
+
+const CHANNEL_ID: &str = "x-goog-channel-id";
+const CHANNEL_TOKEN: &str = "x-goog-channel-token";
+const RESOURCE_ID: &str = "x-goog-resource-id";
+const RESOURCE_STATE: &str = "x-goog-resource-state";
+const MESSAGE_NUMBER: &str = "x-goog-message-number";
+
+pub(super) async fn google(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> (StatusCode, &'static str) {
+    let received = Instant::now();
+    let Some(ping) = parse(&headers, received) else {
+        count("malformed");
+        return (StatusCode::BAD_REQUEST, "missing X-Goog-Channel-ID\n");
+    };
+    match state.control.ping(ping).await {
+        Ok(PingOutcome::Accepted) => {
+            count("accepted");
+            (StatusCode::OK, "")
+        }
+        Ok(PingOutcome::Sync) => {
+            count("sync");
+            (StatusCode::OK, "")
+        }
+        Ok(PingOutcome::UnknownChannel) => {
+            count("unknown_channel");
+            (StatusCode::NOT_FOUND, "unknown channel\n")
+        }
+        Ok(PingOutcome::BadToken) => {
+            count("bad_token");
+            tracing::warn!("webhook ping with a wrong channel token refused");
+            (StatusCode::FORBIDDEN, "bad channel token\n")
+        }
+        Err(e) => {
+            count("error");
+            tracing::warn!(error = %e, "webhook ping could not be handled");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later\n")
+        }
+    }
+}
+
+fn count(result: &'static str) {
+    metrics::counter!(WEBHOOK_PINGS, "result" => result).increment(1);
+}
+
+/// The ping in the headers; `None` without a channel id (nothing to route it by).
+fn parse(headers: &HeaderMap, received: Instant) -> Option<WebhookPing> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    Some(WebhookPing {
+        channel_id: text(CHANNEL_ID)?,
+        token: text(CHANNEL_TOKEN),
+        resource_id: text(RESOURCE_ID),
+        resource_state: text(RESOURCE_STATE).unwrap_or_else(|| "exists".to_owned()),
+        message_number: text(MESSAGE_NUMBER).and_then(|n| n.parse().ok()),
+        received,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn a_ping_is_read_from_googles_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CHANNEL_ID, HeaderValue::from_static("chan-1"));
+        headers.insert(CHANNEL_TOKEN, HeaderValue::from_static("tok"));
+        headers.insert(RESOURCE_ID, HeaderValue::from_static("res-1"));
+        headers.insert(RESOURCE_STATE, HeaderValue::from_static("exists"));
+        headers.insert(MESSAGE_NUMBER, HeaderValue::from_static("11414032"));
+
+        let ping = parse(&headers, Instant::now()).unwrap();
+
+        assert_eq!(ping.channel_id, "chan-1");
+        assert_eq!(ping.token.as_deref(), Some("tok"));
+        assert_eq!(ping.resource_id.as_deref(), Some("res-1"));
+        assert_eq!(ping.resource_state, "exists");
+        assert_eq!(ping.message_number, Some(11_414_032));
+    }
+
+    #[test]
+    fn a_ping_without_a_channel_id_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RESOURCE_STATE, HeaderValue::from_static("exists"));
+
+        assert!(parse(&headers, Instant::now()).is_none());
+    }
+}
