@@ -1,0 +1,519 @@
+//! The admin pages and OAuth onboarding at the HTTP level, against `gcal-emulator`:
+//! sign-in, sessions, CSRF, the login limit, and the consent `state` rules.
+//!
+//! Each test starts its own demo (emulator + service on a temporary SQLite database) and
+//! talks to it with a cookie-keeping reqwest client that never follows redirects, so every
+//! hop can be checked.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mcss::demo::{Demo, DemoOptions};
+use mcss::shutdown::Shutdown;
+use mcss::store::{AccountStatus, Store};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct TestApp {
+    base: String,
+    store: Store,
+    emulator_base: String,
+    shutdown: Shutdown,
+    _emulator: gcal_emulator::EmulatorHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+struct Options {
+    connect: usize,
+    session_ttl: Option<Duration>,
+}
+
+async fn spawn_app(options: Options) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let Demo {
+        emulator, mut app, ..
+    } = Demo::start(DemoOptions {
+        port: 0,
+        connect: options.connect,
+        data_dir: dir.path().to_owned(),
+        admin_password: Some(PASSWORD.to_owned()),
+        log_level: "warn".into(),
+    })
+    .await
+    .expect("the demo starts");
+    if let Some(ttl) = options.session_ttl {
+        app.admin_config_mut().session_ttl = ttl;
+    }
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let store = app.state().store.clone();
+    let shutdown = app.shutdown();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        store,
+        emulator_base: emulator.base_url().to_owned(),
+        shutdown,
+        _emulator: emulator,
+        _dir: dir,
+    }
+}
+
+async fn app() -> TestApp {
+    spawn_app(Options {
+        connect: 1,
+        session_ttl: None,
+    })
+    .await
+}
+
+/// A browser stand-in: keeps cookies by name, never follows redirects.
+struct Client {
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Client {
+    fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, response: &Response) {
+        for header in response.headers().get_all(SET_COOKIE) {
+            let text = header.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Response {
+        let response = self
+            .http
+            .get(url)
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        response
+    }
+
+    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Response {
+        let response = self
+            .http
+            .post(url)
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        response
+    }
+
+    /// Opens the login form and submits `password` with the form's token.
+    async fn log_in(&mut self, app: &TestApp, password: &str) -> Response {
+        let page = self.get(&format!("{}/admin/login", app.base)).await;
+        let token = csrf_of(&page.text().await.unwrap());
+        self.post(
+            &format!("{}/admin/login", app.base),
+            &[("password", password), ("csrf", &token)],
+        )
+        .await
+    }
+
+    /// The CSRF token of a signed-in page.
+    async fn csrf(&mut self, app: &TestApp) -> String {
+        let page = self.get(&format!("{}/admin", app.base)).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        csrf_of(&page.text().await.unwrap())
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
+    html[start..start + 64].to_owned()
+}
+
+fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .expect("a redirect")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_opens_no_session() {
+    let app = app().await;
+    let mut client = Client::new();
+
+    let response = client.log_in(&app, "not the password").await;
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.text().await.unwrap().contains("Wrong password"));
+    let overview = client.get(&format!("{}/admin", app.base)).await;
+    assert_eq!(overview.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&overview), "/admin/login");
+}
+
+#[tokio::test]
+async fn the_right_password_opens_the_overview_with_a_strict_httponly_cookie() {
+    let app = app().await;
+    let mut client = Client::new();
+
+    let response = client.log_in(&app, PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("mcss_admin="))
+        .expect("a session cookie");
+    assert!(cookie.contains("HttpOnly"));
+    assert!(cookie.contains("SameSite=Strict"));
+    let overview = client.get(&format!("{}/admin", app.base)).await;
+    assert_eq!(overview.status(), StatusCode::OK);
+    let html = overview.text().await.unwrap();
+    assert!(html.contains("Calendar 01"));
+    assert!(
+        !html.contains("https://cdn"),
+        "nothing is loaded from a CDN"
+    );
+}
+
+#[tokio::test]
+async fn a_login_form_without_its_token_is_refused() {
+    let app = app().await;
+    let mut client = Client::new();
+
+    let response = client
+        .post(
+            &format!("{}/admin/login", app.base),
+            &[("password", PASSWORD)],
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_action_without_or_with_a_wrong_csrf_token_changes_nothing() {
+    let app = app().await;
+    let mut client = Client::new();
+    client.log_in(&app, PASSWORD).await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    let pause = format!("{}/admin/accounts/{}/pause", app.base, account.id);
+
+    let missing = client.post(&pause, &[]).await;
+    let wrong = client.post(&pause, &[("csrf", &"0".repeat(64))]).await;
+
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let status = app.store.account(account.id).await.unwrap().status;
+    assert_eq!(status, AccountStatus::Active);
+
+    let token = client.csrf(&app).await;
+    let right = client.post(&pause, &[("csrf", &token)]).await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    let status = app.store.account(account.id).await.unwrap().status;
+    assert_eq!(status, AccountStatus::Paused);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_sent_back_to_the_login_form() {
+    let app = spawn_app(Options {
+        connect: 0,
+        session_ttl: Some(Duration::ZERO),
+    })
+    .await;
+    let mut client = Client::new();
+
+    let response = client.log_in(&app, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let overview = client.get(&format!("{}/admin", app.base)).await;
+
+    assert_eq!(overview.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&overview), "/admin/login");
+}
+
+#[tokio::test]
+async fn login_attempts_beyond_five_a_minute_get_429_even_with_the_right_password() {
+    let app = spawn_app(Options {
+        connect: 0,
+        session_ttl: None,
+    })
+    .await;
+    let mut client = Client::new();
+
+    for _ in 0..5 {
+        let response = client.log_in(&app, "guess").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = client.log_in(&app, PASSWORD).await;
+
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn starting_a_consent_needs_a_session() {
+    let app = app().await;
+    let mut client = Client::new();
+
+    let response = client
+        .get(&format!(
+            "{}/auth/google/start?alias=Calendar%2009",
+            app.base
+        ))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/admin/login");
+}
+
+#[tokio::test]
+async fn a_forged_oauth_state_is_refused() {
+    let app = app().await;
+    let mut client = Client::new();
+
+    let response = client
+        .get(&format!(
+            "{}/auth/callback?state=forged&code=whatever",
+            app.base
+        ))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("not valid"));
+}
+
+/// Signs in, starts a consent and returns the emulator's consent-page URL.
+async fn begin_consent(client: &mut Client, app: &TestApp, query: &str) -> String {
+    client.log_in(app, PASSWORD).await;
+    let start = client
+        .get(&format!("{}/auth/google/start?{query}", app.base))
+        .await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let consent = location(&start);
+    assert!(consent.starts_with(&app.emulator_base));
+    for wanted in [
+        "code_challenge_method=S256",
+        "access_type=offline",
+        "prompt=consent",
+        "state=",
+    ] {
+        assert!(consent.contains(wanted), "{wanted} in {consent}");
+    }
+    consent
+}
+
+#[tokio::test]
+async fn a_consent_connects_the_account_and_its_state_cannot_be_replayed() {
+    let app = app().await;
+    let mut client = Client::new();
+    let consent = begin_consent(
+        &mut client,
+        &app,
+        "alias=Calendar%2002&login_hint=user02%40example.test",
+    )
+    .await;
+
+    // With a known login_hint the emulator approves at once.
+    let approved = client.get(&consent).await;
+    let callback = location(&approved);
+    assert!(callback.contains("/auth/callback?"));
+    let first = client.get(&callback).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(first
+        .text()
+        .await
+        .unwrap()
+        .contains("Connected Calendar 02"));
+    let account = app.store.account_by_alias("Calendar 02").await.unwrap();
+    assert_eq!(
+        account.unwrap().email.as_deref(),
+        Some("user02@example.test")
+    );
+
+    let replay = client.get(&callback).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+}
+
+/// The approve and deny links of the emulator's consent page.
+async fn consent_links(client: &mut Client, app: &TestApp, consent: &str) -> (String, String) {
+    let page = client.get(consent).await.text().await.unwrap();
+    let approve = page
+        .split('"')
+        .find(|s| s.contains("/approve?") && s.contains("user03"))
+        .expect("an approve link for user03")
+        .replace("&amp;", "&");
+    let deny = page
+        .split('"')
+        .find(|s| s.contains("/deny?"))
+        .expect("a deny link")
+        .replace("&amp;", "&");
+    (
+        format!("{}{approve}", app.emulator_base),
+        format!("{}{deny}", app.emulator_base),
+    )
+}
+
+#[tokio::test]
+async fn a_declined_consent_gets_a_clear_page_and_changes_nothing() {
+    let app = app().await;
+    let mut client = Client::new();
+    let consent = begin_consent(&mut client, &app, "alias=Calendar%2003").await;
+    let (_, deny) = consent_links(&mut client, &app, &consent).await;
+
+    let denied = client.get(&deny).await;
+    let page = client.get(&location(&denied)).await;
+
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Access was not granted"));
+    assert!(app
+        .store
+        .account_by_alias("Calendar 03")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_partial_grant_names_the_missing_permission() {
+    let app = app().await;
+    let mut client = Client::new();
+    let consent = begin_consent(&mut client, &app, "alias=Calendar%2003").await;
+    let (approve, _) = consent_links(&mut client, &app, &consent).await;
+
+    let partial = format!(
+        "{approve}&scope={}",
+        "https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcalendar.events%20openid%20email"
+    );
+    let granted = client.get(&partial).await;
+    let page = client.get(&location(&granted)).await;
+
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Some permissions are missing"));
+    assert!(html.contains("calendar.calendarlist.readonly"));
+    assert!(app
+        .store
+        .account_by_alias("Calendar 03")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn the_live_endpoint_answers_json_to_a_session_and_401_without() {
+    let app = app().await;
+    let mut client = Client::new();
+
+    let anonymous = client.get(&format!("{}/admin/api/live", app.base)).await;
+    client.log_in(&app, PASSWORD).await;
+    let signed_in = client.get(&format!("{}/admin/api/live", app.base)).await;
+
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    let body: serde_json::Value = signed_in.json().await.unwrap();
+    assert_eq!(body["queue"][0]["alias"], "Calendar 01");
+    assert!(body["latency"]["samples"].is_u64());
+}
+
+#[tokio::test]
+async fn without_an_admin_password_the_admin_pages_are_off() {
+    let emulator = gcal_emulator::Emulator::start(gcal_emulator::EmulatorConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [
+        ("PORT", "0".to_owned()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display()),
+        ),
+        ("GOOGLE_CLIENT_ID", emulator.client_id().to_owned()),
+        ("GOOGLE_CLIENT_SECRET", emulator.client_secret().to_owned()),
+        ("GOOGLE_API_BASE_URL", emulator.base_url().to_owned()),
+        ("GOOGLE_TOKEN_URL", emulator.token_url()),
+        ("GOOGLE_AUTH_URL", emulator.auth_url()),
+    ];
+    let settings = mcss::config::Settings::from_vars(vars.map(|(k, v)| (k.to_owned(), v))).unwrap();
+    let app = mcss::startup::Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown();
+    tokio::spawn(app.run_until_stopped());
+    let mut client = Client::new();
+
+    let admin = client.get(&format!("{base}/admin")).await;
+    let start = client
+        .get(&format!("{base}/auth/google/start?alias=x"))
+        .await;
+
+    assert_eq!(admin.status(), StatusCode::NOT_FOUND);
+    assert!(admin.text().await.unwrap().contains("ADMIN_PASSWORD"));
+    assert_eq!(start.status(), StatusCode::NOT_FOUND);
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn every_demo_scenario_runs_against_the_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(DemoOptions {
+        port: 0,
+        connect: 0,
+        data_dir: dir.path().to_owned(),
+        admin_password: None,
+        log_level: "warn".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(demo.password.len(), 16, "a generated password");
+
+    for (name, _) in mcss::demo::SCENARIOS {
+        let lines = demo.actions.scenario(name).await.unwrap();
+        assert!(lines.len() >= 3, "{name} reports each step");
+    }
+    assert!(demo.actions.scenario("nonsense").await.is_err());
+}
