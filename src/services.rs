@@ -49,6 +49,11 @@ impl Services {
     pub async fn build(settings: Arc<Settings>, store: Store) -> Result<Self, ServicesError> {
         let google = GoogleClient::new(&settings.google)?;
         let oauth = google.oauth(&settings.google)?;
+        if !oauth.is_configured() {
+            tracing::warn!(
+                "GOOGLE_CLIENT_ID is not set: accounts cannot be connected or refreshed"
+            );
+        }
         let installation: Arc<str> = store.installation_id(&settings).await?.into();
         let planner = Arc::new(PlannerConfig::from_settings(
             &settings.sync,

@@ -86,6 +86,9 @@ type Oauth2Client = oauth2::Client<
 pub struct OAuthClient {
     inner: Arc<Oauth2Client>,
     http: TokenHttp,
+    /// False without `GOOGLE_CLIENT_ID`: the service still runs (health, metrics, admin),
+    /// but every token operation answers a clear configuration error.
+    configured: bool,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -139,10 +142,8 @@ impl OAuthClient {
     /// crate's requirement, against leaking codes to a redirect target); the
     /// [`super::GoogleClient`]'s shared client qualifies.
     pub fn new(settings: &GoogleSettings, http: reqwest::Client) -> Result<Self, GoogleError> {
-        let client_id = settings
-            .client_id
-            .clone()
-            .ok_or_else(|| GoogleError::Config("GOOGLE_CLIENT_ID is not set".into()))?;
+        let configured = settings.client_id.is_some();
+        let client_id = settings.client_id.clone().unwrap_or_default();
         let auth_url = AuthUrl::from_url(settings.auth_url.clone());
         let token_url = TokenUrl::from_url(settings.token_url.clone());
         let mut client = oauth2::Client::new(ClientId::new(client_id))
@@ -159,13 +160,28 @@ impl OAuthClient {
         Ok(Self {
             inner: Arc::new(client),
             http: TokenHttp(http),
+            configured,
         })
+    }
+
+    /// Whether an OAuth client id is configured.
+    pub fn is_configured(&self) -> bool {
+        self.configured
+    }
+
+    fn ensure_configured(&self) -> Result<(), GoogleError> {
+        if self.configured {
+            Ok(())
+        } else {
+            Err(GoogleError::Config("GOOGLE_CLIENT_ID is not set".into()))
+        }
     }
 
     /// The consent URL for one account: offline access, forced consent (so a refresh token
     /// is always issued), PKCE S256, a random state, and `login_hint` when the e-mail is
     /// known.
     pub fn consent_request(&self, login_hint: Option<&str>) -> Result<ConsentRequest, GoogleError> {
+        self.ensure_configured()?;
         if self.inner.redirect_uri().is_none() {
             return Err(GoogleError::Config("GOOGLE_REDIRECT_URI is not set".into()));
         }
@@ -195,6 +211,7 @@ impl OAuthClient {
         code: &str,
         pkce_verifier: &SecretString,
     ) -> Result<GrantedTokens, GoogleError> {
+        self.ensure_configured()?;
         let response = self
             .inner
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -226,6 +243,7 @@ impl OAuthClient {
     /// Trades a refresh token for a new access token.
     #[tracing::instrument(skip_all, err(Display))]
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<AccessToken, GoogleError> {
+        self.ensure_configured()?;
         let token = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let response = self
             .inner

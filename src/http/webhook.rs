@@ -32,6 +32,10 @@ pub(super) async fn google(
         count("malformed");
         return (StatusCode::BAD_REQUEST, "missing X-Goog-Channel-ID\n");
     };
+    if is_duplicate(&state, &ping).await {
+        count("duplicate");
+        return (StatusCode::OK, "");
+    }
     match state.control.ping(ping).await {
         Ok(PingOutcome::Accepted) => {
             count("accepted");
@@ -57,6 +61,33 @@ pub(super) async fn google(
         }
     }
 }
+
+/// With Redis, a ping already seen (Google retried it, or another replica got it) is
+/// dropped. The key includes the token, so a forger without it cannot burn real message
+/// numbers. A Redis failure lets the ping through: an extra sync is harmless, a lost one not.
+async fn is_duplicate(state: &AppState, ping: &WebhookPing) -> bool {
+    let (Some(redis), Some(number)) = (&state.coordinator, ping.message_number) else {
+        return false;
+    };
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(ping.channel_id.as_bytes());
+    hash.update([0]);
+    hash.update(ping.token.as_deref().unwrap_or_default().as_bytes());
+    hash.update([0]);
+    hash.update(number.to_be_bytes());
+    let key = format!("ping:{}", hex::encode(hash.finalize()));
+    match redis.first_seen(&key, DEDUPE_WINDOW).await {
+        Ok(first) => !first,
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis could not de-duplicate a webhook ping");
+            false
+        }
+    }
+}
+
+/// How long a delivered ping's message number is remembered.
+const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn count(result: &'static str) {
     metrics::counter!(WEBHOOK_PINGS, "result" => result).increment(1);
