@@ -97,7 +97,10 @@ impl EncryptionKey {
                 })?
         };
         let bytes: [u8; 32] = bytes.try_into().map_err(|v: Vec<u8>| {
-            format!("must be exactly 32 bytes, got {} (try `openssl rand -hex 32`)", v.len())
+            format!(
+                "must be exactly 32 bytes, got {} (try `openssl rand -hex 32`)",
+                v.len()
+            )
         })?;
         Ok(Self(bytes))
     }
@@ -221,7 +224,9 @@ impl Settings {
     }
 
     /// Parses settings from explicit variables; unset variables take their defaults.
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let vars = Vars(
             vars.into_iter()
                 .filter(|(_, v)| !v.trim().is_empty())
@@ -244,8 +249,10 @@ impl Settings {
             .get("REDIS_URL")
             .map(|raw| {
                 let scheme = raw.split("://").next().unwrap_or_default();
-                if matches!(scheme, "redis" | "rediss" | "redis-cluster" | "redis-sentinel")
-                    && raw.contains("://")
+                if matches!(
+                    scheme,
+                    "redis" | "rediss" | "redis-cluster" | "redis-sentinel"
+                ) && raw.contains("://")
                 {
                     Ok(SecretString::from(raw.to_owned()))
                 } else {
@@ -274,7 +281,12 @@ impl Settings {
             block_details: match vars.get("BLOCK_DETAILS").unwrap_or("full") {
                 "full" => BlockDetails::Full,
                 "busy-only" => BlockDetails::BusyOnly,
-                _ => return Err(ConfigError::new("BLOCK_DETAILS", "must be `full` or `busy-only`")),
+                _ => {
+                    return Err(ConfigError::new(
+                        "BLOCK_DETAILS",
+                        "must be `full` or `busy-only`",
+                    ))
+                }
             },
             skip_all_day: vars.flag("SKIP_ALL_DAY", false)?,
             skip_out_of_office: vars.flag("SKIP_OUT_OF_OFFICE", false)?,
@@ -283,7 +295,10 @@ impl Settings {
                 .get("EXCLUDE_TITLE_REGEX")
                 .map(|raw| {
                     Regex::new(raw).map_err(|e| {
-                        ConfigError::new("EXCLUDE_TITLE_REGEX", format!("is not a valid regex: {e}"))
+                        ConfigError::new(
+                            "EXCLUDE_TITLE_REGEX",
+                            format!("is not a valid regex: {e}"),
+                        )
                     })
                 })
                 .transpose()?,
@@ -321,7 +336,8 @@ impl Settings {
             installation_id: vars
                 .get("INSTALLATION_ID")
                 .map(|raw| {
-                    if raw.len() <= 32 && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    if raw.len() <= 32 && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    {
                         Ok(raw.to_owned())
                     } else {
                         Err(ConfigError::new(
@@ -336,13 +352,20 @@ impl Settings {
                 None => None,
                 Some("json") => Some(LogFormat::Json),
                 Some("pretty") => Some(LogFormat::Pretty),
-                Some(_) => return Err(ConfigError::new("LOG_FORMAT", "must be `json` or `pretty`")),
+                Some(_) => {
+                    return Err(ConfigError::new("LOG_FORMAT", "must be `json` or `pretty`"))
+                }
             },
             enable_metrics: vars.flag("ENABLE_METRICS", true)?,
             sync,
             supervision,
             shutdown_timeout: vars.secs("SHUTDOWN_TIMEOUT_SECS", 8, 1, 300)?,
-            max_body_bytes: vars.number("MAX_BODY_BYTES", 256 * 1024usize, 1024, 16 * 1024 * 1024)?,
+            max_body_bytes: vars.number(
+                "MAX_BODY_BYTES",
+                256 * 1024usize,
+                1024,
+                16 * 1024 * 1024,
+            )?,
             request_timeout: vars.secs("REQUEST_TIMEOUT_SECS", 30, 1, 300)?,
         })
     }
@@ -389,14 +412,20 @@ fn declared_calendars(vars: &Vars) -> Result<Vec<(String, CalendarId)>, ConfigEr
             continue;
         };
         let n: u32 = number.parse().map_err(|_| {
-            ConfigError::new(name.clone(), "must be named CALENDAR_NN_ID with NN a number")
+            ConfigError::new(
+                name.clone(),
+                "must be named CALENDAR_NN_ID with NN a number",
+            )
         })?;
         let id = CalendarId::parse(value.trim())
             .map_err(|e| ConfigError::new(name.clone(), e.to_string()))?;
         found.push((n, format!("Calendar {n:02}"), id));
     }
     found.sort_by_key(|(n, _, _)| *n);
-    Ok(found.into_iter().map(|(_, alias, id)| (alias, id)).collect())
+    Ok(found
+        .into_iter()
+        .map(|(_, alias, id)| (alias, id))
+        .collect())
 }
 
 struct Vars(HashMap<String, String>);
@@ -457,7 +486,8 @@ impl Vars {
     }
 
     fn secs(&self, name: &str, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
-        self.number(name, default, min, max).map(Duration::from_secs)
+        self.number(name, default, min, max)
+            .map(Duration::from_secs)
     }
 }
 
@@ -475,7 +505,10 @@ mod tests {
         assert_eq!(s.port, 3000);
         assert_eq!(s.database_kind(), DatabaseKind::Sqlite);
         assert!(s.redis_url.is_none());
-        assert_eq!(s.google.api_base_url.as_str(), "https://www.googleapis.com/");
+        assert_eq!(
+            s.google.api_base_url.as_str(),
+            "https://www.googleapis.com/"
+        );
         assert_eq!(s.sync.block_title_template, "{alias} Block");
         assert!(s.enable_metrics);
     }
@@ -484,7 +517,9 @@ mod tests {
     fn a_nonsense_database_url_names_the_variable() {
         let err = settings(&[("DATABASE_URL", "nonsense")]).unwrap_err();
         assert_eq!(err.variable, "DATABASE_URL");
-        assert!(err.to_string().starts_with("invalid configuration: DATABASE_URL:"));
+        assert!(err
+            .to_string()
+            .starts_with("invalid configuration: DATABASE_URL:"));
     }
 
     #[test]
@@ -498,8 +533,11 @@ mod tests {
         let err = settings(&[("DATABASE_URL", "postgres://u:p@localhost/db")]).unwrap_err();
         assert_eq!(err.variable, "ENCRYPTION_KEY");
         let key = "00".repeat(32);
-        let s = settings(&[("DATABASE_URL", "postgres://u:p@localhost/db"), ("ENCRYPTION_KEY", &key)])
-            .unwrap();
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://u:p@localhost/db"),
+            ("ENCRYPTION_KEY", &key),
+        ])
+        .unwrap();
         assert_eq!(s.database_kind(), DatabaseKind::Postgres);
     }
 
@@ -513,13 +551,26 @@ mod tests {
     fn out_of_range_numbers_and_bad_flags_are_refused() {
         assert_eq!(settings(&[("PORT", "70000")]).unwrap_err().variable, "PORT");
         assert_eq!(settings(&[("PORT", "http")]).unwrap_err().variable, "PORT");
-        assert_eq!(settings(&[("SKIP_ALL_DAY", "maybe")]).unwrap_err().variable, "SKIP_ALL_DAY");
-        assert_eq!(settings(&[("LOG_FORMAT", "xml")]).unwrap_err().variable, "LOG_FORMAT");
         assert_eq!(
-            settings(&[("EXCLUDE_TITLE_REGEX", "(")]).unwrap_err().variable,
+            settings(&[("SKIP_ALL_DAY", "maybe")]).unwrap_err().variable,
+            "SKIP_ALL_DAY"
+        );
+        assert_eq!(
+            settings(&[("LOG_FORMAT", "xml")]).unwrap_err().variable,
+            "LOG_FORMAT"
+        );
+        assert_eq!(
+            settings(&[("EXCLUDE_TITLE_REGEX", "(")])
+                .unwrap_err()
+                .variable,
             "EXCLUDE_TITLE_REGEX"
         );
-        assert_eq!(settings(&[("REDIS_URL", "localhost:6379")]).unwrap_err().variable, "REDIS_URL");
+        assert_eq!(
+            settings(&[("REDIS_URL", "localhost:6379")])
+                .unwrap_err()
+                .variable,
+            "REDIS_URL"
+        );
     }
 
     #[test]
@@ -529,7 +580,11 @@ mod tests {
             ("CALENDAR_01_ID", "a@example.com"),
         ])
         .unwrap();
-        let aliases: Vec<_> = s.declared_calendars.iter().map(|(a, _)| a.as_str()).collect();
+        let aliases: Vec<_> = s
+            .declared_calendars
+            .iter()
+            .map(|(a, _)| a.as_str())
+            .collect();
         assert_eq!(aliases, ["Calendar 01", "Calendar 02"]);
     }
 

@@ -47,18 +47,38 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests served, by route and status.");
-    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request latency by route.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency by route."
+    );
     describe_counter!(WEBHOOK_PINGS, "Push notifications received, by result.");
-    describe_counter!(SYNCS, "Calendar syncs, by kind (full|incremental) and result.");
-    describe_histogram!(SYNC_DURATION, Unit::Seconds, "Duration of one calendar sync, by kind.");
-    describe_counter!(GOOGLE_REQUESTS, "Google API requests, by method and status.");
+    describe_counter!(
+        SYNCS,
+        "Calendar syncs, by kind (full|incremental) and result."
+    );
+    describe_histogram!(
+        SYNC_DURATION,
+        Unit::Seconds,
+        "Duration of one calendar sync, by kind."
+    );
+    describe_counter!(
+        GOOGLE_REQUESTS,
+        "Google API requests, by method and status."
+    );
     describe_histogram!(
         GOOGLE_REQUEST_DURATION,
         Unit::Seconds,
         "Google API request latency, by method."
     );
-    describe_counter!(BLOCK_OPERATIONS, "Block writes, by op (insert|patch|delete|restore) and result.");
-    describe_gauge!(PENDING_OPERATIONS, "Desired blocks not yet applied, by target account.");
+    describe_counter!(
+        BLOCK_OPERATIONS,
+        "Block writes, by op (insert|patch|delete|restore) and result."
+    );
+    describe_gauge!(
+        PENDING_OPERATIONS,
+        "Desired blocks not yet applied, by target account."
+    );
     describe_counter!(ACTOR_RESTARTS, "Actor restarts by the supervisor, by kind.");
     describe_histogram!(
         PROPAGATION_LATENCY,

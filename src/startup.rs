@@ -155,9 +155,14 @@ impl Application {
 
         // 1. Stop intake: the server stops accepting and finishes in-flight requests.
         if !server.is_finished()
-            && tokio::time::timeout(remaining(), &mut server).await.is_err()
+            && tokio::time::timeout(remaining(), &mut server)
+                .await
+                .is_err()
         {
-            tracing::warn!(step = "http", "shutdown deadline passed while draining HTTP requests");
+            tracing::warn!(
+                step = "http",
+                "shutdown deadline passed while draining HTTP requests"
+            );
             server.abort();
         }
         // 2. Drain the actors: writers finish the write in hand, nothing new starts.
@@ -172,10 +177,19 @@ impl Application {
         if let Some(c) = &state.coordinator {
             let _ = tokio::time::timeout(remaining(), c.quit()).await;
         }
-        if tokio::time::timeout(remaining(), state.store.close()).await.is_err() {
-            tracing::warn!(step = "store", "shutdown deadline passed while closing the database");
+        if tokio::time::timeout(remaining(), state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                step = "store",
+                "shutdown deadline passed while closing the database"
+            );
         }
-        tracing::info!(elapsed_ms = stop_started.elapsed().as_millis() as u64, "stopped");
+        tracing::info!(
+            elapsed_ms = stop_started.elapsed().as_millis() as u64,
+            "stopped"
+        );
         outcome
     }
 }

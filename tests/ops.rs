@@ -801,4 +801,3 @@ async fn reconcile_skips_paused_accounts(env: &TestEnv) {
         "confirmed"
     );
 }
-

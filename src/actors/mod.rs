@@ -158,7 +158,11 @@ pub async fn start(
         shutdown.clone(),
     ));
     let every = control.services().settings.sync.reconcile_interval;
-    tokio::spawn(control::reconcile_periodically(control.clone(), every, shutdown));
+    tokio::spawn(control::reconcile_periodically(
+        control.clone(),
+        every,
+        shutdown,
+    ));
     Ok((control, handle))
 }
 

@@ -149,7 +149,9 @@ impl CalendarId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         const KIND: &str = "calendar id";
         check_len(KIND, raw, 1, 1024)?;
-        check_chars(KIND, raw, |c| !c.is_whitespace() && !c.is_control() && c != '/')?;
+        check_chars(KIND, raw, |c| {
+            !c.is_whitespace() && !c.is_control() && c != '/'
+        })?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -162,7 +164,9 @@ impl EventId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         const KIND: &str = "event id";
         check_len(KIND, raw, 1, 1024)?;
-        check_chars(KIND, raw, |c| !c.is_whitespace() && !c.is_control() && c != '/')?;
+        check_chars(KIND, raw, |c| {
+            !c.is_whitespace() && !c.is_control() && c != '/'
+        })?;
         Ok(Self(raw.to_owned()))
     }
 }
@@ -248,7 +252,10 @@ mod tests {
         assert!(CalendarId::parse("a b@x.com").is_err());
         assert!(CalendarId::parse("team@group.calendar.google.com").is_ok());
         assert!(EventId::parse("abc\n").is_err());
-        assert!(EventId::parse("_60q30c1g60o30e1i60o4ac1g60rj8gpl88rj2c1h84s34h9g60s30c1g60o30c1g").is_ok());
+        assert!(EventId::parse(
+            "_60q30c1g60o30e1i60o4ac1g60rj8gpl88rj2c1h84s34h9g60s30c1g60o30c1g"
+        )
+        .is_ok());
     }
 
     #[test]

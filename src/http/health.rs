@@ -28,7 +28,9 @@ pub(super) async fn detailed(State(state): State<AppState>) -> (StatusCode, Json
     };
     let supervisor_alive = matches!(
         state.supervisor.get_status(),
-        ractor::ActorStatus::Running | ractor::ActorStatus::Starting | ractor::ActorStatus::Upgrading
+        ractor::ActorStatus::Running
+            | ractor::ActorStatus::Starting
+            | ractor::ActorStatus::Upgrading
     );
     let queues = match tokio::time::timeout(PING_TIMEOUT, state.store.queue_depths()).await {
         Ok(Ok(depths)) => json!(depths

@@ -74,7 +74,10 @@ pub fn router(state: AppState) -> Router {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     if !state.settings.enable_metrics {
-        return (StatusCode::NOT_FOUND, "metrics are disabled (ENABLE_METRICS=false)\n")
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are disabled (ENABLE_METRICS=false)\n",
+        )
             .into_response();
     }
     metrics::gauge!(names::UPTIME).set(state.started_at.elapsed().as_secs_f64());
@@ -117,14 +120,18 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
 
 /// Serves until `shutdown` trips, then stops accepting and lets in-flight requests finish
 /// (bounded by the caller's deadline).
-pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     // The peer address feeds the admin login limit (per client IP).
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown.wait())
-        .await
+    .await
 }
 
 /// Upper bound on a health check's dependency pings.

@@ -48,7 +48,11 @@ fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
                     q.append_pair(k, v);
                 }
             }
-            (StatusCode::FOUND, [(header::LOCATION, u.as_str().to_string())]).into_response()
+            (
+                StatusCode::FOUND,
+                [(header::LOCATION, u.as_str().to_string())],
+            )
+                .into_response()
         }
         Err(_) => error_page(
             StatusCode::BAD_REQUEST,
