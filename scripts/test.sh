@@ -2,7 +2,8 @@
 # Runs every test of the workspace against real PostgreSQL 15 and Redis on loopback.
 #
 # Works on a fresh machine and when run twice in a row: it installs what is missing
-# (redis-server, chromium, chromium-driver, cargo-nextest), starts throwaway servers under
+# (redis-server, chromium, chromium-driver, cargo-nextest,
+# google-api-python-client), starts throwaway servers under
 # .ci/tmp on free ports, exports their URLs and stops them on exit.
 set -euo pipefail
 
@@ -24,6 +25,11 @@ install_missing() {
     log "installing ${need[*]}"
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if ! python3 -c 'import googleapiclient, google.oauth2' >/dev/null 2>&1; then
+    log "installing google-api-python-client (Google's own client, for the emulator's conformance test)"
+    python3 -m pip install -q --disable-pip-version-check google-api-python-client >/dev/null 2>&1 \
+      || log "could not install google-api-python-client"
   fi
   if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"
