@@ -14,11 +14,16 @@ fn googles_own_client_library_works_against_the_emulator_binary() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !have_library && std::env::var("CI").is_err() {
-        eprintln!("skipped: google-api-python-client is not installed (scripts/test.sh installs it)");
+        eprintln!(
+            "skipped: google-api-python-client is not installed (scripts/test.sh installs it)"
+        );
         return;
     }
     assert!(have_library, "CI installs google-api-python-client");
-    let discovery = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/calendar.v3.json");
+    let discovery = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/calendar.v3.json"
+    );
     assert!(std::path::Path::new(discovery).exists(), "{discovery}");
 
     let started = Instant::now();
@@ -32,11 +37,17 @@ fn googles_own_client_library_works_against_the_emulator_binary() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .expect("one JSON line");
-    assert!(started.elapsed() < Duration::from_secs(2), "ready line within 2 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ready line within 2 s"
+    );
     let ready: serde_json::Value = serde_json::from_str(&line).expect("the line is JSON");
     let account = &ready["accounts"][0];
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stock_client/calendar_roundtrip.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/stock_client/calendar_roundtrip.py"
+    );
     let out = Command::new("python3")
         .args([
             script,
