@@ -55,6 +55,10 @@ run_pg() {
 }
 
 start_postgres() {
+  # A server left by an interrupted run would hold the folder: stop it first.
+  if [ -f "$tmp/pg/data/postmaster.pid" ]; then
+    run_pg "$PG_BIN/pg_ctl" -D "$tmp/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
   rm -rf "$tmp/pg"
   mkdir -p "$tmp/pg"
   [ "$(id -u)" = 0 ] && chown -R postgres "$tmp/pg"

@@ -265,7 +265,7 @@ async fn a_block_the_user_deletes_stays_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_resync_that_lists_nothing_does_not_mass_delete_blocks() {
+async fn a_full_resync_that_lists_nothing_holds_deletions_until_an_operator_confirms() {
     let app =
         app_with(AppOptions::new("mass_delete_guard").var("MASS_DELETE_THRESHOLD", "3")).await;
     let mut ids = Vec::new();
@@ -315,5 +315,23 @@ async fn a_full_resync_that_lists_nothing_does_not_mass_delete_blocks() {
             );
         }
     }
+    app.assert_no_duplicates().await;
+
+    // The operator looks, agrees the events are gone, and confirms: now the blocks go.
+    app.control
+        .confirm_deletions(account)
+        .await
+        .expect("the confirmation is accepted");
+    eventually("the held deletions to be applied", || async {
+        let hold = app.store().sync_state(account).await.ok()?.mass_delete_hold;
+        let mut left = 0;
+        for id in &ids {
+            for n in 1..5 {
+                left += app.blocks_for(n, 0, id).await.len();
+            }
+        }
+        (!hold && left == 0).then_some(())
+    })
+    .await;
     app.assert_no_duplicates().await;
 }

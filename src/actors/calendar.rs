@@ -59,12 +59,18 @@ pub enum Trigger {
     Resume,
     /// List everything again, whatever the stored token.
     FullResync(Instant),
+    /// An operator confirmed the deletions a full resync held back: list everything again
+    /// and apply them, whatever their number.
+    ConfirmDeletions(Instant),
 }
 
 impl Trigger {
     fn at(self) -> Option<Instant> {
         match self {
-            Self::Ping(at) | Self::Manual(at) | Self::FullResync(at) => Some(at),
+            Self::Ping(at)
+            | Self::Manual(at)
+            | Self::FullResync(at)
+            | Self::ConfirmDeletions(at) => Some(at),
             Self::Poll | Self::Start | Self::Resume => None,
         }
     }
@@ -150,6 +156,8 @@ pub struct CalendarState {
     follow_up: bool,
     /// The next sync must list everything (a FullResync trigger arrived).
     full_requested: bool,
+    /// The next full sync applies held deletions (an operator confirmed them).
+    deletions_confirmed: bool,
     /// The earliest trigger instant not yet covered by a started sync.
     trigger_started: Option<Instant>,
     /// Consent was revoked: nothing more to do until the account is reconnected.
@@ -191,6 +199,7 @@ impl Actor for CalendarActor {
             syncing: false,
             follow_up: false,
             full_requested: false,
+            deletions_confirmed: false,
             trigger_started: None,
             halted: false,
             sync_task: None,
@@ -264,8 +273,14 @@ impl CalendarState {
             tracing::debug!(account_id = %self.account.id, ?trigger, "sync ignored: account needs reauth");
             return;
         }
-        if matches!(trigger, Trigger::FullResync(_)) {
+        if matches!(
+            trigger,
+            Trigger::FullResync(_) | Trigger::ConfirmDeletions(_)
+        ) {
             self.full_requested = true;
+        }
+        if matches!(trigger, Trigger::ConfirmDeletions(_)) {
+            self.deletions_confirmed = true;
         }
         if let Some(at) = trigger.at() {
             self.trigger_started = Some(self.trigger_started.map_or(at, |t| t.min(at)));
@@ -286,6 +301,7 @@ impl CalendarState {
             account: self.account.clone(),
             client: self.client.clone(),
             full: std::mem::take(&mut self.full_requested),
+            deletions_confirmed: std::mem::take(&mut self.deletions_confirmed),
             trigger: self.trigger_started.take().unwrap_or_else(Instant::now),
             kind: trigger,
         };
@@ -582,6 +598,7 @@ struct SyncJob {
     account: Account,
     client: AccountClient,
     full: bool,
+    deletions_confirmed: bool,
     trigger: Instant,
     kind: Trigger,
 }
@@ -764,7 +781,11 @@ impl SyncJob {
                 .into_iter()
                 .filter(|k| !listed_ids.contains(&k.event_id))
                 .collect();
-            let hold = state.mass_delete_hold || self.would_retract_too_many(&missing).await?;
+            let hold = !self.deletions_confirmed
+                && (state.mass_delete_hold || self.would_retract_too_many(&missing).await?);
+            if self.deletions_confirmed && state.mass_delete_hold {
+                self.release_mass_delete(missing.len()).await?;
+            }
             if hold && !missing.is_empty() {
                 report.mass_delete_held = true;
                 self.hold_mass_delete(missing.len(), state.mass_delete_hold)
@@ -915,6 +936,28 @@ impl SyncJob {
             }
         }
         Ok(false)
+    }
+
+    /// The operator confirmed: the hold is lifted and this sync applies the deletions.
+    async fn release_mass_delete(&self, missing: usize) -> Result<(), SyncError> {
+        let store = &self.services.store;
+        let id = self.account.id;
+        store.set_mass_delete_hold(id, false).await?;
+        let status = store.account(id).await?.status;
+        store.set_account_status(id, status, None).await?;
+        tracing::warn!(account_id = %id, missing, "held deletions confirmed by an operator");
+        log(
+            &self.services,
+            NewLogEntry::new(
+                log_kind::MASS_DELETE_HOLD,
+                LogResult::Ok,
+                format!("an operator confirmed the deletion of {missing} missing events' blocks"),
+            )
+            .account(id)
+            .count(i64::try_from(missing).unwrap_or(i64::MAX)),
+        )
+        .await;
+        Ok(())
     }
 
     async fn hold_mass_delete(&self, missing: usize, already: bool) -> Result<(), SyncError> {

@@ -216,6 +216,18 @@ impl Control {
         Ok(())
     }
 
+    /// Confirms the deletions a full resync held back (the mass-deletion guard): the next
+    /// full listing applies them whatever their number.
+    pub async fn confirm_deletions(&self, id: AccountId) -> Result<(), ControlError> {
+        self.account(id).await?;
+        self.store().reset_sync_token(id).await?;
+        let Some(actor) = self.lookup_calendar(id).await? else {
+            return Err(ControlError::NotRunning(id));
+        };
+        let _ = actor.cast(CalendarMsg::Sync(Trigger::ConfirmDeletions(Instant::now())));
+        Ok(())
+    }
+
     /// Retract this account's blocks from every other calendar (their writers delete them),
     /// when `purge` also delete every block ON this account's calendar, stop its actors,
     /// stop its push channel and delete the account row.

@@ -499,13 +499,24 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_client_id_is_a_configuration_error() {
+    fn without_a_client_id_every_token_operation_is_a_configuration_error() {
         let mut s = settings();
         s.client_id = None;
+        let client = OAuthClient::new(&s, reqwest::Client::new()).expect("the service still runs");
+        assert!(!client.is_configured());
         assert!(matches!(
-            OAuthClient::new(&s, reqwest::Client::new()),
+            client.consent_request(None),
             Err(GoogleError::Config(_))
         ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let refreshed = runtime.block_on(client.refresh(&SecretString::from("r".to_owned())));
+        assert!(matches!(refreshed, Err(GoogleError::Config(_))));
+        let exchanged =
+            runtime.block_on(client.exchange_code("c", &SecretString::from("v".to_owned())));
+        assert!(matches!(exchanged, Err(GoogleError::Config(_))));
     }
 
     #[test]

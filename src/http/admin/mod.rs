@@ -436,6 +436,10 @@ async fn account_action(
             control.full_resync(id).await,
             format!("A full resync of {alias} started; nothing is deleted first."),
         ),
+        "confirm-deletions" => (
+            control.confirm_deletions(id).await,
+            format!("Deletions confirmed: a full resync of {alias} now removes the blocks of events that are gone."),
+        ),
         "pause" => (
             control.pause(id).await,
             format!("{alias} is paused. Its blocks stay where they are."),

@@ -118,8 +118,8 @@ pub(crate) fn advice(row: &AccountRow) -> Advice {
             if row.sync.as_ref().is_some_and(|s| s.mass_delete_hold) {
                 Advice {
                     class: "warn",
-                    text: "A full listing suddenly found far fewer events; no blocks were deleted. Check the calendar, then run a full resync.".into(),
-                    action: Some((format!("/admin/accounts/{id}/resync"), "Full resync", true)),
+                    text: "A full listing suddenly found far fewer events; no blocks were deleted. Check the calendar: if the events really are gone, confirm the deletions.".into(),
+                    action: Some((format!("/admin/accounts/{id}/confirm-deletions"), "Confirm deletions", true)),
                 }
             } else if row.sync.as_ref().is_some_and(|s| s.last_error.is_some()) {
                 Advice {
@@ -424,6 +424,9 @@ pub(crate) fn account(page: &Page, row: &AccountRow, log: &[LogEntry]) -> Markup
                 div.buttons {
                     (post_button(page, &format!("/admin/accounts/{id}/sync"), "Sync now", ""))
                     (post_button(page, &format!("/admin/accounts/{id}/resync"), "Full resync", ""))
+                    @if row.sync.as_ref().is_some_and(|s| s.mass_delete_hold) {
+                        (post_button(page, &format!("/admin/accounts/{id}/confirm-deletions"), "Confirm held deletions", "danger"))
+                    }
                     @if is_paused {
                         (post_button(page, &format!("/admin/accounts/{id}/resume"), "Resume", "primary"))
                     } @else {
