@@ -17,9 +17,13 @@ use mcss::services::Services;
 use mcss::store::entities::accounts;
 use mcss::store::{Account, AccountStatus, BlockState, DesiredBlockUpsert, Store, SyncCommit};
 use mcss::sync::{block_id, Marker};
-use sea_orm::{ConnectionTrait as _, EntityTrait as _};
+use sea_orm::EntityTrait as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{json, Value};
+
+#[path = "support/postgres.rs"]
+mod postgres;
+use postgres::PostgresDb;
 
 // ---------------------------------------------------------------------------------------
 // Environment: an emulator, a migrated store and the services built on both
@@ -29,39 +33,8 @@ struct TestEnv {
     emulator: EmulatorHandle,
     services: Services,
     _dir: Option<tempfile::TempDir>,
-    postgres: Option<PostgresDb>,
-}
-
-/// A database created on the shared PostgreSQL server; dropped (with FORCE) on drop.
-struct PostgresDb {
-    server_url: String,
-    name: String,
-}
-
-impl Drop for PostgresDb {
-    fn drop(&mut self) {
-        let server_url = self.server_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for dropping the test database");
-            rt.block_on(async move {
-                if let Ok(admin) = sea_orm::Database::connect(server_url.as_str()).await {
-                    let _ = admin.execute_unprepared(&sql).await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        let _ = self.postgres.take();
-    }
+    /// Dropped last: the database goes once the pools above are closed.
+    _postgres: Option<PostgresDb>,
 }
 
 #[derive(Clone, Copy)]
@@ -85,24 +58,9 @@ impl TestEnv {
                 (url, None, Some(dir), None)
             }
             Backend::Postgres => {
-                let Ok(server_url) = std::env::var("MCSS_TEST_POSTGRES_URL") else {
-                    eprintln!("{test}: skipped: MCSS_TEST_POSTGRES_URL unset");
-                    return None;
-                };
-                let name = format!("mcss_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = sea_orm::Database::connect(server_url.as_str())
-                    .await
-                    .expect("connect to MCSS_TEST_POSTGRES_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .expect("create the test database");
-                admin.close().await.expect("close the admin connection");
-                let mut url = url::Url::parse(&server_url).expect("a URL");
-                url.set_path(&name);
-                let guard = PostgresDb { server_url, name };
+                let guard = PostgresDb::create(test, "mcss_test_").await?;
                 (
-                    url.to_string(),
+                    guard.url.clone(),
                     Some(EncryptionKey::generate().to_hex()),
                     None,
                     Some(guard),
@@ -138,7 +96,7 @@ impl TestEnv {
             emulator,
             services,
             _dir: dir,
-            postgres,
+            _postgres: postgres,
         })
     }
 

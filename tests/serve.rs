@@ -4,6 +4,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/postgres.rs"]
+mod postgres;
+use postgres::PostgresDb;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mcss");
 
 fn free_port() -> u16 {
@@ -128,20 +132,21 @@ async fn serve_with_no_environment_starts_on_sqlite_and_stops_cleanly_on_sigterm
 
 #[tokio::test]
 async fn serve_on_postgres_with_redis_reports_both_healthy() {
-    let (Ok(pg), Ok(redis)) = (
-        std::env::var("MCSS_TEST_POSTGRES_URL"),
-        std::env::var("MCSS_TEST_REDIS_URL"),
-    ) else {
-        eprintln!("skipped: MCSS_TEST_POSTGRES_URL or MCSS_TEST_REDIS_URL unset");
+    let Ok(redis) = std::env::var("MCSS_TEST_REDIS_URL") else {
+        eprintln!("skipped: MCSS_TEST_REDIS_URL unset");
         return;
     };
-    let db = format!("mcss_serve_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx_free_admin(&pg);
-    admin(&format!("CREATE DATABASE {db}")).await;
-    let url = replace_database(&pg, &db);
+    let Some(pg) = PostgresDb::create(
+        "serve_on_postgres_with_redis_reports_both_healthy",
+        "mcss_serve_",
+    )
+    .await
+    else {
+        return;
+    };
 
     let mut served = Served::start(&[
-        ("DATABASE_URL", url),
+        ("DATABASE_URL", pg.url.clone()),
         ("REDIS_URL", redis),
         ("ENCRYPTION_KEY", "11".repeat(32)),
     ]);
@@ -150,7 +155,6 @@ async fn serve_on_postgres_with_redis_reports_both_healthy() {
     assert_eq!(detailed["redis"]["status"], "ok");
     let (code, _) = served.terminate();
     assert_eq!(code, Some(0));
-    admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }
 
 #[test]
@@ -200,32 +204,6 @@ fn the_dockerfile_runs_mcss_serve_as_a_non_root_user_in_exec_form() {
     assert!(dockerfile.contains("CMD [\"serve\"]"));
     assert!(dockerfile.contains("USER mcss"));
     assert!(dockerfile.contains("ca-certificates"));
-}
-
-/// Runs one statement on the server's maintenance database through the store's own driver.
-fn sqlx_free_admin(
-    server: &str,
-) -> impl Fn(&str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + '_ {
-    move |sql: &str| {
-        let sql = sql.to_owned();
-        let server = server.to_owned();
-        Box::pin(async move {
-            use sea_orm::ConnectionTrait as _;
-            let db = sea_orm::Database::connect(server.as_str())
-                .await
-                .expect("the test server accepts connections");
-            db.execute_unprepared(&sql)
-                .await
-                .expect("admin statement runs");
-            let _ = db.close().await;
-        })
-    }
-}
-
-fn replace_database(server: &str, db: &str) -> String {
-    let mut url = url::Url::parse(server).expect("a URL");
-    url.set_path(db);
-    url.to_string()
 }
 
 #[tokio::test]

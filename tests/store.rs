@@ -17,6 +17,10 @@ use sea_orm::{ConnectionTrait as _, EntityTrait as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
+#[path = "support/postgres.rs"]
+mod postgres;
+use postgres::PostgresDb;
+
 // ---------------------------------------------------------------------------------------
 // Test databases
 // ---------------------------------------------------------------------------------------
@@ -26,35 +30,8 @@ struct TestDb {
     store: Store,
     settings: Settings,
     _dir: Option<tempfile::TempDir>,
-    postgres: Option<PostgresDb>,
-}
-
-/// A database created on the shared PostgreSQL server; dropped (with FORCE) on drop.
-struct PostgresDb {
-    server_url: String,
-    name: String,
-}
-
-impl Drop for PostgresDb {
-    fn drop(&mut self) {
-        let server_url = self.server_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        // Drop cannot await; a private runtime on its own thread keeps this out of the
-        // test's runtime, and runs even when the test panicked.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for dropping the test database");
-            rt.block_on(async move {
-                if let Ok(admin) = sea_orm::Database::connect(server_url.as_str()).await {
-                    let _ = admin.execute_unprepared(&sql).await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
-    }
+    /// Dropped last: the database goes once the pools above are closed.
+    _postgres: Option<PostgresDb>,
 }
 
 fn settings(vars: &[(&str, &str)]) -> Settings {
@@ -74,33 +51,15 @@ impl TestDb {
             store,
             settings,
             _dir: Some(dir),
-            postgres: None,
+            _postgres: None,
         }
     }
 
     /// A fresh PostgreSQL database, or `None` (with a note) when no server is configured.
     async fn postgres(test: &str) -> Option<TestDb> {
-        let Ok(server_url) = std::env::var("MCSS_TEST_POSTGRES_URL") else {
-            eprintln!("{test}: skipped: MCSS_TEST_POSTGRES_URL unset");
-            return None;
-        };
-        let name = format!("mcss_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = sea_orm::Database::connect(server_url.as_str())
-            .await
-            .expect("connect to MCSS_TEST_POSTGRES_URL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create the test database");
-        admin.close().await.expect("close the admin connection");
-        let guard = PostgresDb {
-            server_url: server_url.clone(),
-            name: name.clone(),
-        };
-        let mut url = url::Url::parse(&server_url).expect("MCSS_TEST_POSTGRES_URL is a URL");
-        url.set_path(&name);
+        let guard = PostgresDb::create(test, "mcss_test_").await?;
         let key = EncryptionKey::generate().to_hex();
-        let settings = settings(&[("DATABASE_URL", url.as_str()), ("ENCRYPTION_KEY", &key)]);
+        let settings = settings(&[("DATABASE_URL", &guard.url), ("ENCRYPTION_KEY", &key)]);
         let store = Store::connect(&settings)
             .await
             .expect("connect to PostgreSQL");
@@ -109,15 +68,8 @@ impl TestDb {
             store,
             settings,
             _dir: None,
-            postgres: Some(guard),
+            _postgres: Some(guard),
         })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // The PostgresDb guard drops the database after the pool below is gone.
-        let _ = self.postgres.take();
     }
 }
 

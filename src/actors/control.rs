@@ -496,8 +496,12 @@ impl Control {
     pub(crate) async fn reconcile_children(&self) -> Result<(), ControlError> {
         let accounts = self.store().list_accounts().await?;
         let children = self.children().await;
+        // Sets, not scans: this runs every few seconds over every account.
+        let running: std::collections::HashSet<AccountId> =
+            children.iter().map(|c| c.key.account_id()).collect();
+        let known: std::collections::HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
         for account in &accounts {
-            let has = children.iter().any(|c| c.key.account_id() == account.id);
+            let has = running.contains(&account.id);
             if wants_actors(account.status) && !has {
                 tracing::info!(account_id = %account.id, "starting actors of a newly seen account");
                 self.add_children(account.id)?;
@@ -508,7 +512,7 @@ impl Control {
         }
         for child in &children {
             let id = child.key.account_id();
-            if !accounts.iter().any(|a| a.id == id) {
+            if !known.contains(&id) {
                 tracing::info!(account_id = %id, "stopping actors of a removed account");
                 self.remove_children(id).await?;
             }

@@ -25,9 +25,12 @@ use mcss::ops::{connect_account, ConnectRequest};
 use mcss::shutdown::Shutdown;
 use mcss::startup::Application;
 use mcss::store::Store;
-use sea_orm::ConnectionTrait as _;
 use secrecy::SecretString;
 use serde_json::{json, Value};
+
+#[path = "../support/postgres.rs"]
+mod postgres;
+pub use postgres::PostgresDb;
 
 /// How long [`eventually`] waits by default: generous, because two cores run everything.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -82,34 +85,6 @@ pub enum TestDb {
     Sqlite(tempfile::TempDir),
 }
 
-/// A database created on the `MCSS_TEST_POSTGRES_URL` server; dropped (with FORCE) on drop.
-pub struct PostgresDb {
-    server_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl Drop for PostgresDb {
-    fn drop(&mut self) {
-        let server_url = self.server_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        // Drop cannot await; a private runtime on its own thread runs even after a panic.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for dropping the test database");
-            rt.block_on(async move {
-                if let Ok(admin) = sea_orm::Database::connect(server_url.as_str()).await {
-                    let _ = admin.execute_unprepared(&sql).await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 impl TestDb {
     /// A fresh database of `backend`, or `None` (with a note) when PostgreSQL is asked for
     /// and `MCSS_TEST_POSTGRES_URL` is unset.
@@ -118,29 +93,9 @@ impl TestDb {
             Backend::Sqlite => Some(TestDb::Sqlite(
                 tempfile::tempdir().expect("a temp dir for SQLite"),
             )),
-            Backend::Postgres => {
-                let Ok(server_url) = std::env::var("MCSS_TEST_POSTGRES_URL") else {
-                    eprintln!("{test}: skipped on PostgreSQL: MCSS_TEST_POSTGRES_URL unset");
-                    return None;
-                };
-                let name = format!("mcss_t_{}", uuid::Uuid::new_v4().simple());
-                let admin = sea_orm::Database::connect(server_url.as_str())
-                    .await
-                    .expect("connect to MCSS_TEST_POSTGRES_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .expect("create the test database");
-                let _ = admin.close().await;
-                let mut url =
-                    url::Url::parse(&server_url).expect("MCSS_TEST_POSTGRES_URL is a URL");
-                url.set_path(&name);
-                Some(TestDb::Postgres(PostgresDb {
-                    server_url,
-                    name,
-                    url: url.to_string(),
-                }))
-            }
+            Backend::Postgres => PostgresDb::create(test, "mcss_t_")
+                .await
+                .map(TestDb::Postgres),
         }
     }
 
