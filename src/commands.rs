@@ -140,8 +140,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Runs a built application, tripping its shutdown on SIGTERM/SIGINT.
 pub async fn run_with_signals(app: Application) -> anyhow::Result<()> {
     let shutdown = app.shutdown();
+    let mut signals = crate::shutdown::Signals::install()?;
     tokio::spawn(async move {
-        let which = crate::shutdown::signal().await;
+        let which = signals.recv().await;
         tracing::info!(signal = which, "shutting down");
         shutdown.trigger();
     });

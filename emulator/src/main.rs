@@ -46,6 +46,10 @@ async fn main() -> anyhow::Result<()> {
         settings,
     })
     .await?;
+    // Handlers go in before the ready line: a supervisor may signal us right after it.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let line = serde_json::json!({
         "base_url": handle.base_url(),
         "client_id": handle.client_id(),
@@ -55,9 +59,8 @@ async fn main() -> anyhow::Result<()> {
     println!("{line}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     handle.shutdown().await;

@@ -818,8 +818,14 @@ impl SyncJob {
         report.upserted = upserts.len();
         report.deleted = deleted_ids.len();
 
-        // 4. Plan this account's changes onto every other calendar.
-        let accounts = store.list_accounts().await?;
+        // 4. Plan this account's changes onto every other calendar. A sync that changed
+        //    nothing (most polls) needs no account list: that keeps an idle poll O(1)
+        //    however many accounts are connected.
+        let accounts = if changed.is_empty() {
+            Vec::new()
+        } else {
+            store.list_accounts().await?
+        };
         let source = planner_account(me, listing.time_zone.as_deref());
         let targets: Vec<sync::Account> = accounts
             .iter()
