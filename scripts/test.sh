@@ -10,6 +10,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 tmp="$root/.ci/tmp"
+# PostgreSQL runs as its own user, which may not be able to enter the checkout's folders:
+# its data lives under /tmp instead.
+pgdir="${TMPDIR:-/tmp}/mcss-test-pg-$(id -u)"
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 log() { printf '[test] %s\n' "$*" >&2; }
@@ -44,7 +47,7 @@ free_port() {
 cleanup() {
   set +e
   if [ -n "${PG_STARTED:-}" ]; then
-    run_pg "$PG_BIN/pg_ctl" -D "$tmp/pg/data" -m immediate stop >/dev/null 2>&1
+    run_pg "$PG_BIN/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1
   fi
   if [ -n "${REDIS_PID:-}" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
 }
@@ -56,18 +59,16 @@ run_pg() {
 
 start_postgres() {
   # A server left by an interrupted run would hold the folder: stop it first.
-  if [ -f "$tmp/pg/data/postmaster.pid" ]; then
-    run_pg "$PG_BIN/pg_ctl" -D "$tmp/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  if [ -f "$pgdir/data/postmaster.pid" ]; then
+    run_pg "$PG_BIN/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true
   fi
-  rm -rf "$tmp/pg"
-  mkdir -p "$tmp/pg"
-  [ "$(id -u)" = 0 ] && chown -R postgres "$tmp/pg"
-  # The parent folders must be traversable by the postgres user.
-  chmod o+x "$root" "$root/.ci" "$tmp" 2>/dev/null || true
-  run_pg "$PG_BIN/initdb" -D "$tmp/pg/data" -A trust -U postgres >/dev/null
+  rm -rf "$pgdir"
+  mkdir -p "$pgdir"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$pgdir"
+  run_pg "$PG_BIN/initdb" -D "$pgdir/data" -A trust -U postgres >/dev/null
   PG_PORT=$(free_port)
-  run_pg "$PG_BIN/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w -t 30 \
-    -o "-p $PG_PORT -k $tmp/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  run_pg "$PG_BIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -t 30 \
+    -o "-p $PG_PORT -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
   PG_STARTED=1
   export MCSS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   log "PostgreSQL on $MCSS_TEST_POSTGRES_URL"
