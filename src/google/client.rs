@@ -38,9 +38,9 @@ use super::error::{classify, parse_retry_after, CallKind, GoogleError};
 use super::types::{
     Calendar, CalendarListEntry, Channel, Event, EventsPage, WatchParams, WatchRequest,
 };
-use super::{GOOGLE_REQUESTS_TOTAL, GOOGLE_REQUEST_DURATION_SECONDS};
 use crate::config::GoogleSettings;
 use crate::domain::{CalendarId, ChannelId, EventId};
+use crate::metrics::{GOOGLE_REQUESTS, GOOGLE_REQUEST_DURATION};
 
 /// Largest page `events.list` serves; fewer round trips for the same quota.
 pub const MAX_PAGE_SIZE: u32 = 2500;
@@ -621,9 +621,9 @@ impl AccountClient {
             Err(e) if e.is_timeout() => "timeout".to_owned(),
             Err(_) => "error".to_owned(),
         };
-        metrics::counter!(GOOGLE_REQUESTS_TOTAL, "method" => call.name, "status" => status_label.clone())
+        metrics::counter!(GOOGLE_REQUESTS, "method" => call.name, "status" => status_label.clone())
             .increment(1);
-        metrics::histogram!(GOOGLE_REQUEST_DURATION_SECONDS, "method" => call.name)
+        metrics::histogram!(GOOGLE_REQUEST_DURATION, "method" => call.name)
             .record(elapsed.as_secs_f64());
         tracing::debug!(method = call.name, status = %status_label, ?elapsed, "google request");
         let (status, retry_after, body) = outcome.map_err(GoogleError::from_transport)?;

@@ -27,10 +27,3 @@ pub use types::{
     Attendee, Calendar, CalendarListEntry, Channel, Event, EventDateTime, EventStatus, EventType,
     EventsPage, ExtendedProperties, Person, Reminders, ResponseStatus, Transparency, Visibility,
 };
-
-/// Counter of Google HTTP attempts, labelled `method` (`events.list`, …) and `status`
-/// (the HTTP code, `timeout` or `error`). The name lives in `crate::metrics`.
-pub const GOOGLE_REQUESTS_TOTAL: &str = crate::metrics::GOOGLE_REQUESTS;
-/// Histogram of one Google HTTP attempt's duration in seconds, labelled `method`.
-/// The name lives in `crate::metrics`.
-pub const GOOGLE_REQUEST_DURATION_SECONDS: &str = crate::metrics::GOOGLE_REQUEST_DURATION;

@@ -13,18 +13,10 @@ pub(super) async fn live() -> Json<Value> {
 }
 
 pub(super) async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let database = match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => json!({ "status": "ok" }),
-        Ok(Err(e)) => json!({ "status": "down", "error": e.to_string() }),
-        Err(_) => json!({ "status": "down", "error": "no answer within 2s" }),
-    };
+    let database = probe(state.store.ping()).await;
     let redis = match &state.coordinator {
         None => json!({ "status": "not_configured" }),
-        Some(c) => match tokio::time::timeout(PING_TIMEOUT, c.ping()).await {
-            Ok(Ok(())) => json!({ "status": "ok" }),
-            Ok(Err(e)) => json!({ "status": "down", "error": e.to_string() }),
-            Err(_) => json!({ "status": "down", "error": "no answer within 2s" }),
-        },
+        Some(c) => probe(c.ping()).await,
     };
     let supervisor_alive = matches!(
         state.supervisor.get_status(),
@@ -35,7 +27,7 @@ pub(super) async fn detailed(State(state): State<AppState>) -> (StatusCode, Json
     let queues = match tokio::time::timeout(PING_TIMEOUT, state.store.queue_depths()).await {
         Ok(Ok(depths)) => json!(depths
             .into_iter()
-            .map(|(alias, pending)| json!({ "account": alias, "pending": pending }))
+            .map(|(account, pending)| json!({ "account": account, "pending": pending }))
             .collect::<Vec<_>>()),
         _ => Value::Null,
     };
@@ -59,4 +51,17 @@ pub(super) async fn detailed(State(state): State<AppState>) -> (StatusCode, Json
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// `{"status": "ok"}`, or `down` with the reason, bounded by [`PING_TIMEOUT`].
+async fn probe<E: std::fmt::Display>(
+    ping: impl std::future::Future<Output = Result<(), E>>,
+) -> Value {
+    match tokio::time::timeout(PING_TIMEOUT, ping).await {
+        Ok(Ok(())) => json!({ "status": "ok" }),
+        Ok(Err(e)) => json!({ "status": "down", "error": e.to_string() }),
+        Err(_) => {
+            json!({ "status": "down", "error": format!("no answer within {}s", PING_TIMEOUT.as_secs()) })
+        }
+    }
 }

@@ -2,12 +2,9 @@
 
 use std::fmt;
 
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
-
 use super::listing::{delete_blocks, list_blocks, list_installation_blocks, ListedBlock};
 use super::{chain, note_invalid_grant, OpsError};
 use crate::services::Services;
-use crate::store::entities::desired_blocks;
 use crate::store::{log_kind, Account, LogResult, NewLogEntry};
 use crate::sync::MARKER_SOURCE_ACCOUNT_KEY;
 
@@ -187,11 +184,7 @@ pub async fn retract_source_blocks(
             Err(e) => return Err(e),
         }
     }
-    desired_blocks::Entity::delete_many()
-        .filter(desired_blocks::Column::SourceAccountId.eq(source.id.get()))
-        .exec(services.store.connection())
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    services.store.delete_blocks_from_source(source.id).await?;
     Ok(report)
 }
 

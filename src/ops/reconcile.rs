@@ -16,17 +16,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _, Utc};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 
 use super::listing::{delete_event, list_installation_blocks, ListedBlock};
 use super::{chain, note_invalid_grant, usable, OpsError};
 use crate::domain::{AccountId, EventId};
 use crate::google::{AccountClient, Event, EventDateTime, EventStatus, GoogleError};
 use crate::services::Services;
-use crate::store::entities::desired_blocks;
 use crate::store::{
-    log_kind, now, Account, BlockState, DesiredBlock, LogResult, NewLogEntry, StoreError,
+    log_kind, Account, BlockState, DesiredBlock, LogResult, NewLogEntry, StoreError,
 };
 use crate::sync::{block_id, BlockBody, BlockTime};
 
@@ -409,21 +406,7 @@ async fn requeue(
     if dry_run {
         return Ok(());
     }
-    use desired_blocks::Column;
-    let at = now();
-    // Only while still applied: a sync that committed new content meanwhile wins.
-    desired_blocks::Entity::update_many()
-        .col_expr(Column::State, Expr::value(BlockState::Pending.as_str()))
-        .col_expr(Column::AppliedHash, Expr::value(Option::<String>::None))
-        .col_expr(Column::GoogleEtag, Expr::value(Option::<String>::None))
-        .col_expr(Column::Attempts, Expr::value(0))
-        .col_expr(Column::NextAttemptAt, Expr::value(Some(at)))
-        .col_expr(Column::UpdatedAt, Expr::value(at))
-        .filter(Column::Id.eq(row.id.get()))
-        .filter(Column::State.eq(BlockState::Applied.as_str()))
-        .exec(services.store.connection())
-        .await
-        .map_err(StoreError::from)?;
+    services.store.requeue_applied_block(row.id).await?;
     Ok(())
 }
 

@@ -244,6 +244,36 @@ impl Store {
         Ok(update.exec(self.connection()).await?.rows_affected)
     }
 
+    /// Puts an applied row back to pending, due now, forgetting what was applied so the
+    /// writer writes it again without a stale `If-Match` (reconciliation found it drifted or
+    /// missing). Only while still applied: a sync that committed new content meanwhile wins.
+    /// Returns whether the row was re-queued.
+    pub async fn requeue_applied_block(&self, id: OutboxId) -> Result<bool, StoreError> {
+        let at = now();
+        let result = desired_blocks::Entity::update_many()
+            .col_expr(Column::State, BlockState::Pending.as_str().into())
+            .col_expr(Column::AppliedHash, Option::<String>::None.into())
+            .col_expr(Column::GoogleEtag, Option::<String>::None.into())
+            .col_expr(Column::Attempts, Expr::value(0))
+            .col_expr(Column::NextAttemptAt, Some(at).into())
+            .col_expr(Column::UpdatedAt, at.into())
+            .filter(Column::Id.eq(id.get()))
+            .filter(Column::State.eq(BlockState::Applied.as_str()))
+            .exec(self.connection())
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Forgets every outbox row made from `source`'s events (after its blocks were deleted
+    /// from the calendars directly, as `mcss accounts remove` does). Returns how many.
+    pub async fn delete_blocks_from_source(&self, source: AccountId) -> Result<u64, StoreError> {
+        let result = desired_blocks::Entity::delete_many()
+            .filter(Column::SourceAccountId.eq(source.get()))
+            .exec(self.connection())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
     /// Wants every block made from `source`'s events gone (before removing or pausing that
     /// account): rows become body NULL and pending, excluded rows are dropped. Returns how
     /// many rows now wait for a delete.
