@@ -9,13 +9,13 @@
 //!
 //! Figures are printed, never asserted (DESIGN.md §5: speed is measured, not tested).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/api/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{hour_slot, id_of, spawn_app, AppOptions};
 use serde_json::json;
+use support::{hour_slot, id_of, spawn_app, AppOptions};
 
 const CHANGES: usize = 30;
 

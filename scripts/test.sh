@@ -12,7 +12,7 @@ cd "$root"
 tmp="$root/.ci/tmp"
 # PostgreSQL runs as its own user, which may not be able to enter the checkout's folders:
 # its data lives under /tmp instead.
-pgdir="${TMPDIR:-/tmp}/mcss-test-pg-$(id -u)"
+pgdir="${TMPDIR:-/tmp}/mcss-test-pg-$(id -u)-$(printf %s "$root" | cksum | cut -d" " -f1)"
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 log() { printf '[test] %s\n' "$*" >&2; }

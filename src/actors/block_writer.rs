@@ -31,7 +31,7 @@ use crate::domain::{AccountId, EventId};
 use crate::google::{AccountClient, Event, GoogleError};
 use crate::metrics::{BLOCK_OPERATIONS, PENDING_OPERATIONS, PROPAGATION_LATENCY};
 use crate::services::Services;
-use crate::store::{log_kind, Account, DesiredBlock, LogResult, NewLogEntry, StoreError};
+use crate::store::{log_kind, Account, LogResult, NewLogEntry, OutboxRow, StoreError};
 use crate::sync::BlockBody;
 
 /// Rows taken per batch.
@@ -281,7 +281,7 @@ impl WriterState {
     }
 
     /// One row: one Google write (two for a restore), then the store's record of it.
-    async fn apply(&mut self, row: &DesiredBlock) -> Step {
+    async fn apply(&mut self, row: &OutboxRow) -> Step {
         let event_id = match EventId::parse(row.block_id.as_str()) {
             Ok(id) => id,
             Err(e) => return self.fail(row, "write", &format!("bad block id: {e}")).await,
@@ -332,7 +332,7 @@ impl WriterState {
         }
     }
 
-    async fn delete(&mut self, row: &DesiredBlock, event_id: &EventId) -> Step {
+    async fn delete(&mut self, row: &OutboxRow, event_id: &EventId) -> Step {
         let result = self
             .client
             .events_delete(&self.account.calendar_id, event_id)
@@ -395,7 +395,7 @@ impl WriterState {
     }
 
     /// Classifies a failed write: retry later, give up on the row, or stop the writer.
-    async fn failed(&mut self, row: &DesiredBlock, op: &'static str, error: GoogleError) -> Step {
+    async fn failed(&mut self, row: &OutboxRow, op: &'static str, error: GoogleError) -> Step {
         let store = &self.services.store;
         let reason = error.to_string();
         match error {
@@ -455,7 +455,7 @@ impl WriterState {
         }
     }
 
-    async fn fail(&mut self, row: &DesiredBlock, op: &'static str, reason: &str) -> Step {
+    async fn fail(&mut self, row: &OutboxRow, op: &'static str, reason: &str) -> Step {
         self.record(row, op, "failed");
         if let Err(e) = self.services.store.mark_failed(row.id, reason).await {
             tracing::warn!(error = %e, "cannot mark the block failed");
@@ -465,7 +465,7 @@ impl WriterState {
 
     async fn retry(
         &self,
-        row: &DesiredBlock,
+        row: &OutboxRow,
         delay: Duration,
         reason: &str,
     ) -> Result<(), StoreError> {
@@ -474,7 +474,7 @@ impl WriterState {
         self.services.store.schedule_retry(row.id, at, reason).await
     }
 
-    fn store_result(&self, row: &DesiredBlock, result: Result<(), StoreError>) -> Step {
+    fn store_result(&self, row: &OutboxRow, result: Result<(), StoreError>) -> Step {
         match result {
             Ok(()) | Err(StoreError::NotFound { .. }) => Step::Done,
             Err(e) => {
@@ -489,7 +489,7 @@ impl WriterState {
     }
 
     /// One log line and one counter per block operation; never a title.
-    fn record(&self, row: &DesiredBlock, op: &'static str, result: &'static str) {
+    fn record(&self, row: &OutboxRow, op: &'static str, result: &'static str) {
         metrics::counter!(BLOCK_OPERATIONS, "op" => op, "result" => result).increment(1);
         tracing::info!(
             op,

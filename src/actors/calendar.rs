@@ -36,8 +36,8 @@ use crate::google::{AccountClient, EventsQuery, GoogleError};
 use crate::metrics::{SYNCS, SYNC_DURATION};
 use crate::services::{Services, ServicesError};
 use crate::store::{
-    log_kind, Account, AccountStatus, BlockState, DesiredBlockUpsert, LogResult, NewChannel,
-    NewLogEntry, SourceEventUpsert, StoreError, SyncCommit, WatchChannel,
+    log_kind, Account, AccountStatus, BlockState, LogResult, NewChannel, NewLogEntry, OutboxUpsert,
+    StoreError, StoredEventUpsert, SyncCommit, WatchChannel,
 };
 use crate::sync::{
     self, convert, plan_changes, EventStatus, PlannedBlock, SourceEvent, TargetHoldings,
@@ -577,8 +577,8 @@ fn planner_account(account: &Account, zone: Option<&str>) -> sync::Account {
     }
 }
 
-fn to_upsert(planned: PlannedBlock, source: AccountId) -> DesiredBlockUpsert {
-    DesiredBlockUpsert {
+fn to_upsert(planned: PlannedBlock, source: AccountId) -> OutboxUpsert {
+    OutboxUpsert {
         target_account_id: planned.target,
         source_account_id: source,
         source_event_id: planned.source_event_id,
@@ -711,7 +711,7 @@ impl SyncJob {
 
         // 1. Convert.
         let mut changed: Vec<SourceEvent> = Vec::new();
-        let mut upserts: Vec<SourceEventUpsert> = Vec::new();
+        let mut upserts: Vec<StoredEventUpsert> = Vec::new();
         let mut deleted_ids: Vec<EventId> = Vec::new();
         let mut listed_ids: HashSet<EventId> = HashSet::new();
         for event in &listing.events {
@@ -726,7 +726,7 @@ impl SyncJob {
             if converted.status == EventStatus::Cancelled {
                 deleted_ids.push(converted.id.clone());
             } else {
-                upserts.push(SourceEventUpsert {
+                upserts.push(StoredEventUpsert {
                     event_id: converted.id.clone(),
                     ical_uid: converted.ical_uid.clone(),
                     recurring_event_id: converted.recurring_event_id.clone(),
@@ -840,7 +840,7 @@ impl SyncJob {
             .iter()
             .filter_map(|e| e.ical_uid.clone().or_else(|| known_uid.get(&e.id).cloned()))
             .collect();
-        let mut same_meeting: Vec<crate::store::SourceEvent> = Vec::new();
+        let mut same_meeting: Vec<crate::store::StoredEvent> = Vec::new();
         for uid in &uids {
             same_meeting.extend(store.live_events_by_ical_uid(uid).await?);
         }
@@ -861,7 +861,7 @@ impl SyncJob {
             holdings.insert(*account, TargetHoldings::from_events(events.iter()));
         }
         let cfg = &self.services.planner;
-        let mut desired: Vec<DesiredBlockUpsert> =
+        let mut desired: Vec<OutboxUpsert> =
             plan_changes(cfg, &source, &changed, &targets, &holdings, now)
                 .into_iter()
                 .map(|p| to_upsert(p, me.id))
@@ -923,7 +923,7 @@ impl SyncJob {
     /// Whether deleting `missing` would retract more blocks than the threshold allows.
     async fn would_retract_too_many(
         &self,
-        missing: &[crate::store::SourceEvent],
+        missing: &[crate::store::StoredEvent],
     ) -> Result<bool, SyncError> {
         let threshold = u64::from(self.services.settings.sync.mass_delete_threshold);
         let mut live = 0u64;

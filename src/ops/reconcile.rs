@@ -22,9 +22,7 @@ use super::{chain, note_invalid_grant, usable, OpsError};
 use crate::domain::{AccountId, EventId};
 use crate::google::{AccountClient, Event, EventDateTime, EventStatus, GoogleError};
 use crate::services::Services;
-use crate::store::{
-    log_kind, Account, BlockState, DesiredBlock, LogResult, NewLogEntry, StoreError,
-};
+use crate::store::{log_kind, Account, BlockState, LogResult, NewLogEntry, OutboxRow, StoreError};
 use crate::sync::{block_id, BlockBody, BlockTime};
 
 /// What reconciliation found and did on one calendar.
@@ -201,7 +199,7 @@ async fn reconcile_account(
     let listed = list_installation_blocks(&client, calendar, &services.installation)
         .await
         .map_err(google("list the blocks"))?;
-    let rows: HashMap<String, DesiredBlock> = services
+    let rows: HashMap<String, OutboxRow> = services
         .store
         .blocks_for_target(account.id)
         .await?
@@ -398,7 +396,7 @@ fn deterministic_id(
 /// writes it again (without a stale `If-Match`).
 async fn requeue(
     services: &Services,
-    row: &DesiredBlock,
+    row: &OutboxRow,
     dry_run: bool,
     out: &mut AccountReconcile,
 ) -> Result<(), OpsError> {

@@ -5,12 +5,12 @@ use sea_orm::{
 };
 
 use super::entities::source_events;
-use super::{SourceEvent, Store, StoreError};
+use super::{Store, StoreError, StoredEvent};
 use crate::domain::{AccountId, EventId};
 
-fn to_record(row: source_events::Model) -> Result<SourceEvent, StoreError> {
+fn to_record(row: source_events::Model) -> Result<StoredEvent, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("source event {}: {e}", row.id));
-    Ok(SourceEvent {
+    Ok(StoredEvent {
         id: row.id,
         account_id: AccountId::new(row.account_id),
         event_id: EventId::parse(&row.event_id).map_err(|e| corrupt(e.to_string()))?,
@@ -34,7 +34,7 @@ impl Store {
     pub async fn source_events(
         &self,
         account_id: AccountId,
-    ) -> Result<Vec<SourceEvent>, StoreError> {
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         source_events::Entity::find()
             .filter(source_events::Column::AccountId.eq(account_id.get()))
             .order_by_asc(source_events::Column::EventId)
@@ -50,7 +50,7 @@ impl Store {
         &self,
         account_id: AccountId,
         event_id: &EventId,
-    ) -> Result<Option<SourceEvent>, StoreError> {
+    ) -> Result<Option<StoredEvent>, StoreError> {
         source_events::Entity::find()
             .filter(source_events::Column::AccountId.eq(account_id.get()))
             .filter(source_events::Column::EventId.eq(event_id.as_str()))
@@ -74,7 +74,7 @@ impl Store {
     pub async fn live_events_by_ical_uid(
         &self,
         ical_uid: &str,
-    ) -> Result<Vec<SourceEvent>, StoreError> {
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         source_events::Entity::find()
             .filter(source_events::Column::IcalUid.eq(ical_uid))
             .filter(source_events::Column::Status.ne("cancelled"))

@@ -15,12 +15,12 @@ use sea_orm::{
 };
 
 use super::entities::desired_blocks::{self, Column};
-use super::{now, BlockState, DesiredBlock, OutboxId, Store, StoreError};
+use super::{now, BlockState, OutboxId, OutboxRow, Store, StoreError};
 use crate::domain::{AccountId, BlockId, EventId};
 
-fn to_record(row: desired_blocks::Model) -> Result<DesiredBlock, StoreError> {
+fn to_record(row: desired_blocks::Model) -> Result<OutboxRow, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("desired block {}: {e}", row.id));
-    Ok(DesiredBlock {
+    Ok(OutboxRow {
         id: OutboxId::new(row.id),
         target_account_id: AccountId::new(row.target_account_id),
         source_account_id: AccountId::new(row.source_account_id),
@@ -45,7 +45,7 @@ fn to_record(row: desired_blocks::Model) -> Result<DesiredBlock, StoreError> {
     })
 }
 
-fn records(rows: Vec<desired_blocks::Model>) -> Result<Vec<DesiredBlock>, StoreError> {
+fn records(rows: Vec<desired_blocks::Model>) -> Result<Vec<OutboxRow>, StoreError> {
     rows.into_iter().map(to_record).collect()
 }
 
@@ -75,7 +75,7 @@ impl Store {
         target: AccountId,
         now: DateTime<Utc>,
         limit: u64,
-    ) -> Result<Vec<DesiredBlock>, StoreError> {
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         records(
             desired_blocks::Entity::find()
                 .filter(Column::TargetAccountId.eq(target.get()))
@@ -344,7 +344,7 @@ impl Store {
     }
 
     /// One outbox row by its key.
-    pub async fn block(&self, id: OutboxId) -> Result<Option<DesiredBlock>, StoreError> {
+    pub async fn block(&self, id: OutboxId) -> Result<Option<OutboxRow>, StoreError> {
         desired_blocks::Entity::find_by_id(id.get())
             .one(self.connection())
             .await?
@@ -357,7 +357,7 @@ impl Store {
         &self,
         target: AccountId,
         block_id: &BlockId,
-    ) -> Result<Option<DesiredBlock>, StoreError> {
+    ) -> Result<Option<OutboxRow>, StoreError> {
         desired_blocks::Entity::find()
             .filter(Column::TargetAccountId.eq(target.get()))
             .filter(Column::BlockId.eq(block_id.as_str()))
@@ -368,10 +368,7 @@ impl Store {
     }
 
     /// Every row of a target calendar, by block id.
-    pub async fn blocks_for_target(
-        &self,
-        target: AccountId,
-    ) -> Result<Vec<DesiredBlock>, StoreError> {
+    pub async fn blocks_for_target(&self, target: AccountId) -> Result<Vec<OutboxRow>, StoreError> {
         records(
             desired_blocks::Entity::find()
                 .filter(Column::TargetAccountId.eq(target.get()))
@@ -386,7 +383,7 @@ impl Store {
         &self,
         source_account: AccountId,
         source_event_id: &EventId,
-    ) -> Result<Vec<DesiredBlock>, StoreError> {
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         records(
             desired_blocks::Entity::find()
                 .filter(

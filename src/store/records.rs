@@ -151,7 +151,7 @@ pub struct SyncState {
 
 /// A source event as the sync saw it, to be stored by [`super::Store::commit_sync`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct SourceEventUpsert {
+pub struct StoredEventUpsert {
     pub event_id: EventId,
     pub ical_uid: Option<String>,
     pub recurring_event_id: Option<EventId>,
@@ -164,9 +164,9 @@ pub struct SourceEventUpsert {
     pub google_updated: Option<DateTime<Utc>>,
 }
 
-/// A stored source event.
+/// A stored source event (the planner's own view is `sync::SourceEvent`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SourceEvent {
+pub struct StoredEvent {
     pub id: i64,
     pub account_id: AccountId,
     pub event_id: EventId,
@@ -201,7 +201,7 @@ impl std::fmt::Display for OutboxId {
 
 /// What the planner wants target `target_account_id` to hold for one source event.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DesiredBlockUpsert {
+pub struct OutboxUpsert {
     pub target_account_id: AccountId,
     pub source_account_id: AccountId,
     pub source_event_id: EventId,
@@ -212,9 +212,10 @@ pub struct DesiredBlockUpsert {
     pub desired_hash: Option<String>,
 }
 
-/// An outbox row.
+/// An outbox row: what one target calendar must hold under one block id, and what the
+/// writer last applied (the planner's own view is `sync::DesiredBlock`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct DesiredBlock {
+pub struct OutboxRow {
     pub id: OutboxId,
     pub target_account_id: AccountId,
     pub source_account_id: AccountId,
@@ -237,9 +238,9 @@ pub struct DesiredBlock {
 /// Everything one sync produced, written atomically by [`super::Store::commit_sync`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncCommit {
-    pub upserted_source_events: Vec<SourceEventUpsert>,
+    pub upserted_source_events: Vec<StoredEventUpsert>,
     pub deleted_source_event_ids: Vec<EventId>,
-    pub desired_blocks: Vec<DesiredBlockUpsert>,
+    pub desired_blocks: Vec<OutboxUpsert>,
     /// The token to continue from; `None` keeps the stored one.
     pub new_sync_token: Option<String>,
     /// A full listing (sets `last_full_sync_at`) rather than an incremental one.

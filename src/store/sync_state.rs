@@ -14,8 +14,8 @@ use sea_orm::{
 
 use super::entities::{desired_blocks, source_events, sync_state};
 use super::{
-    now, BlockState, CommitOutcome, DesiredBlockUpsert, SourceEventUpsert, Store, StoreError,
-    SyncCommit, SyncState,
+    now, BlockState, CommitOutcome, OutboxUpsert, Store, StoreError, StoredEventUpsert, SyncCommit,
+    SyncState,
 };
 use crate::domain::AccountId;
 
@@ -190,7 +190,7 @@ async fn write_commit(
 async fn upsert_source_events(
     txn: &impl ConnectionTrait,
     account_id: AccountId,
-    events: Vec<SourceEventUpsert>,
+    events: Vec<StoredEventUpsert>,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
     // One row per event id (the last wins): PostgreSQL refuses to upsert a row twice in
@@ -257,10 +257,10 @@ async fn delete_source_events(
 
 async fn upsert_desired_blocks(
     txn: &impl ConnectionTrait,
-    upserts: Vec<DesiredBlockUpsert>,
+    upserts: Vec<OutboxUpsert>,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<CommitOutcome, StoreError> {
-    let mut latest: BTreeMap<(i64, String), DesiredBlockUpsert> = BTreeMap::new();
+    let mut latest: BTreeMap<(i64, String), OutboxUpsert> = BTreeMap::new();
     for upsert in upserts {
         latest.insert(
             (

@@ -15,15 +15,13 @@ use mcss::google::{AccountClient, GoogleError};
 use mcss::ops::{self, ConnectRequest, OpsError};
 use mcss::services::Services;
 use mcss::store::entities::accounts;
-use mcss::store::{Account, AccountStatus, BlockState, DesiredBlockUpsert, Store, SyncCommit};
+use mcss::store::{Account, AccountStatus, BlockState, OutboxUpsert, Store, SyncCommit};
 use mcss::sync::{block_id, Marker};
 use sea_orm::EntityTrait as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{json, Value};
 
-#[path = "support/postgres.rs"]
-mod postgres;
-use postgres::PostgresDb;
+use crate::support::{Backend, PostgresDb};
 
 // ---------------------------------------------------------------------------------------
 // Environment: an emulator, a migrated store and the services built on both
@@ -35,12 +33,6 @@ struct TestEnv {
     _dir: Option<tempfile::TempDir>,
     /// Dropped last: the database goes once the pools above are closed.
     _postgres: Option<PostgresDb>,
-}
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
 }
 
 impl TestEnv {
@@ -179,32 +171,8 @@ async fn status_with(
     }
 }
 
-/// Runs an `async fn(&TestEnv)` scenario once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($scenario:ident),+ $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_sqlite() {
-                let env = super::TestEnv::start(super::Backend::Sqlite, stringify!($scenario))
-                    .await
-                    .expect("SQLite is always available");
-                super::$scenario(&env).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_postgres() {
-                let Some(env) =
-                    super::TestEnv::start(super::Backend::Postgres, stringify!($scenario)).await
-                else {
-                    return;
-                };
-                super::$scenario(&env).await;
-            }
-        }
-    )+};
-}
-
 on_both_backends!(
+    setup = super::TestEnv::start;
     connecting_resolves_the_real_calendar_id_and_time_zone_and_encrypts_the_token,
     reconnecting_replaces_the_token_and_reactivates_a_needs_reauth_account,
     an_alias_of_another_calendar_or_an_empty_alias_is_refused,
@@ -561,12 +529,12 @@ async fn queue_block(
     event: &str,
     block: &BlockId,
     body: &Value,
-) -> mcss::store::DesiredBlock {
+) -> mcss::store::OutboxRow {
     env.store()
         .commit_sync(
             source.id,
             SyncCommit {
-                desired_blocks: vec![DesiredBlockUpsert {
+                desired_blocks: vec![OutboxUpsert {
                     target_account_id: target.id,
                     source_account_id: source.id,
                     source_event_id: EventId::parse(event).unwrap(),
@@ -595,7 +563,7 @@ async fn applied_block(
     event: &str,
     day: u32,
     write: bool,
-) -> mcss::store::DesiredBlock {
+) -> mcss::store::OutboxRow {
     let id = block_id(
         env.installation(),
         &source.calendar_id,
@@ -620,7 +588,7 @@ async fn applied_block(
     row
 }
 
-async fn state_of(env: &TestEnv, row: &mcss::store::DesiredBlock) -> BlockState {
+async fn state_of(env: &TestEnv, row: &mcss::store::OutboxRow) -> BlockState {
     env.store().block(row.id).await.unwrap().unwrap().state
 }
 

@@ -2,11 +2,11 @@
 //! converges: expired sync tokens, a revoked account, rate-limit storms, lost push
 //! notifications, expiring channels, deleted blocks and a full resync that lists nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{count_status, eventually, eventually_within, id_of, spawn_app, AppOptions, TestApp};
+use crate::support::{
+    count_status, eventually, eventually_within, id_of, spawn_app, AppOptions, TestApp,
+};
 use mcss::store::AccountStatus;
 use serde_json::json;
 
@@ -125,7 +125,7 @@ async fn a_storm_of_429s_converges_with_no_duplicates() {
     for round in 0..4 {
         for n in [0, 2] {
             // The user's own requests may meet the storm too: retried like an app would.
-            let (start, end) = common::hour_slot(2 + round, 8 + n as u32);
+            let (start, end) = crate::support::hour_slot(2 + round, 8 + n as u32);
             let body = json!({
                 "summary": format!("Storm {round} on {n}"),
                 "start": {"dateTime": start},

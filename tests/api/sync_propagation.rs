@@ -2,9 +2,7 @@
 //! on one calendar through the plain Google API has its private block created, patched in
 //! place and deleted on the four others, with exactly one write per target calendar.
 
-mod common;
-
-use common::{id_of, spawn_app, AppOptions, Backend};
+use crate::support::{id_of, spawn_app, AppOptions, Backend};
 use serde_json::{json, Value};
 
 const CALENDARS: usize = 5;
@@ -21,7 +19,7 @@ async fn create_update_and_delete_propagate_to_all_four_other_calendars(backend:
     // Create.
     app.writers_idle().await;
     app.reset_counters().await;
-    let (start, end) = common::hour_slot(3, 9);
+    let (start, end) = crate::support::hour_slot(3, 9);
     let source = user
         .insert(json!({
             "summary": "Dentist",
@@ -38,13 +36,13 @@ async fn create_update_and_delete_propagate_to_all_four_other_calendars(backend:
     app.writers_idle().await;
     let counters = app.counters().await;
     assert_eq!(
-        common::count_2xx(&counters, "events.insert"),
+        crate::support::count_2xx(&counters, "events.insert"),
         1 + TARGETS,
         "the user's insert plus exactly one insert per other calendar: {counters}"
     );
     for write in ["events.patch", "events.update", "events.delete"] {
         assert_eq!(
-            common::count_2xx(&counters, write),
+            crate::support::count_2xx(&counters, write),
             0,
             "no {write}: {counters}"
         );
@@ -58,7 +56,7 @@ async fn create_update_and_delete_propagate_to_all_four_other_calendars(backend:
 
     // Update: a new time and a new title patch the blocks in place.
     app.reset_counters().await;
-    let (new_start, new_end) = common::hour_slot(4, 14);
+    let (new_start, new_end) = crate::support::hour_slot(4, 14);
     let moved = user
         .patch(
             &source_id,
@@ -69,7 +67,7 @@ async fn create_update_and_delete_propagate_to_all_four_other_calendars(backend:
             }),
         )
         .await;
-    let patched = common::eventually("the blocks to move", || async {
+    let patched = crate::support::eventually("the blocks to move", || async {
         let blocks = app.await_blocks_everywhere(0, &source_id).await;
         blocks
             .iter()
@@ -85,13 +83,13 @@ async fn create_update_and_delete_propagate_to_all_four_other_calendars(backend:
     app.writers_idle().await;
     let counters = app.counters().await;
     assert_eq!(
-        common::count_2xx(&counters, "events.patch"),
+        crate::support::count_2xx(&counters, "events.patch"),
         1 + TARGETS,
         "the user's patch plus exactly one patch per other calendar: {counters}"
     );
     for write in ["events.insert", "events.update", "events.delete"] {
         assert_eq!(
-            common::count_2xx(&counters, write),
+            crate::support::count_2xx(&counters, write),
             0,
             "no {write}: {counters}"
         );
@@ -112,7 +110,7 @@ async fn create_update_and_delete_propagate_to_all_four_other_calendars(backend:
     app.writers_idle().await;
     let counters = app.counters().await;
     assert_eq!(
-        common::count_2xx(&counters, "events.delete"),
+        crate::support::count_2xx(&counters, "events.delete"),
         1 + TARGETS,
         "the user's delete plus exactly one delete per other calendar: {counters}"
     );
@@ -166,13 +164,13 @@ async fn a_change_that_does_not_touch_the_block_makes_no_write(backend: Backend)
     let counters = app.counters().await;
     for write in ["events.insert", "events.update", "events.delete"] {
         assert_eq!(
-            common::count_2xx(&counters, write),
+            crate::support::count_2xx(&counters, write),
             0,
             "no {write}: {counters}"
         );
     }
     assert_eq!(
-        common::count_2xx(&counters, "events.patch"),
+        crate::support::count_2xx(&counters, "events.patch"),
         1,
         "only the user's own patch: {counters}"
     );

@@ -2,13 +2,13 @@
 //! burst of changes, started again, and the calendars still converge with zero duplicates,
 //! zero orphans and every block present — on SQLite, and on PostgreSQL when configured.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{base_vars, eventually_within, hour_slot, Backend, Calendar, Observer, TestDb};
+use crate::support::{
+    base_vars, eventually_within, hour_slot, Backend, Calendar, Observer, TestDb,
+};
 use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Settings as EmuSettings};
 use mcss::config::Settings;
 use mcss::store::Store;

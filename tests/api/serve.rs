@@ -4,9 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "support/postgres.rs"]
-mod postgres;
-use postgres::PostgresDb;
+use crate::support::PostgresDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcss");
 

@@ -10,23 +10,21 @@ use mcss::config::{EncryptionKey, Settings};
 use mcss::domain::{AccountId, BlockId, CalendarId, ChannelId, EventId};
 use mcss::store::entities::{accounts, desired_blocks};
 use mcss::store::{
-    log_kind, now, AccountStatus, BlockState, DesiredBlockUpsert, LogQuery, LogResult, NewAccount,
-    NewChannel, NewLogEntry, SourceEventUpsert, Store, StoreError, SyncCommit,
+    log_kind, now, AccountStatus, BlockState, LogQuery, LogResult, NewAccount, NewChannel,
+    NewLogEntry, OutboxUpsert, Store, StoreError, StoredEventUpsert, SyncCommit,
 };
 use sea_orm::{ConnectionTrait as _, EntityTrait as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
-#[path = "support/postgres.rs"]
-mod postgres;
-use postgres::PostgresDb;
+use crate::support::{Backend, PostgresDb};
 
 // ---------------------------------------------------------------------------------------
 // Test databases
 // ---------------------------------------------------------------------------------------
 
 /// A migrated store on its own database, removed when dropped.
-struct TestDb {
+struct StoreDb {
     store: Store,
     settings: Settings,
     _dir: Option<tempfile::TempDir>,
@@ -39,15 +37,22 @@ fn settings(vars: &[(&str, &str)]) -> Settings {
         .expect("test settings are valid")
 }
 
-impl TestDb {
+impl StoreDb {
+    async fn start(backend: Backend, test: &str) -> Option<StoreDb> {
+        match backend {
+            Backend::Sqlite => Some(Self::sqlite().await),
+            Backend::Postgres => Self::postgres(test).await,
+        }
+    }
+
     /// A SQLite file in a temp dir, without ENCRYPTION_KEY (so the key file is exercised).
-    async fn sqlite() -> TestDb {
+    async fn sqlite() -> StoreDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("mcss.db").display());
         let settings = settings(&[("DATABASE_URL", &url)]);
         let store = Store::connect(&settings).await.expect("connect to SQLite");
         store.migrate().await.expect("migrate SQLite");
-        TestDb {
+        StoreDb {
             store,
             settings,
             _dir: Some(dir),
@@ -56,7 +61,7 @@ impl TestDb {
     }
 
     /// A fresh PostgreSQL database, or `None` (with a note) when no server is configured.
-    async fn postgres(test: &str) -> Option<TestDb> {
+    async fn postgres(test: &str) -> Option<StoreDb> {
         let guard = PostgresDb::create(test, "mcss_test_").await?;
         let key = EncryptionKey::generate().to_hex();
         let settings = settings(&[("DATABASE_URL", &guard.url), ("ENCRYPTION_KEY", &key)]);
@@ -64,7 +69,7 @@ impl TestDb {
             .await
             .expect("connect to PostgreSQL");
         store.migrate().await.expect("migrate PostgreSQL");
-        Some(TestDb {
+        Some(StoreDb {
             store,
             settings,
             _dir: None,
@@ -73,28 +78,8 @@ impl TestDb {
     }
 }
 
-/// Runs an `async fn(&TestDb)` scenario once on SQLite and once on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($scenario:ident),+ $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_sqlite() {
-                let db = super::TestDb::sqlite().await;
-                super::$scenario(&db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_postgres() {
-                let Some(db) = super::TestDb::postgres(stringify!($scenario)).await else {
-                    return;
-                };
-                super::$scenario(&db).await;
-            }
-        }
-    )+};
-}
-
 on_both_backends!(
+    setup = super::StoreDb::start;
     migrations_run_twice_without_harm,
     a_changed_encryption_key_is_refused_at_migrate,
     an_account_round_trips_with_its_token_encrypted_at_rest,
@@ -145,8 +130,8 @@ fn block_id(n: u32) -> BlockId {
     BlockId::parse(&format!("b{n:025}")).expect("valid block id")
 }
 
-fn source_event(id: &str, ical_uid: Option<&str>) -> SourceEventUpsert {
-    SourceEventUpsert {
+fn source_event(id: &str, ical_uid: Option<&str>) -> StoredEventUpsert {
+    StoredEventUpsert {
         event_id: event_id(id),
         ical_uid: ical_uid.map(str::to_owned),
         recurring_event_id: None,
@@ -163,8 +148,8 @@ fn desired(
     source_event: &str,
     block: u32,
     version: Option<&str>,
-) -> DesiredBlockUpsert {
-    DesiredBlockUpsert {
+) -> OutboxUpsert {
+    OutboxUpsert {
         target_account_id: target,
         source_account_id: source,
         source_event_id: event_id(source_event),
@@ -175,7 +160,7 @@ fn desired(
 }
 
 /// Commits just these desired blocks for `source`.
-async fn commit_blocks(store: &Store, source: AccountId, blocks: Vec<DesiredBlockUpsert>) {
+async fn commit_blocks(store: &Store, source: AccountId, blocks: Vec<OutboxUpsert>) {
     store
         .commit_sync(
             source,
@@ -188,7 +173,7 @@ async fn commit_blocks(store: &Store, source: AccountId, blocks: Vec<DesiredBloc
         .expect("commit");
 }
 
-async fn only_block(store: &Store, target: AccountId) -> mcss::store::DesiredBlock {
+async fn only_block(store: &Store, target: AccountId) -> mcss::store::OutboxRow {
     let mut blocks = store.blocks_for_target(target).await.expect("blocks");
     assert_eq!(
         blocks.len(),
@@ -210,7 +195,7 @@ async fn two_accounts(store: &Store) -> (AccountId, AccountId) {
 // Scenarios
 // ---------------------------------------------------------------------------------------
 
-async fn a_changed_encryption_key_is_refused_at_migrate(db: &TestDb) {
+async fn a_changed_encryption_key_is_refused_at_migrate(db: &StoreDb) {
     let mut other = db.settings.clone();
     other.encryption_key = Some(EncryptionKey::generate());
     let store = Store::connect(&other).await.expect("connect");
@@ -230,7 +215,7 @@ async fn a_changed_encryption_key_is_refused_at_migrate(db: &TestDb) {
         .expect("the right key still passes");
 }
 
-async fn migrations_run_twice_without_harm(db: &TestDb) {
+async fn migrations_run_twice_without_harm(db: &StoreDb) {
     let a = add_account(&db.store, "Calendar 01").await;
 
     db.store
@@ -255,7 +240,7 @@ async fn migrations_run_twice_without_harm(db: &TestDb) {
     );
 }
 
-async fn an_account_round_trips_with_its_token_encrypted_at_rest(db: &TestDb) {
+async fn an_account_round_trips_with_its_token_encrypted_at_rest(db: &StoreDb) {
     let store = &db.store;
     let id = add_account(store, "Calendar 01").await;
 
@@ -314,7 +299,7 @@ async fn an_account_round_trips_with_its_token_encrypted_at_rest(db: &TestDb) {
     assert!(!state.mass_delete_hold);
 }
 
-async fn account_status_and_token_changes_are_stored(db: &TestDb) {
+async fn account_status_and_token_changes_are_stored(db: &StoreDb) {
     let store = &db.store;
     let id = add_account(store, "Calendar 01").await;
 
@@ -357,7 +342,7 @@ async fn account_status_and_token_changes_are_stored(db: &TestDb) {
     ));
 }
 
-async fn a_duplicate_alias_is_a_conflict(db: &TestDb) {
+async fn a_duplicate_alias_is_a_conflict(db: &StoreDb) {
     add_account(&db.store, "Calendar 01").await;
     let again = db
         .store
@@ -373,7 +358,7 @@ async fn a_duplicate_alias_is_a_conflict(db: &TestDb) {
     assert_eq!(db.store.list_accounts().await.expect("list").len(), 1);
 }
 
-async fn deleting_an_account_removes_what_belongs_to_it(db: &TestDb) {
+async fn deleting_an_account_removes_what_belongs_to_it(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
@@ -396,7 +381,7 @@ async fn deleting_an_account_removes_what_belongs_to_it(db: &TestDb) {
     assert_eq!(store.list_accounts().await.expect("list").len(), 1);
 }
 
-async fn a_commit_writes_events_blocks_and_the_token_together(db: &TestDb) {
+async fn a_commit_writes_events_blocks_and_the_token_together(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     let c = add_account(store, "Calendar 03").await;
@@ -442,7 +427,7 @@ async fn a_commit_writes_events_blocks_and_the_token_together(db: &TestDb) {
         .commit_sync(
             a,
             SyncCommit {
-                upserted_source_events: vec![SourceEventUpsert {
+                upserted_source_events: vec![StoredEventUpsert {
                     status: "tentative".to_owned(),
                     ..source_event("ev1", Some("uid1"))
                 }],
@@ -474,7 +459,7 @@ async fn a_commit_writes_events_blocks_and_the_token_together(db: &TestDb) {
     );
 }
 
-async fn a_failed_commit_keeps_the_old_sync_token_and_writes_nothing(db: &TestDb) {
+async fn a_failed_commit_keeps_the_old_sync_token_and_writes_nothing(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     store
@@ -525,7 +510,7 @@ async fn a_failed_commit_keeps_the_old_sync_token_and_writes_nothing(db: &TestDb
     store.ping().await.expect("ping");
 }
 
-async fn an_unchanged_desired_hash_leaves_the_row_alone(db: &TestDb) {
+async fn an_unchanged_desired_hash_leaves_the_row_alone(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
@@ -553,7 +538,7 @@ async fn an_unchanged_desired_hash_leaves_the_row_alone(db: &TestDb) {
     assert_eq!(only_block(store, b).await, before);
 }
 
-async fn outbox_rows_move_through_pending_applied_failed_and_back(db: &TestDb) {
+async fn outbox_rows_move_through_pending_applied_failed_and_back(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
@@ -628,7 +613,7 @@ async fn outbox_rows_move_through_pending_applied_failed_and_back(db: &TestDb) {
     );
 }
 
-async fn an_excluded_block_stays_excluded_until_its_source_is_gone(db: &TestDb) {
+async fn an_excluded_block_stays_excluded_until_its_source_is_gone(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
@@ -664,7 +649,7 @@ async fn an_excluded_block_stays_excluded_until_its_source_is_gone(db: &TestDb) 
     assert!(store.blocks_for_target(b).await.expect("blocks").is_empty());
 }
 
-async fn applying_stale_content_keeps_the_row_pending(db: &TestDb) {
+async fn applying_stale_content_keeps_the_row_pending(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
@@ -691,7 +676,7 @@ async fn applying_stale_content_keeps_the_row_pending(db: &TestDb) {
     ));
 }
 
-async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &TestDb) {
+async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(
@@ -745,7 +730,7 @@ async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &TestDb) 
     ));
 }
 
-async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &TestDb) {
+async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(
@@ -806,7 +791,7 @@ async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &TestDb) {
     assert_eq!(store.next_due_at(a).await.expect("next"), None);
 }
 
-async fn queue_depths_count_pending_rows_per_target(db: &TestDb) {
+async fn queue_depths_count_pending_rows_per_target(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     let c = add_account(store, "Calendar 03").await;
@@ -839,7 +824,7 @@ async fn queue_depths_count_pending_rows_per_target(db: &TestDb) {
     );
 }
 
-async fn retracting_a_source_queues_deletes_for_all_its_blocks(db: &TestDb) {
+async fn retracting_a_source_queues_deletes_for_all_its_blocks(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     commit_blocks(
@@ -869,7 +854,7 @@ async fn retracting_a_source_queues_deletes_for_all_its_blocks(db: &TestDb) {
     assert_eq!(row.body, None);
 }
 
-async fn the_sync_log_pages_newest_first_and_filters(db: &TestDb) {
+async fn the_sync_log_pages_newest_first_and_filters(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     for n in 0..5 {
@@ -954,7 +939,7 @@ async fn the_sync_log_pages_newest_first_and_filters(db: &TestDb) {
     assert_eq!(store.log_count(&none).await.expect("count"), 0);
 }
 
-async fn the_installation_id_is_generated_once_and_config_wins(db: &TestDb) {
+async fn the_installation_id_is_generated_once_and_config_wins(db: &StoreDb) {
     let store = &db.store;
     let first = store.installation_id(&db.settings).await.expect("generate");
     let second = store
@@ -982,7 +967,7 @@ async fn the_installation_id_is_generated_once_and_config_wins(db: &TestDb) {
     );
 }
 
-async fn channels_are_saved_found_stopped_and_listed_by_expiry(db: &TestDb) {
+async fn channels_are_saved_found_stopped_and_listed_by_expiry(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     let t0 = now();
@@ -1057,14 +1042,14 @@ async fn channels_are_saved_found_stopped_and_listed_by_expiry(db: &TestDb) {
     );
 }
 
-async fn live_events_are_found_by_ical_uid_across_accounts(db: &TestDb) {
+async fn live_events_are_found_by_ical_uid_across_accounts(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
-    let cancelled = SourceEventUpsert {
+    let cancelled = StoredEventUpsert {
         status: "cancelled".to_owned(),
         ..source_event("ev3", Some("meeting"))
     };
-    let block = SourceEventUpsert {
+    let block = StoredEventUpsert {
         is_block: true,
         ..source_event("ev4", Some("meeting"))
     };
@@ -1106,7 +1091,7 @@ async fn live_events_are_found_by_ical_uid_across_accounts(db: &TestDb) {
     assert_eq!(store.source_event_count(b).await.expect("count"), 3);
 }
 
-async fn concurrent_writers_do_not_fail(db: &TestDb) {
+async fn concurrent_writers_do_not_fail(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     let mut tasks = Vec::new();
@@ -1157,7 +1142,7 @@ async fn concurrent_writers_do_not_fail(db: &TestDb) {
 
 #[tokio::test]
 async fn sqlite_without_a_key_keeps_a_private_key_file_beside_the_database() {
-    let db = TestDb::sqlite().await;
+    let db = StoreDb::sqlite().await;
     let dir = db._dir.as_ref().expect("SQLite test dir");
     let key_file = dir.path().join("mcss.db.key");
 
@@ -1190,7 +1175,7 @@ async fn sqlite_without_a_key_keeps_a_private_key_file_beside_the_database() {
 
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode() {
-    let db = TestDb::sqlite().await;
+    let db = StoreDb::sqlite().await;
     let row = db
         .store
         .connection()

@@ -1,9 +1,7 @@
 //! The mirror rules of DESIGN.md §2 as a user sees them on Google: what gets a block, what
 //! does not, and what a block of a series, an all-day event or a zoned event looks like.
 
-mod common;
-
-use common::{hour_slot, id_of, marker_of, spawn_app, AppOptions, TestApp};
+use crate::support::{hour_slot, id_of, marker_of, spawn_app, AppOptions, TestApp};
 use serde_json::{json, Value};
 
 async fn five_calendars(name: &'static str) -> TestApp {
@@ -175,7 +173,7 @@ async fn the_same_meeting_on_two_calendars_produces_no_block_between_them() {
     let on_two = app.user(1).insert(meeting("Sync with partners")).await;
     let two_id = id_of(&on_two);
 
-    common::eventually("no block between the two copies", || async {
+    crate::support::eventually("no block between the two copies", || async {
         let one_on_two = app.blocks_for(1, 0, &one_id).await;
         let two_on_one = app.blocks_for(0, 1, &two_id).await;
         (one_on_two.is_empty() && two_on_one.is_empty()).then_some(())
@@ -247,7 +245,7 @@ async fn a_recurring_series_with_a_moved_and_a_cancelled_occurrence_becomes_one_
         let expected_moved = format!("{block_id}_{}", suffix(&moved_id));
         let expected_cancelled = format!("{block_id}_{}", suffix(&cancelled_id));
         let user = app.user(n);
-        common::eventually(
+        crate::support::eventually(
             "the moved and the cancelled occurrence on the block",
             || async {
                 let occurrences = user.instances(&block_id).await;

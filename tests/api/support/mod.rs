@@ -28,7 +28,6 @@ use mcss::store::Store;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-#[path = "../support/postgres.rs"]
 mod postgres;
 pub use postgres::PostgresDb;
 
@@ -110,20 +109,45 @@ impl TestDb {
     }
 }
 
-/// Runs an `async fn(Backend)` scenario as two tests, `on_sqlite` and `on_postgres` (the
-/// latter passes with a note when no PostgreSQL server is configured).
+/// Runs each scenario as two tests, `on_sqlite` and `on_postgres` (the latter passes with a
+/// note when no PostgreSQL server is configured).
+///
+/// `on_both_backends!(a, b)` calls `async fn a(Backend)`; with a setup,
+/// `on_both_backends!(setup = super::Env::start; a, b)` first builds the environment with
+/// `async fn start(Backend, &str) -> Option<Env>` and calls `async fn a(&Env)`.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($scenario:ident),+ $(,)?) => {$(
+    (setup = $setup:path; $($scenario:ident),+ $(,)?) => {$(
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_sqlite() {
-                super::$scenario($crate::common::Backend::Sqlite).await;
+                let env = $setup($crate::support::Backend::Sqlite, stringify!($scenario))
+                    .await
+                    .expect("SQLite is always available");
+                super::$scenario(&env).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_postgres() {
-                super::$scenario($crate::common::Backend::Postgres).await;
+                let Some(env) =
+                    $setup($crate::support::Backend::Postgres, stringify!($scenario)).await
+                else {
+                    return;
+                };
+                super::$scenario(&env).await;
+            }
+        }
+    )+};
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$scenario($crate::support::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$scenario($crate::support::Backend::Postgres).await;
             }
         }
     )+};
