@@ -10,7 +10,8 @@ use secrecy::SecretString;
 use crate::config::{DatabaseKind, Settings};
 use crate::coordinator::Coordinator;
 use crate::domain::CalendarId;
-use crate::ops;
+use crate::actors::LocalWriters;
+use crate::ops::{self, BlockWrites as _};
 use crate::services::Services;
 use crate::startup::Application;
 use crate::store::Store;
@@ -293,7 +294,10 @@ async fn remove_account(
         .await?
         .ok_or_else(|| ops::OpsError::UnknownAlias(args.alias.clone()))?;
     let services = services(settings, store).await?;
-    let report = ops::remove_account(&services, &account, args.purge).await?;
+    let writers = LocalWriters::new(services.clone());
+    let report = ops::remove_account(&services, &writers, &account, args.purge).await;
+    writers.shutdown().await;
+    let report = report?;
     println!("removed {:?} ({})", account.alias, account.calendar_id);
     print!("{report}");
     Ok(())
@@ -305,7 +309,14 @@ pub async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Resul
     store.migrate().await?;
     let result = async {
         let services = services(settings, store.clone()).await?;
-        let report = ops::reconcile(&services, args.dry_run).await?;
+        let writers = LocalWriters::new(services.clone());
+        let report = ops::reconcile(&services, &writers, args.dry_run).await;
+        if let Ok(report) = &report {
+            let busy: Vec<_> = report.accounts.iter().map(|a| a.account).collect();
+            writers.drained(&busy, ops::DRAIN_DEADLINE).await;
+        }
+        writers.shutdown().await;
+        let report = report?;
         print!("{report}");
         let failed = report.failures();
         anyhow::ensure!(failed == 0, "{failed} calendars could not be reconciled");
@@ -322,7 +333,10 @@ pub async fn purge(settings: Settings, args: PurgeArgs) -> anyhow::Result<()> {
     store.migrate().await?;
     let result = async {
         let services = services(settings, store.clone()).await?;
-        let reports = ops::purge_all(&services, args.dry_run).await?;
+        let writers = LocalWriters::new(services.clone());
+        let reports = ops::purge_all(&services, &writers, args.dry_run).await;
+        writers.shutdown().await;
+        let reports = reports?;
         if reports.is_empty() {
             println!("no accounts connected: nothing to purge");
         }

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::config::Settings;
 use crate::domain::AccountId;
 use crate::google::{AccountClient, GoogleClient, GoogleError, OAuthClient, TokenSource};
-use crate::store::{Store, StoreError};
+use crate::store::{log_kind, AccountStatus, LogResult, NewLogEntry, Store, StoreError};
 use crate::sync::PlannerConfig;
 
 /// Why a service could not be built or an account client made.
@@ -33,6 +33,9 @@ pub struct Services {
     pub oauth: OAuthClient,
     /// Written into every block's marker and id; stable for the life of the database.
     pub installation: Arc<str>,
+    /// Who this process is when it claims outbox rows: unique per process start, so two
+    /// processes on one database never apply the same row at once.
+    pub writer_id: Arc<str>,
     pub planner: Arc<PlannerConfig>,
     tokens: Arc<Mutex<HashMap<AccountId, TokenSource>>>,
 }
@@ -66,6 +69,7 @@ impl Services {
             oauth,
             installation,
             planner,
+            writer_id: new_writer_id().into(),
             tokens: Arc::default(),
         })
     }
@@ -89,4 +93,31 @@ impl Services {
     pub fn forget_tokens(&self, account: AccountId) {
         self.tokens.lock().remove(&account);
     }
+
+    /// Google refused the account's refresh token: flag it `needs_reauth` with words for the
+    /// operator, log it once, and drop its cached token. The one place every layer (sync,
+    /// writers, operations) records a revoked consent.
+    pub async fn mark_needs_reauth(&self, id: AccountId) {
+        tracing::warn!(account_id = %id, "Google refused the refresh token; the account needs to be reconnected");
+        let reason = "Google says access was revoked — Reconnect";
+        if let Err(e) = self
+            .store
+            .set_account_status(id, AccountStatus::NeedsReauth, Some(reason))
+            .await
+        {
+            tracing::warn!(account_id = %id, error = %e, "cannot record needs_reauth");
+        }
+        self.store
+            .log_best_effort(
+                NewLogEntry::new(log_kind::REAUTH_NEEDED, LogResult::Error, reason).account(id),
+            )
+            .await;
+        self.forget_tokens(id);
+    }
+}
+
+/// `mcss-<pid>-<random>`: readable in the outbox, unique per process start.
+fn new_writer_id() -> String {
+    let random: u32 = rand::random();
+    format!("mcss-{}-{random:08x}", std::process::id())
 }

@@ -14,6 +14,7 @@ pub use sea_orm_migration;
 use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_tables;
+mod m20261201_000001_outbox_roles_and_claims;
 
 /// Every migration of the service, oldest first.
 pub struct Migrator;
@@ -21,6 +22,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_create_tables::Migration)]
+        vec![
+            Box::new(m20250101_000001_create_tables::Migration),
+            Box::new(m20261201_000001_outbox_roles_and_claims::Migration),
+        ]
     }
 }

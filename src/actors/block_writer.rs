@@ -1,24 +1,32 @@
 //! `BlockWriter`: one per target calendar. It makes Google match the outbox rows of its
 //! calendar, one write at a time, under a token bucket, and records what it applied.
 //!
-//! Each `Converge` (from a CalendarActor's commit, from itself, or from its retry timer)
-//! takes a batch of due rows from [`Store::due_blocks`](crate::store::Store::due_blocks) and
-//! for each: inserts a block never applied (a 409 means the id exists, deleted or not: it
-//! is fetched and restored with a patch), patches one applied before (a 404 falls back to an
-//! insert), patches an occurrence of a block series, or deletes a block no longer wanted
-//! (404/410 count as done). Then it reports with `mark_applied`/`mark_deleted`. A rate limit
-//! or a transient failure schedules a retry with truncated exponential backoff and jitter
-//! (Google's `Retry-After` wins); a permanent refusal marks the row failed; revoked consent
-//! marks the account `needs_reauth` and the writer idles.
+//! Each `Converge` (from a sync's commit, from `Control`, from itself or its retry timer)
+//! claims a batch of due rows ([`Store::claim_due`](crate::store::Store::claim_due): block
+//! series and single blocks before occurrences) and, for each:
+//! - a block never applied is inserted (a 409 means the id exists, deleted or not: it is
+//!   fetched and restored with a patch); one applied before is patched (a 404 falls back to
+//!   an insert); a row that wants no block is deleted (404/410 count as done);
+//! - an occurrence of a block series is written only once its series is at Google: it waits
+//!   while the series is pending, follows the series into exclusion, and is dropped when the
+//!   series is gone. A 404/410 on an occurrence whose series was applied is a planning fact,
+//!   not a retry for ever: the calendar's own sync is asked to look (a user deletion becomes
+//!   an exclusion), and if the series is still missing after that, it is restored.
 //!
-//! A full batch casts `Converge` to itself, so a stop can interleave; otherwise a timer is
-//! set for the next due row. When the queue drains after a triggered `Converge`, the
-//! propagation latency (trigger → now) is recorded.
+//! The whole batch is then recorded in one transaction with its audit lines
+//! ([`Store::record_writes`](crate::store::Store::record_writes)). A rate limit or a
+//! transient failure schedules a retry with truncated exponential backoff and jitter
+//! (Google's `Retry-After` wins); a permanent refusal marks the row failed; revoked consent
+//! marks the account `needs_reauth` and the writer idles. A full batch casts `Converge` to
+//! itself, so a stop can interleave; otherwise a timer is set for the next due row. When the
+//! queue drains after a triggered `Converge`, the propagation latency (trigger → now) is
+//! recorded.
 //!
 //! Lifecycle: `pre_start` loads the account and its client; `post_start` converges once, so
 //! retries scheduled before a restart are picked up. Every write is idempotent (deterministic
 //! ids), so a crash between Google's answer and the store's record costs nothing.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -26,12 +34,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::Rng as _;
 use tokio::task::AbortHandle;
 
-use super::control::{LatencyRing, LatencySample};
-use crate::domain::{AccountId, EventId};
+use super::calendar::{CalendarMsg, Trigger};
+use super::latency::{LatencyRing, LatencySample};
+use super::ActorNames;
+use crate::domain::{AccountId, BlockId, EventId};
 use crate::google::{AccountClient, Event, GoogleError};
 use crate::metrics::{BLOCK_OPERATIONS, PENDING_OPERATIONS, PROPAGATION_LATENCY};
 use crate::services::Services;
-use crate::store::{log_kind, Account, LogResult, NewLogEntry, OutboxRow, StoreError};
+use crate::store::{
+    log_kind, Account, BlockState, Claim, LogResult, NewLogEntry, OutboxRow, RowRole,
+    WriteOutcome, WriteReport,
+};
 use crate::sync::BlockBody;
 
 /// Rows taken per batch.
@@ -43,6 +56,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(600);
 const QUOTA_RETRY: Duration = Duration::from_secs(3600);
 /// After a store failure, look again this soon.
 const STORE_RETRY: Duration = Duration::from_secs(5);
+/// How long an occurrence waits after its series' next attempt before looking again.
+const SERIES_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+/// Attempts on an occurrence whose applied series is missing at Google before the series
+/// is restored (the calendar's own sync has had that long to record a user deletion).
+const VANISHED_SERIES_PATIENCE: u32 = 2;
+/// Attempts after which an occurrence Google keeps refusing is given up on (its series is
+/// there, but Google has no such instance: the series' rule changed under it).
+const VANISHED_OCCURRENCE_LIMIT: u32 = 6;
 
 /// Everything a `BlockWriter` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +76,21 @@ pub enum WriterMsg {
     },
 }
 
+impl WriterMsg {
+    /// A `Converge` with no latency to measure.
+    pub fn converge() -> Self {
+        Self::Converge {
+            trigger: None,
+            source: None,
+        }
+    }
+}
+
 /// Start-up input.
 #[derive(Clone)]
 pub struct WriterArgs {
     pub services: Services,
+    pub names: ActorNames,
     pub account: AccountId,
     pub latency: LatencyRing,
 }
@@ -67,6 +99,7 @@ pub struct BlockWriter;
 
 pub struct WriterState {
     services: Services,
+    names: ActorNames,
     account: Account,
     client: AccountClient,
     latency: LatencyRing,
@@ -98,6 +131,7 @@ impl Actor for BlockWriter {
         let rate = args.services.settings.sync.writes_per_second;
         Ok(WriterState {
             services: args.services,
+            names: args.names,
             account,
             client,
             latency: args.latency,
@@ -115,13 +149,11 @@ impl Actor for BlockWriter {
         myself: ActorRef<Self::Msg>,
         _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let _ = myself.cast(WriterMsg::Converge {
-            trigger: None,
-            source: None,
-        });
+        let _ = myself.cast(WriterMsg::converge());
         Ok(())
     }
 
+    #[tracing::instrument(name = "writer", skip_all, fields(account_id = %state.account.id))]
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
@@ -151,17 +183,44 @@ impl Actor for BlockWriter {
     }
 }
 
-/// What became of one row.
-enum Step {
-    /// Written (or nothing left to write); go on.
-    Done,
-    /// Not written; the row is rescheduled. `pause` stops the whole batch for that long.
-    Retry { pause: Option<Duration> },
+/// What the batch loop does after one row.
+enum Next {
+    /// Go on with the next row.
+    Continue,
+    /// Stop the batch: the calendar is rate limited for this long.
+    Pause(Duration),
     /// Consent revoked: stop writing.
     Halt,
 }
 
+/// One row's result: what to record, one audit line, what the loop does next.
+struct Applied {
+    outcome: WriteOutcome,
+    audit: Option<NewLogEntry>,
+    next: Next,
+    /// A Google write was made (for the latency sample).
+    wrote: bool,
+}
+
+impl Applied {
+    fn quiet(outcome: WriteOutcome) -> Self {
+        Self {
+            outcome,
+            audit: None,
+            next: Next::Continue,
+            wrote: false,
+        }
+    }
+}
+
 impl WriterState {
+    fn claim(&self) -> Claim {
+        Claim {
+            owner: self.services.writer_id.to_string(),
+            until: crate::store::now() + super::sync_job::CLAIM_TTL,
+        }
+    }
+
     async fn converge(&mut self, myself: &ActorRef<WriterMsg>) {
         if self.halted {
             return;
@@ -176,58 +235,116 @@ impl WriterState {
         }
         let store = self.services.store.clone();
         let target = self.account.id;
-        let rows = match store.due_blocks(target, crate::store::now(), BATCH).await {
+        let rows = match store.claim_due(target, &self.claim(), BATCH).await {
             Ok(rows) => rows,
             Err(e) => {
-                tracing::warn!(account_id = %target, error = %e, "cannot read the outbox; retrying");
+                tracing::warn!(error = %e, "cannot read the outbox; retrying");
                 self.schedule(myself, STORE_RETRY);
                 return;
             }
         };
         let full_batch = rows.len() as u64 == BATCH;
-        for row in &rows {
-            if let Some(wait) = self.bucket.take(Instant::now()) {
-                self.schedule(myself, wait);
-                return;
-            }
-            match self.apply(row).await {
-                Step::Done => self.writes = self.writes.saturating_add(1),
-                Step::Retry { pause: None } => {}
-                Step::Retry { pause: Some(pause) } => {
-                    self.paused_until = Some(Instant::now() + pause);
-                    self.schedule(myself, pause);
-                    self.update_gauge().await;
-                    return;
-                }
-                Step::Halt => {
-                    self.halted = true;
-                    return;
-                }
-            }
-        }
+        let stopped = self.write_batch(myself, rows).await;
         self.update_gauge().await;
-        if full_batch {
-            let _ = myself.cast(WriterMsg::Converge {
-                trigger: None,
-                source: None,
-            });
+        if stopped {
             return;
         }
-        match store.next_due_at(target).await {
+        if full_batch {
+            let _ = myself.cast(WriterMsg::converge());
+            return;
+        }
+        self.schedule_next(myself).await;
+    }
+
+    /// Writes the claimed rows in order and records them in one transaction. Returns
+    /// whether the batch stopped early (paused, halted or out of tokens: a timer is set).
+    async fn write_batch(&mut self, myself: &ActorRef<WriterMsg>, rows: Vec<OutboxRow>) -> bool {
+        let mut series = self.series_of(&rows).await;
+        let mut reports = Vec::with_capacity(rows.len());
+        let mut audit = Vec::new();
+        let mut stopped = false;
+        for row in rows {
+            if let Some(wait) = self.bucket.take(Instant::now()) {
+                self.schedule(myself, wait);
+                stopped = true;
+                break;
+            }
+            let applied = self.apply(&row, &series).await;
+            if applied.wrote {
+                self.writes = self.writes.saturating_add(1);
+            }
+            if row.role == RowRole::Series {
+                remember_series(&mut series, &row, &applied.outcome);
+            }
+            audit.extend(applied.audit);
+            let next = applied.next;
+            reports.push(WriteReport {
+                row,
+                outcome: applied.outcome,
+            });
+            match next {
+                Next::Continue => {}
+                Next::Pause(pause) => {
+                    self.paused_until = Some(Instant::now() + pause);
+                    self.schedule(myself, pause);
+                    stopped = true;
+                    break;
+                }
+                Next::Halt => {
+                    self.halted = true;
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        if let Err(e) = self
+            .services
+            .store
+            .record_writes(&self.services.writer_id, &reports, audit)
+            .await
+        {
+            // Google has the writes; the rows stay pending and the next pass repeats them
+            // idempotently once the claim is ours again.
+            tracing::warn!(error = %e, "cannot record a batch of block writes");
+            self.schedule(myself, STORE_RETRY);
+            return true;
+        }
+        stopped
+    }
+
+    /// The block series rows of the occurrences in `rows`.
+    async fn series_of(&self, rows: &[OutboxRow]) -> HashMap<BlockId, OutboxRow> {
+        let wanted: Vec<&BlockId> = rows
+            .iter()
+            .filter_map(|r| r.series_block_id.as_ref())
+            .collect();
+        match self
+            .services
+            .store
+            .series_rows(self.account.id, &wanted)
+            .await
+        {
+            Ok(found) => found.into_iter().map(|r| (r.block_id.clone(), r)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the block series rows");
+                HashMap::new()
+            }
+        }
+    }
+
+    async fn schedule_next(&mut self, myself: &ActorRef<WriterMsg>) {
+        match self.services.store.next_due_at(self.account.id).await {
             Ok(Some(at)) => {
                 let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 if wait.is_zero() {
-                    let _ = myself.cast(WriterMsg::Converge {
-                        trigger: None,
-                        source: None,
-                    });
+                    let _ = myself.cast(WriterMsg::converge());
                     return;
                 }
                 self.schedule(myself, wait);
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(account_id = %target, error = %e, "cannot read the outbox; retrying");
+                tracing::warn!(error = %e, "cannot read the outbox; retrying");
                 self.schedule(myself, STORE_RETRY);
                 return;
             }
@@ -249,6 +366,7 @@ impl WriterState {
         self.latency.push(LatencySample {
             at: Utc::now(),
             account: source.unwrap_or(self.account.id),
+            target: self.account.id,
             latency,
             writes,
         });
@@ -260,10 +378,7 @@ impl WriterState {
         }
         self.timer = Some(
             myself
-                .send_after(after, || WriterMsg::Converge {
-                    trigger: None,
-                    source: None,
-                })
+                .send_after(after, WriterMsg::converge)
                 .abort_handle(),
         );
     }
@@ -280,25 +395,27 @@ impl WriterState {
         }
     }
 
-    /// One row: one Google write (two for a restore), then the store's record of it.
-    async fn apply(&mut self, row: &OutboxRow) -> Step {
+    /// One row: the dependency rules of an occurrence, then one Google write (two for a
+    /// restore).
+    async fn apply(&mut self, row: &OutboxRow, series: &HashMap<BlockId, OutboxRow>) -> Applied {
+        if row.role == RowRole::Occurrence {
+            let series_row = row.series_block_id.as_ref().and_then(|s| series.get(s));
+            if let Some(waiting) = occurrence_waits(row, series_row) {
+                return Applied::quiet(waiting);
+            }
+        }
         let event_id = match EventId::parse(row.block_id.as_str()) {
             Ok(id) => id,
-            Err(e) => return self.fail(row, "write", &format!("bad block id: {e}")).await,
+            Err(e) => return self.refused(row, "write", format!("bad block id: {e}")),
         };
         let Some(json) = &row.body else {
             return self.delete(row, &event_id).await;
         };
         let body: BlockBody = match serde_json::from_value(json.clone()) {
             Ok(body) => body,
-            Err(e) => {
-                return self
-                    .fail(row, "write", &format!("stored body unreadable: {e}"))
-                    .await
-            }
+            Err(e) => return self.refused(row, "write", format!("stored body unreadable: {e}")),
         };
-        let is_instance = row.block_id.series() != row.block_id.as_str();
-        let (op, result) = if is_instance {
+        let (op, result) = if row.role == RowRole::Occurrence {
             ("patch", self.patch(&event_id, &body).await)
         } else if row.applied_hash.is_none() {
             self.insert_or_restore(&event_id, &body).await
@@ -308,41 +425,53 @@ impl WriterState {
                 other => ("patch", other),
             }
         };
+        let recreated = matches!(op, "insert" | "restore");
         match result {
-            Ok(event) => {
-                self.record(row, op, "ok");
-                let settled = self
-                    .services
-                    .store
-                    .mark_applied(row.id, row.desired_hash.as_deref(), event.etag.as_deref())
-                    .await;
-                self.store_result(row, settled.map(drop))
+            Ok(event) => self.done(row, op, "ok", event.etag, recreated),
+            // A cancelled occurrence that is already gone (or was never an instance of the
+            // series) is what is wanted.
+            Err(GoogleError::Gone | GoogleError::NotFound) if body.is_cancelled() => {
+                self.done(row, op, "gone", None, false)
             }
-            // A cancelled occurrence that is already gone needs nothing more.
-            Err(GoogleError::Gone) if body.is_cancelled() => {
-                self.record(row, op, "gone");
-                let settled = self
-                    .services
-                    .store
-                    .mark_applied(row.id, row.desired_hash.as_deref(), None)
-                    .await;
-                self.store_result(row, settled.map(drop))
+            Err(GoogleError::Gone | GoogleError::NotFound) if row.role == RowRole::Occurrence => {
+                self.series_vanished(row, op).await
             }
             Err(e) => self.failed(row, op, e).await,
         }
     }
 
-    async fn delete(&mut self, row: &OutboxRow, event_id: &EventId) -> Step {
+    fn done(
+        &self,
+        row: &OutboxRow,
+        op: &'static str,
+        result: &'static str,
+        etag: Option<String>,
+        recreated: bool,
+    ) -> Applied {
+        Applied {
+            outcome: WriteOutcome::Applied {
+                hash: row.desired_hash.clone(),
+                etag,
+                recreated,
+            },
+            audit: Some(self.audit(row, op, result)),
+            next: Next::Continue,
+            wrote: true,
+        }
+    }
+
+    async fn delete(&mut self, row: &OutboxRow, event_id: &EventId) -> Applied {
         let result = self
             .client
             .events_delete(&self.account.calendar_id, event_id)
             .await;
         match result {
-            Ok(()) | Err(GoogleError::Gone) | Err(GoogleError::NotFound) => {
-                self.record(row, "delete", if result.is_ok() { "ok" } else { "gone" });
-                let settled = self.services.store.mark_deleted(row.id).await;
-                self.store_result(row, settled.map(drop))
-            }
+            Ok(()) | Err(GoogleError::Gone) | Err(GoogleError::NotFound) => Applied {
+                outcome: WriteOutcome::Deleted,
+                audit: Some(self.audit(row, "delete", if result.is_ok() { "ok" } else { "gone" })),
+                next: Next::Continue,
+                wrote: true,
+            },
             Err(e) => self.failed(row, "delete", e).await,
         }
     }
@@ -394,28 +523,74 @@ impl WriterState {
         (op, self.patch(event_id, body).await)
     }
 
+    /// An occurrence whose applied block series is missing at Google. First the calendar's
+    /// own sync is asked to look (a user deletion of the series is then recorded, and the
+    /// occurrence follows it into exclusion); if the series is still missing after that,
+    /// it is written again.
+    async fn series_vanished(&mut self, row: &OutboxRow, op: &'static str) -> Applied {
+        if row.attempts >= VANISHED_OCCURRENCE_LIMIT {
+            return Applied {
+                outcome: WriteOutcome::Failed {
+                    error: "Google has no such occurrence of its block series".to_owned(),
+                },
+                audit: Some(self.audit(row, op, "failed")),
+                next: Next::Continue,
+                wrote: false,
+            };
+        }
+        if let Some(calendar) = self.names.calendar_actor(self.account.id) {
+            let _ = calendar.cast(CalendarMsg::Sync(Trigger::BlockVanished));
+        }
+        if row.attempts >= VANISHED_SERIES_PATIENCE {
+            if let Some(series) = &row.series_block_id {
+                if let Err(e) = self
+                    .services
+                    .store
+                    .requeue_vanished_series(self.account.id, series)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot requeue a vanished block series");
+                }
+            }
+        }
+        let delay = backoff(row.attempts);
+        Applied {
+            outcome: WriteOutcome::Retry {
+                at: later(delay),
+                error: "its block series is missing at Google; looking again".to_owned(),
+            },
+            audit: Some(self.audit(row, op, "series_missing")),
+            next: Next::Continue,
+            wrote: true,
+        }
+    }
+
     /// Classifies a failed write: retry later, give up on the row, or stop the writer.
-    async fn failed(&mut self, row: &OutboxRow, op: &'static str, error: GoogleError) -> Step {
-        let store = &self.services.store;
+    async fn failed(&mut self, row: &OutboxRow, op: &'static str, error: GoogleError) -> Applied {
         let reason = error.to_string();
-        match error {
+        let (outcome, next, result) = match error {
             GoogleError::InvalidGrant => {
-                self.record(row, op, "invalid_grant");
-                super::calendar::mark_needs_reauth(&self.services, self.account.id).await;
-                Step::Halt
+                self.services.mark_needs_reauth(self.account.id).await;
+                let outcome = WriteOutcome::Retry {
+                    at: later(BACKOFF_BASE),
+                    error: reason,
+                };
+                (outcome, Next::Halt, "invalid_grant")
             }
             GoogleError::RateLimited { retry_after } => {
-                self.record(row, op, "rate_limited");
                 let delay = retry_after.unwrap_or_else(|| backoff(row.attempts));
-                let _ = self.retry(row, delay, &reason).await;
-                Step::Retry { pause: Some(delay) }
+                let outcome = WriteOutcome::Retry {
+                    at: later(delay),
+                    error: reason,
+                };
+                (outcome, Next::Pause(delay), "rate_limited")
             }
             GoogleError::QuotaExceeded => {
-                self.record(row, op, "quota_exceeded");
-                let _ = self.retry(row, QUOTA_RETRY, &reason).await;
-                Step::Retry {
-                    pause: Some(QUOTA_RETRY),
-                }
+                let outcome = WriteOutcome::Retry {
+                    at: later(QUOTA_RETRY),
+                    error: reason,
+                };
+                (outcome, Next::Pause(QUOTA_RETRY), "quota_exceeded")
             }
             GoogleError::Transient(_)
             | GoogleError::Unauthorized
@@ -424,97 +599,131 @@ impl WriterState {
             | GoogleError::NotFound
             | GoogleError::Conflict
             | GoogleError::Gone => {
-                // NotFound here is an occurrence whose block series is not written yet, or
-                // a read-after-write delay; both clear up.
-                self.record(row, op, error.kind());
-                let delay = backoff(row.attempts);
-                if let Err(e) = self.retry(row, delay, &reason).await {
-                    tracing::warn!(error = %e, "cannot schedule a retry");
-                }
-                Step::Retry { pause: None }
+                let kind = error.kind();
+                let outcome = WriteOutcome::Retry {
+                    at: later(backoff(row.attempts)),
+                    error: reason,
+                };
+                (outcome, Next::Continue, kind)
             }
             GoogleError::SyncTokenExpired
             | GoogleError::Permanent { .. }
-            | GoogleError::Config(_) => {
-                self.record(row, op, "failed");
-                if let Err(e) = store.mark_failed(row.id, &reason).await {
-                    tracing::warn!(error = %e, "cannot mark the block failed");
-                }
-                log(
-                    &self.services,
-                    NewLogEntry::new(
-                        log_kind_of(op),
-                        LogResult::Error,
-                        format!("block {}: {reason}", row.block_id),
-                    )
-                    .account(self.account.id),
-                )
-                .await;
-                Step::Done
-            }
+            | GoogleError::Config(_) => (
+                WriteOutcome::Failed { error: reason },
+                Next::Continue,
+                "failed",
+            ),
+        };
+        Applied {
+            outcome,
+            audit: Some(self.audit(row, op, result)),
+            next,
+            wrote: false,
         }
     }
 
-    async fn fail(&mut self, row: &OutboxRow, op: &'static str, reason: &str) -> Step {
-        self.record(row, op, "failed");
-        if let Err(e) = self.services.store.mark_failed(row.id, reason).await {
-            tracing::warn!(error = %e, "cannot mark the block failed");
-        }
-        Step::Done
-    }
-
-    async fn retry(
-        &self,
-        row: &OutboxRow,
-        delay: Duration,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let at = crate::store::now()
-            + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::hours(1));
-        self.services.store.schedule_retry(row.id, at, reason).await
-    }
-
-    fn store_result(&self, row: &OutboxRow, result: Result<(), StoreError>) -> Step {
-        match result {
-            Ok(()) | Err(StoreError::NotFound { .. }) => Step::Done,
-            Err(e) => {
-                // Google has the write; the row stays pending and the next pass repeats it
-                // idempotently.
-                tracing::warn!(account_id = %self.account.id, block_id = %row.block_id, error = %e, "cannot record a block write");
-                Step::Retry {
-                    pause: Some(STORE_RETRY),
-                }
-            }
+    /// A row that cannot be written as stored: give up on it until it is planned again.
+    fn refused(&self, row: &OutboxRow, op: &'static str, reason: String) -> Applied {
+        Applied {
+            outcome: WriteOutcome::Failed { error: reason },
+            audit: Some(self.audit(row, op, "failed")),
+            next: Next::Continue,
+            wrote: false,
         }
     }
 
-    /// One log line and one counter per block operation; never a title.
-    fn record(&self, row: &OutboxRow, op: &'static str, result: &'static str) {
+    /// One log line and one counter per block operation, and the audit row; never a title.
+    fn audit(&self, row: &OutboxRow, op: &'static str, result: &'static str) -> NewLogEntry {
         metrics::counter!(BLOCK_OPERATIONS, "op" => op, "result" => result).increment(1);
+        let sync_id = row.sync_id.as_deref().unwrap_or("-");
         tracing::info!(
             op,
             result,
             target = %self.account.id,
             source = %row.source_account_id,
             block_id = %row.block_id,
+            sync_id,
             attempts = row.attempts,
             "block write"
         );
-        let services = self.services.clone();
         let log_result = if matches!(result, "ok" | "gone") {
             LogResult::Ok
         } else {
             LogResult::Error
         };
-        let entry = NewLogEntry::new(
+        NewLogEntry::new(
             log_kind_of(op),
             log_result,
-            format!("block {} {result}", row.block_id),
+            format!(
+                "block {} {result} (from {} event {}, sync {sync_id})",
+                row.block_id, row.source_account_id, row.source_event_id
+            ),
         )
-        .account(self.account.id);
-        // The audit trail must not slow the write path down.
-        tokio::spawn(async move { log(&services, entry).await });
+        .account(self.account.id)
     }
+}
+
+/// What an occurrence row does instead of a write while its block series is not at Google
+/// as it should be; `None` when it may be written now.
+fn occurrence_waits(row: &OutboxRow, series: Option<&OutboxRow>) -> Option<WriteOutcome> {
+    let Some(series) = series else {
+        // No block series is planned: the occurrence cannot exist at Google.
+        return Some(WriteOutcome::Dropped);
+    };
+    if series.state == BlockState::Excluded {
+        return Some(WriteOutcome::Excluded);
+    }
+    if series.body.is_none() {
+        // The series is being deleted and takes its occurrences with it.
+        return Some(if row.body.is_none() {
+            WriteOutcome::Deferred {
+                at: series.next_attempt_at.unwrap_or_else(crate::store::now) + SERIES_WAIT,
+                reason: None,
+            }
+        } else {
+            WriteOutcome::Dropped
+        });
+    }
+    if series.state == BlockState::Failed {
+        return Some(WriteOutcome::Failed {
+            error: "its block series could not be written".to_owned(),
+        });
+    }
+    if series.applied_hash.is_none() {
+        // Not at Google yet: nothing to delete, and nothing to patch before it exists.
+        return Some(if row.body.is_none() {
+            WriteOutcome::Dropped
+        } else {
+            WriteOutcome::Deferred {
+                at: series
+                    .next_attempt_at
+                    .unwrap_or_else(crate::store::now)
+                    .max(crate::store::now())
+                    + SERIES_WAIT,
+                reason: Some("waiting for its block series to be written".to_owned()),
+            }
+        });
+    }
+    None
+}
+
+/// What the batch learned about a block series it wrote, for the occurrences after it.
+fn remember_series(series: &mut HashMap<BlockId, OutboxRow>, row: &OutboxRow, outcome: &WriteOutcome) {
+    let mut known = row.clone();
+    match outcome {
+        WriteOutcome::Applied { hash, .. } => {
+            known.applied_hash = hash.clone();
+            known.state = BlockState::Applied;
+        }
+        WriteOutcome::Deleted => known.applied_hash = None,
+        WriteOutcome::Failed { .. } => known.state = BlockState::Failed,
+        _ => return,
+    }
+    series.insert(row.block_id.clone(), known);
+}
+
+fn later(delay: Duration) -> chrono::DateTime<Utc> {
+    crate::store::now() + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::hours(1))
 }
 
 fn log_kind_of(op: &str) -> &'static str {
@@ -523,12 +732,6 @@ fn log_kind_of(op: &str) -> &'static str {
         "delete" => log_kind::BLOCK_DELETE,
         "restore" => log_kind::BLOCK_RESTORE,
         _ => log_kind::BLOCK_PATCH,
-    }
-}
-
-async fn log(services: &Services, entry: NewLogEntry) {
-    if let Err(e) = services.store.append_log(entry).await {
-        tracing::warn!(error = %e, "could not write the sync log");
     }
 }
 

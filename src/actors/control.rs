@@ -4,34 +4,32 @@
 //!
 //! Collaborators: the [`SyncSupervisor`](super::supervisor::SyncSupervisor) (children are
 //! added and removed through it), the running actors (found by name through ractor's
-//! registry, see [`ActorNames`]), the store (account status, channels, outbox) and
-//! `crate::ops::purge_account` for a removal with purge.
+//! registry, see [`ActorNames`] — the one way to find an actor), the store (account status,
+//! channels, outbox) and `crate::ops` (it is the operations' [`BlockWrites`] under `serve`).
 //!
 //! Lifecycle: built once by [`super::start`] next to the supervisor and cloned into
 //! `AppState`; every method is safe to call while actors restart (a missing actor is either
 //! an error the caller sees or a no-op, as documented per method).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
+use async_trait::async_trait;
 use ractor::{ActorRef, RpcReplyPort};
 use subtle::ConstantTimeEq as _;
 
 use super::block_writer::WriterMsg;
-use super::calendar::{self, CalendarMsg, Trigger};
+use super::calendar::{CalendarMsg, Trigger};
+use super::channel;
+use super::latency::{LatencyRing, LatencySample};
+use super::local_writers::LocalWriters;
 use super::supervisor::{ChildKey, ChildStatus, SupervisorMsg};
 use super::ActorNames;
-use crate::domain::{AccountId, ChannelId};
+use crate::domain::{AccountId, ChannelId, SyncId};
 use crate::google::GoogleError;
-use crate::ops::OpsError;
+use crate::ops::{BlockWrites, OpsError};
 use crate::services::Services;
 use crate::store::{log_kind, Account, AccountStatus, LogResult, NewLogEntry, StoreError};
-
-/// How many latency samples [`Control::latency_samples`] keeps.
-const LATENCY_RING: usize = 512;
 
 /// Upper bound on asking the supervisor something (status, lookups).
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +66,8 @@ pub struct WebhookPing {
     pub message_number: Option<u64>,
     /// When the request arrived: the start of the propagation latency.
     pub received: Instant,
+    /// Names the change this ping announces, in every log line it causes.
+    pub sync_id: SyncId,
 }
 
 /// What became of a ping; the webhook handler maps it to a status code.
@@ -81,36 +81,6 @@ pub enum PingOutcome {
     UnknownChannel,
     /// The channel exists but the token does not match.
     BadToken,
-}
-
-/// One measured propagation: from the trigger (ping received, poll tick, manual sync) of a
-/// source account's sync to the last block write it caused on one target calendar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LatencySample {
-    pub at: DateTime<Utc>,
-    /// The source account whose change was propagated (the target's own id when unknown).
-    pub account: AccountId,
-    pub latency: Duration,
-    /// Block writes the target's writer made between the trigger and the drained queue.
-    pub writes: u32,
-}
-
-/// The shared ring of recent latency samples; writers push, [`Control`] reads.
-#[derive(Debug, Clone, Default)]
-pub struct LatencyRing(Arc<Mutex<VecDeque<LatencySample>>>);
-
-impl LatencyRing {
-    pub fn push(&self, sample: LatencySample) {
-        let mut ring = self.0.lock();
-        if ring.len() == LATENCY_RING {
-            ring.pop_front();
-        }
-        ring.push_back(sample);
-    }
-
-    pub fn snapshot(&self) -> Vec<LatencySample> {
-        self.0.lock().iter().cloned().collect()
-    }
 }
 
 /// The handle; cheap to clone.
@@ -161,7 +131,7 @@ impl Control {
                 status: account.status,
             });
         }
-        self.add_children(id)
+        self.add_children(id).await
     }
 
     /// Status paused + stop both actors. Blocks stay where they are.
@@ -185,9 +155,8 @@ impl Control {
         for key in [ChildKey::Calendar(id), ChildKey::Writer(id)] {
             self.cast_supervisor(SupervisorMsg::ResetDegraded(key))?;
         }
-        self.add_children(id)?;
-        // Queued behind the AddChild above, so the answer names the actor it started.
-        if let Some(actor) = self.lookup_calendar(id).await? {
+        self.add_children(id).await?;
+        if let Some(actor) = self.inner.names.calendar_actor(id) {
             let _ = actor.cast(CalendarMsg::Sync(Trigger::Resume));
         }
         self.log_status(id, "resumed").await;
@@ -197,8 +166,9 @@ impl Control {
     pub async fn sync_now(&self, id: AccountId) -> Result<(), ControlError> {
         self.account(id).await?;
         let actor = self
-            .lookup_calendar(id)
-            .await?
+            .inner
+            .names
+            .calendar_actor(id)
             .ok_or(ControlError::NotRunning(id))?;
         actor
             .cast(CalendarMsg::Sync(Trigger::Manual(Instant::now())))
@@ -210,7 +180,7 @@ impl Control {
     pub async fn full_resync(&self, id: AccountId) -> Result<(), ControlError> {
         self.account(id).await?;
         self.store().reset_sync_token(id).await?;
-        if let Some(actor) = self.lookup_calendar(id).await? {
+        if let Some(actor) = self.inner.names.calendar_actor(id) {
             let _ = actor.cast(CalendarMsg::Sync(Trigger::FullResync(Instant::now())));
         }
         Ok(())
@@ -221,16 +191,18 @@ impl Control {
     pub async fn confirm_deletions(&self, id: AccountId) -> Result<(), ControlError> {
         self.account(id).await?;
         self.store().reset_sync_token(id).await?;
-        let Some(actor) = self.lookup_calendar(id).await? else {
+        let Some(actor) = self.inner.names.calendar_actor(id) else {
             return Err(ControlError::NotRunning(id));
         };
         let _ = actor.cast(CalendarMsg::Sync(Trigger::ConfirmDeletions(Instant::now())));
         Ok(())
     }
 
-    /// Retract this account's blocks from every other calendar (their writers delete them),
-    /// when `purge` also delete every block ON this account's calendar, stop its actors,
-    /// stop its push channel and delete the account row.
+    /// Removes an account while `serve` runs: its actors stop, its blocks elsewhere are
+    /// queued for deletion (the running writers apply them; the rows outlive the account),
+    /// with `purge` every block ON its calendar is deleted first (by a writer started for
+    /// that, since the account's own writer is stopped), then its channel is stopped and the
+    /// account deleted.
     pub async fn remove_account(&self, id: AccountId, purge: bool) -> Result<(), ControlError> {
         let account = self.account(id).await?;
         // Not active any more, so the account watcher does not start it again meanwhile.
@@ -238,25 +210,33 @@ impl Control {
             .set_account_status(id, AccountStatus::Paused, Some("being removed"))
             .await?;
         self.remove_children(id).await?;
-        let retracted = self.store().retract_blocks_from_source(id).await?;
-        self.wake_all_writers(Some(id)).await?;
+        let services = self.services();
+        let retracted = crate::ops::retract_source_blocks(services, self, &account).await?;
         if purge {
-            purge_own_calendar(self.services(), &account).await?;
+            let local = LocalWriters::new(services.clone());
+            let report = crate::ops::purge_account(services, &local, &account, false).await;
+            local.shutdown().await;
+            let report = report?;
+            if let Some(error) = report.error {
+                return Err(OpsError::Incomplete(error).into());
+            }
+            tracing::info!(report = %report, "own calendar purged");
         }
-        calendar::stop_current_channel(self.services(), &account).await;
-        self.services().forget_tokens(id);
+        channel::stop_current(services, &account).await;
+        services.forget_tokens(id);
         self.store().delete_account(id).await?;
-        let entry = NewLogEntry::new(
-            log_kind::ACCOUNT_REMOVED,
-            LogResult::Ok,
-            format!("account {id} removed; its blocks elsewhere are being deleted"),
-        )
-        .account(id)
-        .count(i64::try_from(retracted).unwrap_or(i64::MAX));
-        if let Err(e) = self.store().append_log(entry).await {
-            tracing::warn!(error = %e, "could not write the sync log");
-        }
-        tracing::info!(account_id = %id, purge, retracted, "account removed");
+        self.store()
+            .log_best_effort(
+                NewLogEntry::new(
+                    log_kind::ACCOUNT_REMOVED,
+                    LogResult::Ok,
+                    format!("account {id} removed; its blocks elsewhere are being deleted"),
+                )
+                .account(id)
+                .count(i64::try_from(retracted.deleted()).unwrap_or(i64::MAX)),
+            )
+            .await;
+        tracing::info!(account_id = %id, purge, "account removed");
         Ok(())
     }
 
@@ -273,7 +253,7 @@ impl Control {
             return Ok(PingOutcome::UnknownChannel);
         }
         if let Some(expected) = &channel.token_hash {
-            let presented = ping.token.as_deref().map(calendar::token_hash);
+            let presented = ping.token.as_deref().map(channel::token_hash);
             let matches = presented
                 .is_some_and(|hash| bool::from(hash.as_bytes().ct_eq(expected.as_bytes())));
             if !matches {
@@ -292,7 +272,8 @@ impl Control {
         }
         match self.inner.names.calendar_actor(channel.account_id) {
             Some(actor) => {
-                let _ = actor.cast(CalendarMsg::Sync(Trigger::Ping(ping.received)));
+                let trigger = Trigger::Ping(ping.received, ping.sync_id);
+                let _ = actor.cast(CalendarMsg::Sync(trigger));
             }
             None => {
                 tracing::debug!(account_id = %channel.account_id, "ping for an account without a running calendar actor");
@@ -343,13 +324,24 @@ impl Control {
             .map_err(|e| ControlError::Actor(e.to_string()))
     }
 
-    fn add_children(&self, id: AccountId) -> Result<(), ControlError> {
-        self.cast_supervisor(SupervisorMsg::AddChild(ChildKey::Calendar(id)))?;
-        self.cast_supervisor(SupervisorMsg::AddChild(ChildKey::Writer(id)))
+    /// Starts both actors of `id` (a no-op for those running) and answers once they are
+    /// registered, so a lookup by name right after finds them.
+    pub(crate) async fn add_children(&self, id: AccountId) -> Result<(), ControlError> {
+        for key in [ChildKey::Writer(id), ChildKey::Calendar(id)] {
+            self.inner
+                .supervisor
+                .call(
+                    |reply: RpcReplyPort<()>| SupervisorMsg::Ensure(key, reply),
+                    Some(ASK_TIMEOUT),
+                )
+                .await
+                .map_err(|e| ControlError::Actor(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Stops the calendar first (no new work), then the writer.
-    async fn remove_children(&self, id: AccountId) -> Result<(), ControlError> {
+    pub(crate) async fn remove_children(&self, id: AccountId) -> Result<(), ControlError> {
         let settings = &self.inner.services.settings;
         let wait = settings.shutdown_timeout + ASK_TIMEOUT;
         for key in [ChildKey::Calendar(id), ChildKey::Writer(id)] {
@@ -365,48 +357,6 @@ impl Control {
         Ok(())
     }
 
-    /// The running CalendarActor of `id`, asked of the supervisor so the answer comes after
-    /// any child change queued before it.
-    async fn lookup_calendar(
-        &self,
-        id: AccountId,
-    ) -> Result<Option<ActorRef<CalendarMsg>>, ControlError> {
-        let answer = self
-            .inner
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::Lookup(ChildKey::Calendar(id), reply),
-                Some(ASK_TIMEOUT),
-            )
-            .await
-            .map_err(|e| ControlError::Actor(e.to_string()))?;
-        match answer {
-            ractor::rpc::CallResult::Success(cell) => Ok(cell.map(ActorRef::from)),
-            ractor::rpc::CallResult::Timeout => {
-                Err(ControlError::Actor("the supervisor timed out".into()))
-            }
-            ractor::rpc::CallResult::SenderError => {
-                Err(ControlError::Actor("the supervisor is restarting".into()))
-            }
-        }
-    }
-
-    /// Casts `Converge` to the writer of every account except `except`.
-    async fn wake_all_writers(&self, except: Option<AccountId>) -> Result<(), ControlError> {
-        for account in self.store().list_accounts().await? {
-            if Some(account.id) == except {
-                continue;
-            }
-            if let Some(writer) = self.inner.names.writer_actor(account.id) {
-                let _ = writer.cast(WriterMsg::Converge {
-                    trigger: Some(Instant::now()),
-                    source: except,
-                });
-            }
-        }
-        Ok(())
-    }
-
     async fn log_status(&self, id: AccountId, what: &str) {
         let entry = NewLogEntry::new(
             log_kind::ACCOUNT_STATUS,
@@ -414,8 +364,16 @@ impl Control {
             format!("account {id} {what}"),
         )
         .account(id);
-        if let Err(e) = self.store().append_log(entry).await {
-            tracing::warn!(error = %e, "could not write the sync log");
+        self.store().log_best_effort(entry).await;
+    }
+
+    /// Casts `Converge` to the running writer of `target`, if any.
+    pub(crate) fn wake_writer(&self, target: AccountId) {
+        if let Some(writer) = self.inner.names.writer_actor(target) {
+            let _ = writer.cast(WriterMsg::Converge {
+                trigger: Some(Instant::now()),
+                source: None,
+            });
         }
     }
 }
@@ -426,97 +384,15 @@ pub(crate) fn wants_actors(status: AccountStatus) -> bool {
     matches!(status, AccountStatus::Active | AccountStatus::Degraded)
 }
 
-/// Deletes every block on the account's own calendar (by marker).
-async fn purge_own_calendar(services: &Services, account: &Account) -> Result<(), ControlError> {
-    let report = crate::ops::purge_account(services, account, false).await?;
-    tracing::info!(account_id = %account.id, report = %report, "own calendar purged");
-    Ok(())
-}
-
-/// Keeps the supervisor's children in step with the accounts table, so accounts added,
-/// paused or removed by another process (`mcss accounts add` while `serve` runs) are noticed.
-/// Runs until `shutdown` trips.
-pub(crate) async fn watch_accounts(
-    control: Control,
-    every: Duration,
-    shutdown: crate::shutdown::Shutdown,
-) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick is immediate; start() already added everyone
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = ticker.tick() => {}
-        }
-        if let Err(e) = control.reconcile_children().await {
-            tracing::warn!(error = %e, "could not compare accounts with running actors");
-        }
+/// Under `serve`, operations reach the running writers: a wake is a `Converge`, and a
+/// calendar whose writer is not running (paused, needs reauth) keeps its rows until it runs.
+#[async_trait]
+impl BlockWrites for Control {
+    async fn wake(&self, target: AccountId) {
+        self.wake_writer(target);
     }
-}
 
-/// Runs [`crate::ops::reconcile`] every `every` (first one interval after start) and wakes
-/// the writers of calendars where it re-queued blocks. Runs until `shutdown` trips; a failed
-/// run is logged and the next one comes at its time.
-pub(crate) async fn reconcile_periodically(
-    control: Control,
-    every: Duration,
-    shutdown: crate::shutdown::Shutdown,
-) {
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        let report = tokio::select! {
-            () = &mut stop => return,
-            report = crate::ops::reconcile(control.services(), false) => report,
-        };
-        match report {
-            Ok(report) => {
-                tracing::info!(report = %report, "periodic reconciliation");
-                for account in report.accounts.iter().filter(|a| a.requeued > 0) {
-                    if let Some(writer) = control.inner.names.writer_actor(account.account) {
-                        let _ = writer.cast(WriterMsg::Converge {
-                            trigger: None,
-                            source: None,
-                        });
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "periodic reconciliation failed"),
-        }
-    }
-}
-
-impl Control {
-    /// One pass of [`watch_accounts`].
-    pub(crate) async fn reconcile_children(&self) -> Result<(), ControlError> {
-        let accounts = self.store().list_accounts().await?;
-        let children = self.children().await;
-        // Sets, not scans: this runs every few seconds over every account.
-        let running: std::collections::HashSet<AccountId> =
-            children.iter().map(|c| c.key.account_id()).collect();
-        let known: std::collections::HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
-        for account in &accounts {
-            let has = running.contains(&account.id);
-            if wants_actors(account.status) && !has {
-                tracing::info!(account_id = %account.id, "starting actors of a newly seen account");
-                self.add_children(account.id)?;
-            } else if !wants_actors(account.status) && has {
-                tracing::info!(account_id = %account.id, status = %account.status, "stopping actors of an account that is no longer active");
-                self.remove_children(account.id).await?;
-            }
-        }
-        for child in &children {
-            let id = child.key.account_id();
-            if !known.contains(&id) {
-                tracing::info!(account_id = %id, "stopping actors of a removed account");
-                self.remove_children(id).await?;
-            }
-        }
-        Ok(())
+    async fn drained(&self, targets: &[AccountId], deadline: Duration) -> Vec<AccountId> {
+        crate::ops::writes::wait_until_drained(self.store(), targets, deadline).await
     }
 }

@@ -10,7 +10,7 @@ use ractor::{Actor, ActorCell, SpawnErr};
 
 use super::block_writer::{BlockWriter, WriterArgs};
 use super::calendar::{CalendarActor, CalendarArgs};
-use super::control::LatencyRing;
+use super::latency::LatencyRing;
 use super::supervisor::{ChildFactory, ChildKey};
 use super::ActorNames;
 use crate::services::Services;
@@ -41,6 +41,7 @@ impl ChildFactory for ProductionFactory {
             ChildKey::Writer(account) => {
                 let args = WriterArgs {
                     services: self.services.clone(),
+                    names: self.names.clone(),
                     account,
                     latency: self.latency.clone(),
                 };

@@ -11,11 +11,16 @@
 //! ```
 //!
 //! Message flow: ingress casts a webhook ping (or a poll tick fires) to the account's
-//! `CalendarActor`; it syncs incrementally, plans, and commits source events, desired blocks
-//! and the new sync token in one transaction, then casts "converge" to the `BlockWriter` of
-//! each target calendar, which makes Google match the desired blocks, one write at a time.
-//! Admin and health pages ask the supervisor ([`supervisor::SupervisorMsg::Children`],
-//! [`supervisor::SupervisorMsg::Lookup`]) with `call` and a timeout.
+//! `CalendarActor`; its [`sync_job`] lists, reads, runs the pure sync pass and commits its
+//! plan (source events, desired blocks, exclusions, the new sync token) in one transaction,
+//! then casts "converge" to the `BlockWriter` of each target calendar, which claims its due
+//! rows and makes Google match them, one write at a time. Admin and health pages ask the
+//! supervisor for its children's statuses ([`supervisor::SupervisorMsg::Children`]) with
+//! `call` and a timeout.
+//!
+//! Dependencies run one way: `supervisor` ← `factory` → (`calendar` → `sync_job`,
+//! `channel`), `block_writer` → `latency`; `control` drives them all; `background` and
+//! `local_writers` use `control` and `block_writer`. Nothing calls back up.
 //!
 //! Restart policy ([`restart`]): a child that fails (error or panic in a handler, a failed
 //! `post_start`, a `pre_start` error at spawn, or any stop nobody asked for) is respawned
@@ -35,19 +40,26 @@
 //! of every active account, watches the accounts table for changes made by other processes,
 //! and hands back a [`control::Control`]; [`stop`] ends the tree under the shutdown deadline.
 //!
-//! Names: running children are registered in ractor's registry as
-//! `{prefix}/calendar-{account}` and `{prefix}/writer-{account}` ([`ActorNames`]). The prefix
-//! is unique per [`start`], because the registry is process-wide and tests run several
-//! applications in one process.
+//! Finding an actor: by name, and only by name. Running children are registered in
+//! ractor's registry as `{prefix}/calendar-{account}` and `{prefix}/writer-{account}`
+//! ([`ActorNames`]). The prefix is unique per [`start`], because the registry is
+//! process-wide and tests run several applications in one process.
 
+mod background;
 pub mod block_writer;
 pub mod calendar;
+mod channel;
 pub mod control;
 pub mod factory;
+pub mod latency;
+pub mod local_writers;
 pub mod restart;
 pub mod supervisor;
+pub mod sync_job;
 
-pub use control::{Control, ControlError, LatencyRing, LatencySample, PingOutcome, WebhookPing};
+pub use control::{Control, ControlError, PingOutcome, WebhookPing};
+pub use latency::{LatencyRing, LatencySample};
+pub use local_writers::LocalWriters;
 pub use supervisor::{start_supervisor, stop};
 
 use std::sync::Arc;
@@ -70,7 +82,7 @@ use supervisor::{ChildKey, DegradedSink, SupervisorArgs, SupervisorMsg};
 const DEGRADED_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the accounts table is compared with the running actors.
-const ACCOUNT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const ACCOUNT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why the actor tree could not start.
 #[derive(Debug, thiserror::Error)]
@@ -152,13 +164,13 @@ pub async fn start(
             let _ = supervisor.cast(SupervisorMsg::AddChild(key));
         }
     }
-    tokio::spawn(control::watch_accounts(
+    tokio::spawn(background::watch_accounts(
         control.clone(),
         ACCOUNT_WATCH_INTERVAL,
         shutdown.clone(),
     ));
     let every = control.services().settings.sync.reconcile_interval;
-    tokio::spawn(control::reconcile_periodically(
+    tokio::spawn(background::reconcile_periodically(
         control.clone(),
         every,
         shutdown,

@@ -161,6 +161,9 @@ impl fmt::Debug for SupervisorArgs {
 pub enum SupervisorMsg {
     /// Spawn a child for this key (no-op when it already exists).
     AddChild(ChildKey),
+    /// [`SupervisorMsg::AddChild`], answered once the child runs (or failed to start), so
+    /// the caller can find it by name right after.
+    Ensure(ChildKey, RpcReplyPort<()>),
     /// Stop the child and forget it; a normal stop, never followed by a restart. The reply
     /// comes once the child has stopped (or was killed after `stop_grace`).
     RemoveChild(ChildKey, RpcReplyPort<()>),
@@ -183,6 +186,7 @@ impl fmt::Debug for SupervisorMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::AddChild(key) => write!(f, "AddChild({key})"),
+            Self::Ensure(key, _) => write!(f, "Ensure({key})"),
             Self::RemoveChild(key, _) => write!(f, "RemoveChild({key})"),
             Self::Respawn(key) => write!(f, "Respawn({key})"),
             Self::Children(_) => f.write_str("Children"),
@@ -276,6 +280,10 @@ impl Actor for SyncSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::AddChild(key) => state.add_child(&myself, key).await,
+            SupervisorMsg::Ensure(key, reply) => {
+                state.add_child(&myself, key).await;
+                let _ = reply.send(());
+            }
             SupervisorMsg::RemoveChild(key, reply) => {
                 state.remove_child(key).await;
                 let _ = reply.send(());

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
+use crate::domain::SyncId;
 use crate::actors::{PingOutcome, WebhookPing};
 use crate::metrics::WEBHOOK_PINGS;
 
@@ -110,6 +111,7 @@ fn parse(headers: &HeaderMap, received: Instant) -> Option<WebhookPing> {
         resource_state: text(RESOURCE_STATE).unwrap_or_else(|| "exists".to_owned()),
         message_number: text(MESSAGE_NUMBER).and_then(|n| n.parse().ok()),
         received,
+        sync_id: SyncId::random(),
     })
 }
 

@@ -1,4 +1,4 @@
-//! Finding and deleting blocks on a calendar by their marker.
+//! Finding blocks on a calendar by their marker (reads only: deletes go through the outbox).
 
 use crate::domain::{CalendarId, EventId};
 use crate::google::{AccountClient, Event, EventStatus, EventsQuery, GoogleError};
@@ -71,58 +71,4 @@ pub(crate) async fn list_installation_blocks(
         installation,
     )
     .await
-}
-
-/// What a delete found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Deleted {
-    Now,
-    /// 410 or 404: someone (a writer, the user, a deleted series) was first.
-    AlreadyGone,
-}
-
-/// Deletes one event (`sendUpdates=none`); an event that is already gone is not an error.
-pub(crate) async fn delete_event(
-    client: &AccountClient,
-    calendar: &CalendarId,
-    id: &EventId,
-) -> Result<Deleted, GoogleError> {
-    match client.events_delete(calendar, id).await {
-        Ok(()) => Ok(Deleted::Now),
-        Err(GoogleError::Gone | GoogleError::NotFound) => Ok(Deleted::AlreadyGone),
-        Err(e) => Err(e),
-    }
-}
-
-/// Deletes blocks series first, then occurrences whose series was not among them (deleting a
-/// series already cancels its exceptions). Returns (deleted now, already gone).
-pub(crate) async fn delete_blocks(
-    client: &AccountClient,
-    calendar: &CalendarId,
-    blocks: &[&ListedBlock],
-) -> Result<(u64, u64), GoogleError> {
-    let mut ordered: Vec<&&ListedBlock> = blocks.iter().collect();
-    ordered.sort_by_key(|b| b.is_occurrence());
-    let series: std::collections::HashSet<&str> = blocks
-        .iter()
-        .filter(|b| !b.is_occurrence())
-        .map(|b| b.id.as_str())
-        .collect();
-    let (mut now, mut gone) = (0, 0);
-    for block in ordered {
-        let covered = block
-            .event
-            .recurring_event_id
-            .as_ref()
-            .is_some_and(|s| series.contains(s.as_str()));
-        if covered {
-            now += 1;
-            continue;
-        }
-        match delete_event(client, calendar, &block.id).await? {
-            Deleted::Now => now += 1,
-            Deleted::AlreadyGone => gone += 1,
-        }
-    }
-    Ok((now, gone))
 }

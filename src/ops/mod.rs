@@ -5,12 +5,18 @@
 //! - [`connect_account`] resolves a calendar's real id and time zone and stores the account
 //!   (or replaces the token of an existing one: a reconnect after `needs_reauth`);
 //! - [`purge_account`] / [`purge_all`] delete every block this installation made on a
-//!   calendar, found by marker — they need no outbox state, only the account's token;
-//! - [`remove_account`] retracts an account's blocks from every other calendar directly
-//!   through the Google client, optionally purges its own calendar, then deletes it;
+//!   calendar, found by marker — finding them needs no outbox state, only the account's
+//!   token;
+//! - [`remove_account`] retracts an account's blocks from every other calendar, optionally
+//!   purges its own calendar, then deletes it;
 //! - [`reconcile`] compares what the calendars actually hold (by marker) with the outbox and
 //!   repairs orphans, duplicates, drift, missing blocks and user deletions;
-//!   `serve` runs it every `RECONCILE_INTERVAL_SECS` (see `actors::control`).
+//!   `serve` runs it every `RECONCILE_INTERVAL_SECS` (see `actors::background`).
+//!
+//! One Google write path: operations only *read* Google directly (listings, gets); every
+//! delete and repair is queued in the outbox and applied by the `BlockWriter`s, reached
+//! through [`BlockWrites`] (the running writers under `serve`, writers started for the
+//! occasion on the command line), with the same token bucket, backoff, claims and audit.
 //!
 //! Collaborators: [`Services`] (store, Google client, the installation id), the block
 //! marker and deterministic ids of [`crate::sync`]. The CLI (`mcss accounts|reconcile|purge`),
@@ -21,6 +27,7 @@ mod connect;
 mod listing;
 mod purge;
 mod reconcile;
+pub mod writes;
 
 use crate::domain::AccountId;
 use crate::google::GoogleError;
@@ -33,6 +40,7 @@ pub use purge::{
     RetractReport,
 };
 pub use reconcile::{reconcile, AccountReconcile, ReconcileReport};
+pub use writes::{BlockWrites, DRAIN_DEADLINE};
 
 /// Why an operation failed, in the terms a caller (CLI, admin page) branches on.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +62,9 @@ pub enum OpsError {
     /// No account has this alias.
     #[error("no account is named {0:?} (see `mcss accounts list`)")]
     UnknownAlias(String),
+    /// The writes are queued but did not all finish in time; running it again completes it.
+    #[error("{0}; run it again to finish")]
+    Incomplete(String),
     /// Another Google failure; `context` says what was being done.
     #[error("{context}")]
     Google {
@@ -107,18 +118,7 @@ fn chain(err: &OpsError) -> String {
 /// consent: record it the same way the sync actors do, so the dashboard shows it.
 async fn note_invalid_grant(services: &Services, account: AccountId, err: &OpsError) {
     if matches!(err, OpsError::InvalidGrant) {
-        services.forget_tokens(account);
-        if let Err(e) = services
-            .store
-            .set_account_status(
-                account,
-                AccountStatus::NeedsReauth,
-                Some("Google refused the refresh token; reconnect the account"),
-            )
-            .await
-        {
-            tracing::warn!(%account, error = %e, "could not mark the account needs_reauth");
-        }
+        services.mark_needs_reauth(account).await;
     }
 }
 

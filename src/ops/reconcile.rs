@@ -17,7 +17,9 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _, Utc};
 
-use super::listing::{delete_event, list_installation_blocks, ListedBlock};
+use super::listing::{list_installation_blocks, ListedBlock};
+use super::purge::deletions_for;
+use super::writes::BlockWrites;
 use super::{chain, note_invalid_grant, usable, OpsError};
 use crate::domain::{AccountId, EventId};
 use crate::google::{AccountClient, Event, EventDateTime, EventStatus, GoogleError};
@@ -70,6 +72,13 @@ impl AccountReconcile {
     }
 }
 
+impl AccountReconcile {
+    /// Rows this account got to write.
+    fn changed(&self) -> u64 {
+        self.orphans_deleted + self.duplicates_deleted + self.requeued
+    }
+}
+
 impl ReconcileReport {
     /// Accounts that failed (not the skipped ones).
     pub fn failures(&self) -> usize {
@@ -117,11 +126,16 @@ impl fmt::Display for ReconcileReport {
     }
 }
 
-/// Compares every calendar's blocks (by marker) with the outbox: orphans deleted, duplicates
-/// deleted, drift and missing blocks re-queued, user deletions excluded. Dry run only
+/// Compares every calendar's blocks (by marker) with the outbox: orphans and duplicates
+/// queued for deletion, drift and missing blocks re-queued, user deletions excluded, and the
+/// writers of the calendars with new work woken (`writes`: they apply it). Dry run only
 /// reports. A calendar that cannot be reached is reported in its [`AccountReconcile`].
-#[tracing::instrument(name = "ops.reconcile", skip(services))]
-pub async fn reconcile(services: &Services, dry_run: bool) -> Result<ReconcileReport, OpsError> {
+#[tracing::instrument(name = "ops.reconcile", skip(services, writes))]
+pub async fn reconcile(
+    services: &Services,
+    writes: &dyn BlockWrites,
+    dry_run: bool,
+) -> Result<ReconcileReport, OpsError> {
     let started = std::time::Instant::now();
     let accounts = services.store.list_accounts().await?;
     let by_id: HashMap<AccountId, &Account> = accounts.iter().map(|a| (a.id, a)).collect();
@@ -143,6 +157,9 @@ pub async fn reconcile(services: &Services, dry_run: bool) -> Result<ReconcileRe
                 outcome.error = Some(chain(&e));
             }
             Err(e) => return Err(e),
+        }
+        if !dry_run && outcome.changed() > 0 {
+            writes.wake(account.id).await;
         }
         report.add(outcome);
     }
@@ -168,9 +185,7 @@ pub async fn reconcile(services: &Services, dry_run: bool) -> Result<ReconcileRe
         )
         .count(i64::try_from(changed).unwrap_or(i64::MAX))
         .duration(started.elapsed());
-        if let Err(e) = services.store.append_log(entry).await {
-            tracing::warn!(error = %e, "could not write the sync log");
-        }
+        services.store.log_best_effort(entry).await;
     }
     tracing::info!(
         orphans = report.orphans_deleted,
@@ -267,21 +282,21 @@ async fn reconcile_account(
             doomed.push((block.id.clone(), Kind::Orphan));
         }
     }
-    for (id, kind) in &doomed {
+    for (_, kind) in &doomed {
         match kind {
             Kind::Duplicate => out.duplicates_deleted += 1,
             Kind::Orphan => out.orphans_deleted += 1,
         }
-        if dry_run {
-            continue;
-        }
-        delete_event(&client, calendar, id)
-            .await
-            .map_err(google("delete a block"))?;
-        // A row that wanted the block gone is now satisfied.
-        if let Some(row) = rows.get(id.as_str()) {
-            services.store.mark_deleted(row.id).await?;
-        }
+    }
+    if !dry_run && !doomed.is_empty() {
+        let blocks: Vec<&ListedBlock> = doomed
+            .iter()
+            .filter_map(|(id, _)| live.get(id.as_str()).copied())
+            .collect();
+        services
+            .store
+            .queue_deletions(account.id, &deletions_for(&blocks))
+            .await?;
     }
 
     // Applied rows: is their block there, and as written?
@@ -328,9 +343,7 @@ async fn reconcile_account(
                         format!("block {id} was deleted by the user; it stays deleted"),
                     )
                     .account(account.id);
-                    if let Err(e) = services.store.append_log(entry).await {
-                        tracing::warn!(error = %e, "could not write the sync log");
-                    }
+                    services.store.log_best_effort(entry).await;
                 }
             }
             Found::Missing => requeue(services, row, dry_run, out).await?,

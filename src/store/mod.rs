@@ -37,9 +37,11 @@ mod outbox;
 pub mod records;
 mod sync_log;
 mod sync_state;
+mod writes;
 
 pub use crypto::{CryptoError, TokenCipher};
 pub use records::*;
+pub use writes::{WriteOutcome, WriteReport};
 
 /// What went wrong in the store, in the terms a caller branches on.
 #[derive(Debug, thiserror::Error)]

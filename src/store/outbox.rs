@@ -8,17 +8,17 @@
 //! such a row stays `pending` and is picked up again.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait as _, SimpleExpr};
+use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ColumnTrait as _, Condition, EntityTrait as _, FromQueryResult, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, Set,
 };
 
 use super::entities::desired_blocks::{self, Column};
-use super::{now, BlockState, OutboxId, OutboxRow, Store, StoreError};
+use super::{now, BlockState, Deletion, OutboxId, OutboxRow, RowRole, Store, StoreError};
 use crate::domain::{AccountId, BlockId, EventId};
 
-fn to_record(row: desired_blocks::Model) -> Result<OutboxRow, StoreError> {
+pub(super) fn to_record(row: desired_blocks::Model) -> Result<OutboxRow, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("desired block {}: {e}", row.id));
     Ok(OutboxRow {
         id: OutboxId::new(row.id),
@@ -42,19 +42,27 @@ fn to_record(row: desired_blocks::Model) -> Result<OutboxRow, StoreError> {
         last_error: row.last_error,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        role: RowRole::from_db(&row.role)?,
+        series_block_id: row
+            .series_block_id
+            .as_deref()
+            .map(BlockId::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        claimed_by: row.claimed_by,
+        claim_expires_at: row.claim_expires_at,
+        sync_id: row.sync_id,
     })
 }
 
-fn records(rows: Vec<desired_blocks::Model>) -> Result<Vec<OutboxRow>, StoreError> {
+pub(super) fn records(rows: Vec<desired_blocks::Model>) -> Result<Vec<OutboxRow>, StoreError> {
     rows.into_iter().map(to_record).collect()
 }
 
-/// `desired_hash` equals `hash`, NULL matching NULL.
-fn desired_hash_is(hash: Option<&str>) -> SimpleExpr {
-    match hash {
-        Some(hash) => Column::DesiredHash.eq(hash),
-        None => Column::DesiredHash.is_null(),
-    }
+#[derive(Debug, FromQueryResult)]
+struct LiveCount {
+    source_event_id: String,
+    live: i64,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -63,162 +71,9 @@ struct Depth {
     depth: i64,
 }
 
-#[derive(Debug, FromQueryResult)]
-struct Earliest {
-    earliest: Option<DateTime<Utc>>,
-}
-
 impl Store {
-    /// Pending rows of `target` due at `now`, oldest due first, at most `limit`.
-    pub async fn due_blocks(
-        &self,
-        target: AccountId,
-        now: DateTime<Utc>,
-        limit: u64,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        records(
-            desired_blocks::Entity::find()
-                .filter(Column::TargetAccountId.eq(target.get()))
-                .filter(Column::State.eq(BlockState::Pending.as_str()))
-                .filter(Column::NextAttemptAt.lte(now))
-                .order_by_asc(Column::NextAttemptAt)
-                .order_by_asc(Column::Id)
-                .limit(limit)
-                .all(self.connection())
-                .await?,
-        )
-    }
-
-    /// When the next pending row of `target` falls due (`None`: nothing pending).
-    pub async fn next_due_at(
-        &self,
-        target: AccountId,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = desired_blocks::Entity::find()
-            .select_only()
-            .column_as(Column::NextAttemptAt.min(), "earliest")
-            .filter(Column::TargetAccountId.eq(target.get()))
-            .filter(Column::State.eq(BlockState::Pending.as_str()))
-            .into_model::<Earliest>()
-            .one(self.connection())
-            .await?;
-        Ok(row.and_then(|r| r.earliest))
-    }
-
-    /// Reports a successful insert/patch of content `applied_hash`, with Google's etag.
-    ///
-    /// Returns `true` when the row is now `applied`; `false` when newer content was committed
-    /// meanwhile (the row stays pending, its applied hash and etag updated).
-    #[tracing::instrument(name = "store.mark_applied", skip(self, etag))]
-    pub async fn mark_applied(
-        &self,
-        id: OutboxId,
-        applied_hash: Option<&str>,
-        etag: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let txn = self.write_txn().await?;
-        let at = now();
-        let updated = desired_blocks::Entity::update_many()
-            .col_expr(Column::AppliedHash, applied_hash.map(str::to_owned).into())
-            .col_expr(Column::GoogleEtag, etag.map(str::to_owned).into())
-            .col_expr(Column::UpdatedAt, at.into())
-            .filter(Column::Id.eq(id.get()))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(StoreError::not_found("desired block", id));
-        }
-        let settled = desired_blocks::Entity::update_many()
-            .col_expr(Column::State, BlockState::Applied.as_str().into())
-            .col_expr(Column::Attempts, Expr::value(0))
-            .col_expr(Column::NextAttemptAt, Option::<DateTime<Utc>>::None.into())
-            .col_expr(Column::LastError, Option::<String>::None.into())
-            .filter(Column::Id.eq(id.get()))
-            .filter(desired_hash_is(applied_hash))
-            .filter(Column::State.ne(BlockState::Excluded.as_str()))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(settled.rows_affected == 1)
-    }
-
-    /// Reports that the block was deleted at Google (or was already gone).
-    ///
-    /// The row is removed when it still wants the block gone (`body` NULL) and `true` is
-    /// returned. If the source came back meanwhile, the row stays pending with no applied
-    /// content (the next write is an insert, which Google answers 409 → restore) and
-    /// `false` is returned.
-    #[tracing::instrument(name = "store.mark_deleted", skip(self))]
-    pub async fn mark_deleted(&self, id: OutboxId) -> Result<bool, StoreError> {
-        let txn = self.write_txn().await?;
-        let deleted = desired_blocks::Entity::delete_many()
-            .filter(Column::Id.eq(id.get()))
-            .filter(Column::Body.is_null())
-            .exec(&txn)
-            .await?;
-        if deleted.rows_affected == 1 {
-            txn.commit().await?;
-            return Ok(true);
-        }
-        let updated = desired_blocks::Entity::update_many()
-            .col_expr(Column::AppliedHash, Option::<String>::None.into())
-            .col_expr(Column::GoogleEtag, Option::<String>::None.into())
-            .col_expr(Column::UpdatedAt, now().into())
-            .filter(Column::Id.eq(id.get()))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        if updated.rows_affected == 0 {
-            return Err(StoreError::not_found("desired block", id));
-        }
-        Ok(false)
-    }
-
-    /// Removes an outbox row outright (cleanup; writers normally use [`Store::mark_deleted`]).
-    pub async fn delete_block_row(&self, id: OutboxId) -> Result<(), StoreError> {
-        let result = desired_blocks::Entity::delete_by_id(id.get())
-            .exec(self.connection())
-            .await?;
-        if result.rows_affected == 0 {
-            return Err(StoreError::not_found("desired block", id));
-        }
-        Ok(())
-    }
-
-    /// A transient failure: try again at `at`; counts the attempt and keeps the error.
-    pub async fn schedule_retry(
-        &self,
-        id: OutboxId,
-        at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        self.update_block(
-            id,
-            vec![
-                (Column::Attempts, Expr::col(Column::Attempts).add(1)),
-                (Column::NextAttemptAt, Some(at).into()),
-                (Column::LastError, error.into()),
-            ],
-        )
-        .await
-    }
-
-    /// A permanent failure: stop trying until the desired content changes (or an operator
-    /// calls [`Store::requeue_failed`]).
-    pub async fn mark_failed(&self, id: OutboxId, error: &str) -> Result<(), StoreError> {
-        self.update_block(
-            id,
-            vec![
-                (Column::State, BlockState::Failed.as_str().into()),
-                (Column::Attempts, Expr::col(Column::Attempts).add(1)),
-                (Column::NextAttemptAt, Option::<DateTime<Utc>>::None.into()),
-                (Column::LastError, error.into()),
-            ],
-        )
-        .await
-    }
-
-    /// The user deleted this block: remember not to put it back.
+    /// The user deleted this block (reconciliation found its tombstone): it is not put
+    /// back.
     pub async fn mark_excluded(&self, id: OutboxId) -> Result<(), StoreError> {
         self.update_block(
             id,
@@ -264,6 +119,34 @@ impl Store {
         Ok(result.rows_affected > 0)
     }
 
+    /// A block series the store believes written is missing at Google (an occurrence write
+    /// found it gone, and the calendar's own sync saw no user deletion): write it again.
+    /// The insert meets Google's 409 and becomes a restore. Returns whether it was requeued.
+    pub async fn requeue_vanished_series(
+        &self,
+        target: AccountId,
+        series: &BlockId,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let result = desired_blocks::Entity::update_many()
+            .col_expr(Column::State, BlockState::Pending.as_str().into())
+            .col_expr(Column::AppliedHash, Option::<String>::None.into())
+            .col_expr(Column::GoogleEtag, Option::<String>::None.into())
+            .col_expr(Column::NextAttemptAt, Some(at).into())
+            .col_expr(Column::UpdatedAt, at.into())
+            .filter(Column::TargetAccountId.eq(target.get()))
+            .filter(Column::BlockId.eq(series.as_str()))
+            .filter(Column::Body.is_not_null())
+            .filter(
+                Condition::any()
+                    .add(Column::State.eq(BlockState::Applied.as_str()))
+                    .add(Column::State.eq(BlockState::Pending.as_str())),
+            )
+            .exec(self.connection())
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
     /// Forgets every outbox row made from `source`'s events (after its blocks were deleted
     /// from the calendars directly, as `mcss accounts remove` does). Returns how many.
     pub async fn delete_blocks_from_source(&self, source: AccountId) -> Result<u64, StoreError> {
@@ -285,20 +168,52 @@ impl Store {
             .filter(Column::State.eq(BlockState::Excluded.as_str()))
             .exec(&txn)
             .await?;
-        let at = now();
-        let result = desired_blocks::Entity::update_many()
-            .col_expr(Column::Body, Option::<String>::None.into())
-            .col_expr(Column::DesiredHash, Option::<String>::None.into())
-            .col_expr(Column::State, BlockState::Pending.as_str().into())
-            .col_expr(Column::Attempts, Expr::value(0))
-            .col_expr(Column::NextAttemptAt, Some(at).into())
-            .col_expr(Column::LastError, Option::<String>::None.into())
-            .col_expr(Column::UpdatedAt, at.into())
+        let result = retract_columns(desired_blocks::Entity::update_many(), now())
             .filter(Column::SourceAccountId.eq(source.get()))
             .exec(&txn)
             .await?;
         txn.commit().await?;
         Ok(result.rows_affected)
+    }
+
+    /// Wants every block ON `target` gone (a purge): its rows become body NULL and pending,
+    /// unclaimed. Returns how many rows now wait for a delete.
+    #[tracing::instrument(name = "store.retract_blocks_on_target", skip(self))]
+    pub async fn retract_blocks_on_target(&self, target: AccountId) -> Result<u64, StoreError> {
+        let at = now();
+        let result = retract_columns(desired_blocks::Entity::update_many(), at)
+            .filter(Column::TargetAccountId.eq(target.get()))
+            .exec(self.connection())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Queues the deletion of blocks found at Google (by marker) on `target`: an existing row
+    /// becomes body NULL and pending; a block the outbox never knew (an orphan, a duplicate)
+    /// gets a row of its own. The writers then delete them like any other. Returns how many
+    /// rows now wait for a delete.
+    #[tracing::instrument(name = "store.queue_deletions", skip(self, deletions), fields(n = deletions.len()))]
+    pub async fn queue_deletions(
+        &self,
+        target: AccountId,
+        deletions: &[Deletion],
+    ) -> Result<u64, StoreError> {
+        let at = now();
+        let txn = self.write_txn().await?;
+        let mut queued = 0;
+        for deletion in deletions {
+            let updated = retract_columns(desired_blocks::Entity::update_many(), at)
+                .filter(Column::TargetAccountId.eq(target.get()))
+                .filter(Column::BlockId.eq(deletion.block_id.as_str()))
+                .exec(&txn)
+                .await?;
+            if updated.rows_affected == 0 {
+                insert_deletion(&txn, target, deletion, at).await?;
+            }
+            queued += 1;
+        }
+        txn.commit().await?;
+        Ok(queued)
     }
 
     /// Rows in `state`, for one target or all.
@@ -367,6 +282,50 @@ impl Store {
             .transpose()
     }
 
+    /// The rows of `target` for these block ids (the exclusion rule reads them).
+    pub async fn rows_on_target(
+        &self,
+        target: AccountId,
+        block_ids: &[&BlockId],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in block_ids.chunks(200) {
+            let rows = desired_blocks::Entity::find()
+                .filter(Column::TargetAccountId.eq(target.get()))
+                .filter(Column::BlockId.is_in(chunk.iter().map(|id| id.as_str())))
+                .all(self.connection())
+                .await?;
+            out.extend(records(rows)?);
+        }
+        Ok(out)
+    }
+
+    /// Live blocks (wanted and not excluded) per source event of `source`, for the
+    /// mass-deletion guard.
+    pub async fn live_block_counts(
+        &self,
+        source: AccountId,
+    ) -> Result<Vec<(EventId, u64)>, StoreError> {
+        let rows = desired_blocks::Entity::find()
+            .select_only()
+            .column(Column::SourceEventId)
+            .column_as(Column::Id.count(), "live")
+            .filter(Column::SourceAccountId.eq(source.get()))
+            .filter(Column::Body.is_not_null())
+            .filter(Column::State.ne(BlockState::Excluded.as_str()))
+            .group_by(Column::SourceEventId)
+            .into_model::<LiveCount>()
+            .all(self.connection())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let id = EventId::parse(&r.source_event_id).ok()?;
+                Some((id, u64::try_from(r.live).unwrap_or(0)))
+            })
+            .collect())
+    }
+
     /// Every row of a target calendar, by block id.
     pub async fn blocks_for_target(&self, target: AccountId) -> Result<Vec<OutboxRow>, StoreError> {
         records(
@@ -414,4 +373,54 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The columns of a row that now wants its block gone, due at `at`, unclaimed.
+fn retract_columns(
+    update: sea_orm::UpdateMany<desired_blocks::Entity>,
+    at: DateTime<Utc>,
+) -> sea_orm::UpdateMany<desired_blocks::Entity> {
+    update
+        .col_expr(Column::Body, Option::<String>::None.into())
+        .col_expr(Column::DesiredHash, Option::<String>::None.into())
+        .col_expr(Column::State, BlockState::Pending.as_str().into())
+        .col_expr(Column::Attempts, Expr::value(0))
+        .col_expr(Column::NextAttemptAt, Some(at).into())
+        .col_expr(Column::LastError, Option::<String>::None.into())
+        .col_expr(Column::ClaimedBy, Option::<String>::None.into())
+        .col_expr(Column::ClaimExpiresAt, Option::<DateTime<Utc>>::None.into())
+        .col_expr(Column::UpdatedAt, at.into())
+}
+
+async fn insert_deletion(
+    txn: &impl sea_orm::ConnectionTrait,
+    target: AccountId,
+    deletion: &Deletion,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    desired_blocks::Entity::insert(desired_blocks::ActiveModel {
+        target_account_id: Set(target.get()),
+        source_account_id: Set(deletion.source_account.get()),
+        source_event_id: Set(deletion.source_event.as_str().to_owned()),
+        block_id: Set(deletion.block_id.as_str().to_owned()),
+        role: Set(deletion.role.as_str().to_owned()),
+        series_block_id: Set(deletion.series_block_id.as_ref().map(|s| s.as_str().to_owned())),
+        body: Set(None),
+        desired_hash: Set(None),
+        applied_hash: Set(None),
+        google_etag: Set(None),
+        state: Set(BlockState::Pending.as_str().to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(Some(at)),
+        last_error: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        claimed_by: Set(None),
+        claim_expires_at: Set(None),
+        sync_id: Set(None),
+        ..Default::default()
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }

@@ -81,6 +81,20 @@ text_enum!(
 );
 
 text_enum!(
+    /// What an outbox row stands for on its target (see `sync::BlockRole`).
+    RowRole {
+        /// The block of a single event.
+        Single = "single",
+        /// A block series.
+        Series = "series",
+        /// One occurrence of a block series (`series_block_id`).
+        Occurrence = "occurrence",
+        /// A single block standing in for a busy exception of an unblocked series.
+        Detached = "detached",
+    }
+);
+
+text_enum!(
     /// Outcome of a logged action.
     LogResult {
         Ok = "ok",
@@ -150,6 +164,7 @@ pub struct SyncState {
 }
 
 /// A source event as the sync saw it, to be stored by [`super::Store::commit_sync`].
+/// Blocks are never stored; a cancelled exception of a live series is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEventUpsert {
     pub event_id: EventId,
@@ -157,9 +172,7 @@ pub struct StoredEventUpsert {
     pub recurring_event_id: Option<EventId>,
     /// Google's status: confirmed | tentative | cancelled.
     pub status: String,
-    /// Carries a block marker (ours or another installation's): never mirrored.
-    pub is_block: bool,
-    /// The normalized event the planner needs (stored as JSON text).
+    /// The wire event the planner reads again later (stored as JSON text).
     pub data: serde_json::Value,
     pub google_updated: Option<DateTime<Utc>>,
 }
@@ -206,6 +219,9 @@ pub struct OutboxUpsert {
     pub source_account_id: AccountId,
     pub source_event_id: EventId,
     pub block_id: BlockId,
+    pub role: RowRole,
+    /// On an occurrence: its block series.
+    pub series_block_id: Option<BlockId>,
     /// The event resource to write; `None` means "this block must not exist".
     pub body: Option<serde_json::Value>,
     /// Hash of `body` (`None` with `body: None`); equal hashes mean "nothing to do".
@@ -233,6 +249,48 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub role: RowRole,
+    pub series_block_id: Option<BlockId>,
+    pub claimed_by: Option<String>,
+    pub claim_expires_at: Option<DateTime<Utc>>,
+    pub sync_id: Option<String>,
+}
+
+impl OutboxRow {
+    /// The row wants a live block (not a deletion, not a cancelled occurrence).
+    pub fn wants_live(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_some_and(|b| b.get("status").and_then(|s| s.as_str()) != Some("cancelled"))
+    }
+
+    /// The writer wrote this content (or an earlier one) and the row is still in play.
+    pub fn written(&self) -> bool {
+        self.applied_hash.is_some() && matches!(self.state, BlockState::Applied | BlockState::Pending)
+    }
+}
+
+/// A block found at Google (by marker) that must go: queued by purge, removal and
+/// reconciliation with [`super::Store::queue_deletions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub block_id: BlockId,
+    /// From the block's marker (0 when the marker names no account of ours).
+    pub source_account: AccountId,
+    pub source_event: EventId,
+    pub role: RowRole,
+    pub series_block_id: Option<BlockId>,
+}
+
+/// What a sync does to the mass-deletion hold, recorded with its commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HoldWrite {
+    #[default]
+    Unchanged,
+    /// Place the hold, with words for the operator on the account.
+    Place { reason: String },
+    /// Lift the hold (an operator confirmed) and clear the account's reason.
+    Lift,
 }
 
 /// Everything one sync produced, written atomically by [`super::Store::commit_sync`].
@@ -241,15 +299,34 @@ pub struct SyncCommit {
     pub upserted_source_events: Vec<StoredEventUpsert>,
     pub deleted_source_event_ids: Vec<EventId>,
     pub desired_blocks: Vec<OutboxUpsert>,
+    /// Rows on the synced calendar whose blocks the user deleted: they become excluded, and
+    /// so do the occurrence rows of an excluded block series.
+    pub exclusions: Vec<BlockId>,
+    pub hold: HoldWrite,
+    /// Sync-log lines written in the same transaction.
+    pub log: Vec<NewLogEntry>,
     /// The token to continue from; `None` keeps the stored one.
     pub new_sync_token: Option<String>,
     /// A full listing (sets `last_full_sync_at`) rather than an incremental one.
     pub full: bool,
+    /// Stamped on every row this commit queues.
+    pub sync_id: Option<String>,
+    /// Rows this commit queues are claimed for this writer at once (it is about to be woken).
+    pub claim_for: Option<Claim>,
+}
+
+/// Who may apply an outbox row, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: String,
+    pub until: DateTime<Utc>,
 }
 
 /// What a commit changed in the outbox, so the caller can wake the right writers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitOutcome {
+    /// Rows newly marked excluded (occurrences of an excluded series included).
+    pub excluded: u64,
     /// Targets that now have at least one newly pending block, ascending.
     pub woken_targets: Vec<AccountId>,
     /// Rows inserted or put back to pending.

@@ -1,7 +1,7 @@
 //! The sync log: an append-only audit trail for the operator.
 
 use sea_orm::{
-    ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _,
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _,
     QuerySelect as _, Select, Set,
 };
 
@@ -42,19 +42,15 @@ fn filtered(query: &LogQuery) -> Select<sync_log::Entity> {
 impl Store {
     /// Appends a line, stamped now.
     pub async fn append_log(&self, entry: NewLogEntry) -> Result<(), StoreError> {
-        sync_log::Entity::insert(sync_log::ActiveModel {
-            at: Set(now()),
-            account_id: Set(entry.account_id.map(AccountId::get)),
-            kind: Set(entry.kind),
-            result: Set(entry.result.as_str().to_owned()),
-            detail: Set(entry.detail),
-            count: Set(entry.count),
-            duration_ms: Set(entry.duration_ms),
-            ..Default::default()
-        })
-        .exec_without_returning(self.connection())
-        .await?;
-        Ok(())
+        insert_log_rows(self.connection(), vec![entry]).await
+    }
+
+    /// Appends a line where the audit trail must not stop the work: a failure is logged as
+    /// a warning and otherwise ignored.
+    pub async fn log_best_effort(&self, entry: NewLogEntry) {
+        if let Err(e) = self.append_log(entry).await {
+            tracing::warn!(error = %e, "could not write the sync log");
+        }
     }
 
     /// A page of matching lines, newest first (`limit` is capped at 1000).
@@ -75,4 +71,35 @@ impl Store {
     pub async fn log_count(&self, query: &LogQuery) -> Result<u64, StoreError> {
         Ok(filtered(query).count(self.connection()).await?)
     }
+}
+
+/// Inserts lines stamped now, in one statement, on `conn` (a transaction or the pool).
+pub(super) async fn insert_log_rows(
+    conn: &impl ConnectionTrait,
+    entries: Vec<NewLogEntry>,
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let at = now();
+    let rows: Vec<sync_log::ActiveModel> = entries
+        .into_iter()
+        .map(|entry| sync_log::ActiveModel {
+            at: Set(at),
+            account_id: Set(entry.account_id.map(AccountId::get)),
+            kind: Set(entry.kind),
+            result: Set(entry.result.as_str().to_owned()),
+            detail: Set(entry.detail),
+            count: Set(entry.count),
+            duration_ms: Set(entry.duration_ms),
+            ..Default::default()
+        })
+        .collect();
+    // Well under SQLite's bound-variable limit per statement.
+    for chunk in rows.chunks(500) {
+        sync_log::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -1,23 +1,27 @@
 //! Sync state and the atomic commit of one sync's results.
 //!
-//! [`Store::commit_sync`] is the heart of crash safety (DESIGN.md §1 "Commit"): the changed
-//! source events, the recomputed desired blocks and the new sync token are written in ONE
-//! transaction, so the token never moves ahead of the desired state. After a crash the
-//! actor resumes from the old token and recomputes the same rows.
+//! [`Store::commit_sync`] is the heart of crash safety: the changed source events, the
+//! recomputed desired blocks, the exclusions, the mass-deletion hold, the sync-log lines and
+//! the new sync token are written in ONE transaction, so the token never moves ahead of the
+//! desired state. After a crash the actor resumes from the old token and recomputes the same
+//! rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict, SimpleExpr};
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, EntityTrait as _, QueryFilter as _, Set,
+    ColumnTrait as _, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait as _,
+    QueryFilter as _, Set,
 };
 
-use super::entities::{desired_blocks, source_events, sync_state};
+use super::entities::{accounts, desired_blocks, source_events, sync_state};
+use super::sync_log::insert_log_rows;
 use super::{
-    now, BlockState, CommitOutcome, OutboxUpsert, Store, StoreError, StoredEventUpsert, SyncCommit,
-    SyncState,
+    now, BlockState, Claim, CommitOutcome, HoldWrite, OutboxUpsert, Store, StoreError,
+    StoredEventUpsert, SyncCommit, SyncState,
 };
-use crate::domain::AccountId;
+use crate::domain::{AccountId, BlockId};
 
 /// Rows per multi-row statement: well under SQLite's bound-variable limit.
 const CHUNK: usize = 100;
@@ -149,7 +153,15 @@ async fn write_commit(
     let at = now();
     upsert_source_events(txn, account_id, commit.upserted_source_events, at).await?;
     delete_source_events(txn, account_id, &commit.deleted_source_event_ids).await?;
-    let outcome = upsert_desired_blocks(txn, commit.desired_blocks, at).await?;
+    let queued = Queued {
+        at,
+        sync_id: commit.sync_id.clone(),
+        claim: commit.claim_for.clone(),
+    };
+    let mut outcome = upsert_desired_blocks(txn, commit.desired_blocks, &queued).await?;
+    outcome.excluded = exclude_blocks(txn, account_id, &commit.exclusions, at).await?;
+    write_hold(txn, account_id, &commit.hold, at).await?;
+    insert_log_rows(txn, commit.log).await?;
 
     let mut state = sync_state::ActiveModel {
         account_id: Set(account_id.get()),
@@ -168,6 +180,14 @@ async fn write_commit(
     ];
     if commit.new_sync_token.is_some() {
         update.push(sync_state::Column::SyncToken);
+    }
+    match commit.hold {
+        HoldWrite::Unchanged => {}
+        HoldWrite::Place { .. } => {
+            state.mass_delete_hold = Set(true);
+            update.push(sync_state::Column::MassDeleteHold);
+        }
+        HoldWrite::Lift => update.push(sync_state::Column::MassDeleteHold),
     }
     if commit.full {
         state.last_full_sync_at = Set(Some(at));
@@ -207,7 +227,7 @@ async fn upsert_source_events(
                 ical_uid: Set(event.ical_uid),
                 recurring_event_id: Set(event.recurring_event_id.map(|id| id.into_string())),
                 status: Set(event.status),
-                is_block: Set(event.is_block),
+                is_block: Set(false),
                 data: Set(data),
                 google_updated: Set(event.google_updated),
                 updated_at: Set(at),
@@ -255,10 +275,33 @@ async fn delete_source_events(
     Ok(())
 }
 
+/// What every row a commit queues is stamped with.
+struct Queued {
+    at: DateTime<Utc>,
+    sync_id: Option<String>,
+    claim: Option<Claim>,
+}
+
+impl Queued {
+    /// Columns of a row put (back) to pending by this commit.
+    fn pending_columns(&self) -> Vec<(desired_blocks::Column, SimpleExpr)> {
+        use desired_blocks::Column as C;
+        vec![
+            (C::State, BlockState::Pending.as_str().into()),
+            (C::Attempts, Expr::value(0)),
+            (C::NextAttemptAt, Some(self.at).into()),
+            (C::LastError, Option::<String>::None.into()),
+            (C::SyncId, self.sync_id.clone().into()),
+            (C::ClaimedBy, self.claim.as_ref().map(|c| c.owner.clone()).into()),
+            (C::ClaimExpiresAt, self.claim.as_ref().map(|c| c.until).into()),
+        ]
+    }
+}
+
 async fn upsert_desired_blocks(
     txn: &impl ConnectionTrait,
     upserts: Vec<OutboxUpsert>,
-    at: chrono::DateTime<chrono::Utc>,
+    queued: &Queued,
 ) -> Result<CommitOutcome, StoreError> {
     let mut latest: BTreeMap<(i64, String), OutboxUpsert> = BTreeMap::new();
     for upsert in upserts {
@@ -270,9 +313,32 @@ async fn upsert_desired_blocks(
             upsert,
         );
     }
+    let existing = existing_rows(txn, latest.keys()).await?;
+    let mut outcome = CommitOutcome::default();
+    let mut woken = BTreeSet::new();
+    for (key, upsert) in latest {
+        let target = upsert.target_account_id;
+        let queued_now = match existing.get(&key) {
+            None => insert_row(txn, upsert, queued).await?,
+            Some(row) => update_row(txn, row, upsert, queued).await?,
+        };
+        if queued_now {
+            outcome.blocks_queued += 1;
+            woken.insert(target);
+        } else {
+            outcome.blocks_unchanged += 1;
+        }
+    }
+    outcome.woken_targets = woken.into_iter().collect();
+    Ok(outcome)
+}
 
-    let keys: Vec<&(i64, String)> = latest.keys().collect();
-    let mut existing: HashMap<(i64, String), desired_blocks::Model> = HashMap::new();
+async fn existing_rows<'a>(
+    txn: &impl ConnectionTrait,
+    keys: impl Iterator<Item = &'a (i64, String)>,
+) -> Result<HashMap<(i64, String), desired_blocks::Model>, StoreError> {
+    let keys: Vec<&(i64, String)> = keys.collect();
+    let mut existing = HashMap::new();
     for chunk in keys.chunks(CHUNK) {
         let rows = desired_blocks::Entity::find()
             .filter(desired_blocks::Column::BlockId.is_in(chunk.iter().map(|(_, b)| b.as_str())))
@@ -282,115 +348,195 @@ async fn upsert_desired_blocks(
             existing.insert((row.target_account_id, row.block_id.clone()), row);
         }
     }
+    Ok(existing)
+}
 
-    let pending = BlockState::Pending.as_str();
-    let mut outcome = CommitOutcome::default();
-    let mut woken = BTreeSet::new();
-    for (key, upsert) in latest {
-        let body = upsert
-            .body
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("block body: {e}")))?;
-        let Some(row) = existing.get(&key) else {
-            if body.is_none() {
-                outcome.blocks_unchanged += 1;
-                continue;
-            }
-            desired_blocks::Entity::insert(desired_blocks::ActiveModel {
-                target_account_id: Set(upsert.target_account_id.get()),
-                source_account_id: Set(upsert.source_account_id.get()),
-                source_event_id: Set(upsert.source_event_id.into_string()),
-                block_id: Set(upsert.block_id.into_string()),
-                body: Set(body),
-                desired_hash: Set(upsert.desired_hash),
-                applied_hash: Set(None),
-                google_etag: Set(None),
-                state: Set(pending.to_owned()),
-                attempts: Set(0),
-                next_attempt_at: Set(Some(at)),
-                last_error: Set(None),
-                created_at: Set(at),
-                updated_at: Set(at),
-                ..Default::default()
-            })
-            .exec_without_returning(txn)
-            .await?;
-            outcome.blocks_queued += 1;
-            woken.insert(upsert.target_account_id);
-            continue;
-        };
+fn body_text(upsert: &OutboxUpsert) -> Result<Option<String>, StoreError> {
+    upsert
+        .body
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("block body: {e}")))
+}
 
-        if row.desired_hash == upsert.desired_hash {
-            outcome.blocks_unchanged += 1;
-            continue;
+/// A row never seen: queued, unless there is nothing to delete that we know of.
+async fn insert_row(
+    txn: &impl ConnectionTrait,
+    upsert: OutboxUpsert,
+    queued: &Queued,
+) -> Result<bool, StoreError> {
+    let body = body_text(&upsert)?;
+    if body.is_none() {
+        return Ok(false);
+    }
+    desired_blocks::Entity::insert(desired_blocks::ActiveModel {
+        target_account_id: Set(upsert.target_account_id.get()),
+        source_account_id: Set(upsert.source_account_id.get()),
+        source_event_id: Set(upsert.source_event_id.into_string()),
+        block_id: Set(upsert.block_id.into_string()),
+        role: Set(upsert.role.as_str().to_owned()),
+        series_block_id: Set(upsert.series_block_id.map(BlockId::into_string)),
+        body: Set(body),
+        desired_hash: Set(upsert.desired_hash),
+        applied_hash: Set(None),
+        google_etag: Set(None),
+        state: Set(BlockState::Pending.as_str().to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(Some(queued.at)),
+        last_error: Set(None),
+        created_at: Set(queued.at),
+        updated_at: Set(queued.at),
+        claimed_by: Set(queued.claim.as_ref().map(|c| c.owner.clone())),
+        claim_expires_at: Set(queued.claim.as_ref().map(|c| c.until)),
+        sync_id: Set(queued.sync_id.clone()),
+        ..Default::default()
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(true)
+}
+
+/// New content for a known row (see [`Store::commit_sync`] for the rules). Returns whether
+/// the row is now waiting for the writer.
+async fn update_row(
+    txn: &impl ConnectionTrait,
+    row: &desired_blocks::Model,
+    upsert: OutboxUpsert,
+    queued: &Queued,
+) -> Result<bool, StoreError> {
+    use desired_blocks::Column as C;
+    let by_id = C::Id.eq(row.id);
+    let role = upsert.role.as_str();
+    if row.desired_hash == upsert.desired_hash {
+        if row.role != role {
+            // Rows older than roles learn theirs the next time they are planned.
+            desired_blocks::Entity::update_many()
+                .col_expr(C::Role, role.into())
+                .col_expr(C::SeriesBlockId, upsert.series_block_id.map(BlockId::into_string).into())
+                .filter(by_id)
+                .exec(txn)
+                .await?;
         }
-        let by_id = desired_blocks::Column::Id.eq(row.id);
-        if row.state == BlockState::Excluded.as_str() {
-            if body.is_none() {
-                desired_blocks::Entity::delete_many()
-                    .filter(by_id)
-                    .exec(txn)
-                    .await?;
-            } else {
-                desired_blocks::Entity::update_many()
-                    .col_expr(desired_blocks::Column::Body, body.into())
-                    .col_expr(
-                        desired_blocks::Column::DesiredHash,
-                        upsert.desired_hash.into(),
-                    )
-                    .col_expr(desired_blocks::Column::UpdatedAt, at.into())
-                    .filter(by_id)
-                    .exec(txn)
-                    .await?;
-            }
-            outcome.blocks_unchanged += 1;
-            continue;
+        return Ok(false);
+    }
+    let body = body_text(&upsert)?;
+    if row.state == BlockState::Excluded.as_str() {
+        if body.is_none() {
+            delete_with_occurrences(txn, row).await?;
+        } else {
+            desired_blocks::Entity::update_many()
+                .col_expr(C::Body, body.into())
+                .col_expr(C::DesiredHash, upsert.desired_hash.into())
+                .col_expr(C::UpdatedAt, queued.at.into())
+                .filter(by_id)
+                .exec(txn)
+                .await?;
         }
-
-        let already_applied =
-            upsert.desired_hash.is_some() && upsert.desired_hash == row.applied_hash;
-        let (state, next_attempt_at) = if already_applied {
-            (BlockState::Applied, None)
-        } else {
-            (BlockState::Pending, Some(at))
-        };
-        desired_blocks::Entity::update_many()
-            .col_expr(
-                desired_blocks::Column::SourceAccountId,
-                upsert.source_account_id.get().into(),
-            )
-            .col_expr(
-                desired_blocks::Column::SourceEventId,
-                upsert.source_event_id.into_string().into(),
-            )
-            .col_expr(desired_blocks::Column::Body, body.into())
-            .col_expr(
-                desired_blocks::Column::DesiredHash,
-                upsert.desired_hash.into(),
-            )
-            .col_expr(desired_blocks::Column::State, state.as_str().into())
-            .col_expr(desired_blocks::Column::Attempts, Expr::value(0))
-            .col_expr(
-                desired_blocks::Column::NextAttemptAt,
-                next_attempt_at.into(),
-            )
-            .col_expr(
-                desired_blocks::Column::LastError,
-                Option::<String>::None.into(),
-            )
-            .col_expr(desired_blocks::Column::UpdatedAt, at.into())
-            .filter(by_id)
-            .exec(txn)
-            .await?;
-        if already_applied {
-            outcome.blocks_unchanged += 1;
-        } else {
-            outcome.blocks_queued += 1;
-            woken.insert(upsert.target_account_id);
+        return Ok(false);
+    }
+    let already_applied = upsert.desired_hash.is_some() && upsert.desired_hash == row.applied_hash;
+    let mut update = desired_blocks::Entity::update_many()
+        .col_expr(C::SourceAccountId, upsert.source_account_id.get().into())
+        .col_expr(C::SourceEventId, upsert.source_event_id.into_string().into())
+        .col_expr(C::Role, role.into())
+        .col_expr(C::SeriesBlockId, upsert.series_block_id.map(BlockId::into_string).into())
+        .col_expr(C::Body, body.into())
+        .col_expr(C::DesiredHash, upsert.desired_hash.into())
+        .col_expr(C::UpdatedAt, queued.at.into())
+        .filter(by_id);
+    if already_applied {
+        // A change undone before the writer ran: Google already holds it.
+        update = update
+            .col_expr(C::State, BlockState::Applied.as_str().into())
+            .col_expr(C::Attempts, Expr::value(0))
+            .col_expr(C::NextAttemptAt, Option::<DateTime<Utc>>::None.into())
+            .col_expr(C::LastError, Option::<String>::None.into());
+    } else {
+        for (column, value) in queued.pending_columns() {
+            update = update.col_expr(column, value);
         }
     }
-    outcome.woken_targets = woken.into_iter().collect();
-    Ok(outcome)
+    update.exec(txn).await?;
+    Ok(!already_applied)
+}
+
+/// An excluded row whose source is gone: it goes, and an excluded block series takes its
+/// (excluded) occurrence rows with it.
+async fn delete_with_occurrences(
+    txn: &impl ConnectionTrait,
+    row: &desired_blocks::Model,
+) -> Result<(), StoreError> {
+    use desired_blocks::Column as C;
+    desired_blocks::Entity::delete_many()
+        .filter(
+            Condition::any().add(C::Id.eq(row.id)).add(
+                Condition::all()
+                    .add(C::TargetAccountId.eq(row.target_account_id))
+                    .add(C::SeriesBlockId.eq(row.block_id.as_str())),
+            ),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Marks the rows of the blocks the user deleted on `target` excluded — only while they
+/// still want a live block and were written (a racing writer may have changed them) — and
+/// with a block series, its occurrence rows too. Returns how many rows became excluded.
+async fn exclude_blocks(
+    txn: &impl ConnectionTrait,
+    target: AccountId,
+    block_ids: &[BlockId],
+    at: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    use desired_blocks::Column as C;
+    let mut excluded = 0;
+    for chunk in block_ids.chunks(CHUNK) {
+        let ids = || chunk.iter().map(|id| id.as_str());
+        let in_play = Condition::any()
+            .add(C::State.eq(BlockState::Applied.as_str()))
+            .add(C::State.eq(BlockState::Pending.as_str()));
+        let rows = desired_blocks::Entity::update_many()
+            .col_expr(C::State, BlockState::Excluded.as_str().into())
+            .col_expr(C::NextAttemptAt, Option::<DateTime<Utc>>::None.into())
+            .col_expr(C::UpdatedAt, at.into())
+            .filter(C::TargetAccountId.eq(target.get()))
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(C::BlockId.is_in(ids()))
+                            .add(C::AppliedHash.is_not_null()),
+                    )
+                    .add(C::SeriesBlockId.is_in(ids())),
+            )
+            .filter(C::Body.is_not_null())
+            .filter(in_play)
+            .exec(txn)
+            .await?;
+        excluded += rows.rows_affected;
+    }
+    Ok(excluded)
+}
+
+/// The account's words for the operator follow the hold.
+async fn write_hold(
+    txn: &impl ConnectionTrait,
+    account: AccountId,
+    hold: &HoldWrite,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let reason: Option<String> = match hold {
+        HoldWrite::Unchanged => return Ok(()),
+        HoldWrite::Place { reason } => Some(reason.clone()),
+        HoldWrite::Lift => None,
+    };
+    accounts::Entity::update_many()
+        .col_expr(accounts::Column::StatusReason, reason.into())
+        .col_expr(accounts::Column::UpdatedAt, at.into())
+        .filter(accounts::Column::Id.eq(account.get()))
+        .exec(txn)
+        .await?;
+    Ok(())
 }

@@ -5,6 +5,12 @@
 //! can recompute every id from a block's marker. An occurrence of a series keeps Google's
 //! instance suffix, so it addresses the matching occurrence of the block series.
 //!
+//! An exception of a series whose block series must not exist (the series was made free,
+//! declined, filtered…) but which is itself busy gets a *detached* block: a single event
+//! whose id hashes the whole instance id ([`detached_block_id`]). Google's ids may not
+//! contain `_` outside instance ids, and [`block_id`] never hashes a string with an instance
+//! suffix, so the two kinds can never collide.
+//!
 //! Layout: lowercase base32hex (`[0-9a-v]`, Google's id alphabet) of 25 bytes = 40 characters:
 //! 20 bytes of SHA-256 over the inputs, then a 5-byte tag over (installation, those 20 bytes).
 //! The tag lets [`is_block_id`] recognise our blocks from the id alone — tombstones of deleted
@@ -37,6 +43,23 @@ pub fn block_id(
         None => series_id,
     };
     BlockId::parse(&raw).expect("a base32hex digest with a checked instance suffix is a block id")
+}
+
+/// The id of the single block on `target_calendar` that stands in for the exception
+/// `exception_id` (`<series>_<suffix>`) of a series that has no block series there.
+pub fn detached_block_id(
+    installation: &str,
+    source_calendar: &CalendarId,
+    exception_id: &EventId,
+    target_calendar: &CalendarId,
+) -> BlockId {
+    let raw = series_block_id(
+        installation,
+        source_calendar,
+        exception_id.as_str(),
+        target_calendar,
+    );
+    BlockId::parse(&raw).expect("a base32hex digest is a block id")
 }
 
 /// Whether `id` (a series id or an instance id) is a block id of `installation`.
@@ -171,6 +194,17 @@ mod tests {
             &cal("b@x.com"),
         );
         assert!(!id.as_str().contains('_'));
+    }
+
+    #[test]
+    fn a_detached_block_id_is_a_plain_block_id_of_its_own() {
+        let exception = ev("abc123_20260826T110000Z");
+        let detached = detached_block_id("inst", &cal("a@x.com"), &exception, &cal("b@x.com"));
+        let occurrence = block_id("inst", &cal("a@x.com"), &exception, &cal("b@x.com"));
+        assert!(!detached.as_str().contains('_'));
+        assert_eq!(detached.as_str().len(), BLOCK_ID_LEN);
+        assert_ne!(detached.as_str(), occurrence.series());
+        assert!(is_block_id("inst", detached.as_str()));
     }
 
     #[test]

@@ -46,16 +46,24 @@ pub mod convert;
 mod ids;
 mod marker;
 mod model;
+mod occurrences;
+pub mod pass;
 mod plan;
 mod rules;
 
 #[cfg(test)]
+mod pass_tests;
+#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod series_proptests;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 
 pub use block::{BlockBody, BlockTime, ExtendedProperties, Reminders};
-pub use ids::{block_id, is_block_id, split_instance_id, BLOCK_ID_LEN};
+pub use ids::{block_id, detached_block_id, is_block_id, split_instance_id, BLOCK_ID_LEN};
 pub use marker::{
     is_block, is_ours, Marker, MARKER_INSTALLATION_KEY, MARKER_SOURCE_ACCOUNT_KEY,
     MARKER_SOURCE_EVENT_KEY,
@@ -65,5 +73,7 @@ pub use model::{
     SourceAccount, SourceEvent, StartKey, TargetAccount, TargetHoldings, TimeError, Transparency,
     Visibility,
 };
-pub use plan::{plan_changes, plan_event, DesiredBlock, PlannedBlock};
+pub use occurrences::{plan_family, Family};
+pub use pass::{sync_pass, GuardChange, GuardInput, ListedEvent, PassInput, RowView, SyncPlan};
+pub use plan::{plan_event, BlockRole, DesiredBlock, PlanContext, PlannedBlock};
 pub use rules::{mirror_decision, Decision, SkipReason};

@@ -1,6 +1,5 @@
 //! Table tests: one row per rule of DESIGN.md §2, then the shape of a block.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone as _, Utc};
@@ -100,6 +99,28 @@ fn plan(cfg: &PlannerConfig, event: &SourceEvent) -> Option<DesiredBlock> {
         &TargetHoldings::new(),
         now(),
     )
+}
+
+/// The rows the pass plans onto Calendar 02 for `listed` of Calendar 01.
+fn plan_onto_2(listed: &[SourceEvent]) -> Vec<PlannedBlock> {
+    testing::plan_listed(&cfg(), &account(1), listed, &[account(1), account(2)], &[], now())
+}
+
+/// The one row of the pass's plan for `listed` whose role matches.
+fn row_of(listed: &[SourceEvent], role: fn(&BlockRole) -> bool) -> PlannedBlock {
+    let planned = plan_onto_2(listed);
+    let rows = testing::row_ending(&planned, AccountId::new(2), role);
+    assert_eq!(rows.len(), 1, "one row of that role in {planned:#?}");
+    rows[0].clone()
+}
+
+fn is_occurrence(role: &BlockRole) -> bool {
+    matches!(role, BlockRole::Occurrence { .. })
+}
+
+
+fn is_detached(role: &BlockRole) -> bool {
+    matches!(role, BlockRole::Detached)
 }
 
 fn with(f: impl FnOnce(&mut SourceEvent)) -> SourceEvent {
@@ -634,10 +655,17 @@ fn a_series_without_a_zone_takes_the_source_calendars_zone() {
 #[test]
 fn a_moved_occurrence_patches_the_matching_occurrence_of_the_block_series() {
     let series_block = plan(&cfg(), &weekly_series()).unwrap();
-    let block = plan(&cfg(), &moved_occurrence()).expect("a moved occurrence is mirrored");
+    let row = row_of(&[weekly_series(), moved_occurrence()], is_occurrence);
+    let block = row.desired.expect("a moved occurrence is mirrored");
     assert_eq!(
         block.block_id.as_str(),
         format!("{}_20260309T080000Z", series_block.block_id)
+    );
+    assert_eq!(
+        row.role,
+        BlockRole::Occurrence {
+            series: series_block.block_id.clone()
+        }
     );
     let json = block.body.to_json();
     assert_eq!(json["start"]["dateTime"], "2026-03-09T10:00:00+01:00");
@@ -651,14 +679,19 @@ fn a_moved_occurrence_patches_the_matching_occurrence_of_the_block_series() {
     assert_eq!(json["visibility"], "private");
 }
 
-#[test]
-fn a_cancelled_occurrence_cancels_the_matching_occurrence_of_the_block_series() {
+fn cancelled_occurrence() -> SourceEvent {
     let mut cancelled = SourceEvent::tombstone(id("series1_20260309T080000Z"));
     cancelled.recurring_event_id = Some(id("series1"));
     cancelled.original_start = Some(timed("2026-03-09T09:00:00+01:00", Some("Europe/Berlin")));
+    cancelled
+}
+
+#[test]
+fn a_cancelled_occurrence_cancels_the_matching_occurrence_of_the_block_series() {
     let series_block = plan(&cfg(), &weekly_series()).unwrap();
-    let block =
-        plan(&cfg(), &cancelled).expect("a cancelled occurrence is a cancelled block occurrence");
+    let block = row_of(&[weekly_series(), cancelled_occurrence()], is_occurrence)
+        .desired
+        .expect("a cancelled occurrence is a cancelled block occurrence");
     assert_eq!(
         block.block_id.as_str(),
         format!("{}_20260309T080000Z", series_block.block_id)
@@ -679,15 +712,19 @@ fn a_cancelled_occurrence_long_past_needs_no_write() {
     let mut cancelled = SourceEvent::tombstone(id("series1_20250113T080000Z"));
     cancelled.recurring_event_id = Some(id("series1"));
     cancelled.original_start = Some(timed("2025-01-13T09:00:00+01:00", Some("Europe/Berlin")));
-    assert_eq!(plan(&cfg(), &cancelled), None);
+    let planned = plan_onto_2(&[weekly_series(), cancelled]);
+    assert!(testing::row_ending(&planned, AccountId::new(2), is_occurrence).is_empty());
+    assert!(testing::row_ending(&planned, AccountId::new(2), is_detached).is_empty());
 }
 
 #[test]
 fn a_cancelled_all_day_occurrence_uses_the_date_suffix() {
+    let mut yearly = SourceEvent::new(id("yearly"), date("2026-03-10"), date("2026-03-11"));
+    yearly.recurrence = vec!["RRULE:FREQ=YEARLY".to_owned()];
     let mut cancelled = SourceEvent::tombstone(id("yearly_20260310"));
     cancelled.recurring_event_id = Some(id("yearly"));
     cancelled.original_start = Some(date("2026-03-10"));
-    let block = plan(&cfg(), &cancelled).unwrap();
+    let block = row_of(&[yearly, cancelled], is_occurrence).desired.unwrap();
     assert!(block.block_id.as_str().ends_with("_20260310"));
     assert_eq!(
         block.body.original_start_time.unwrap().date.as_deref(),
@@ -720,11 +757,12 @@ fn replanning_an_unchanged_event_gives_the_same_hash_and_a_change_moves_it() {
 }
 
 #[test]
-fn plan_changes_covers_every_other_target_and_says_which_blocks_must_go() {
+fn the_pass_covers_every_other_target_and_says_which_blocks_must_go() {
     let targets = [account(1), account(2), account(3)];
     let declined = {
         let mut e = meeting();
         e.id = id("declined1");
+        e.ical_uid = Some("declined1@google.com".to_owned());
         e.self_response = Some(ResponseStatus::Declined);
         e
     };
@@ -732,17 +770,17 @@ fn plan_changes_covers_every_other_target_and_says_which_blocks_must_go() {
         e.id = id("blockonsource");
         e.marker = Some(Marker::new(INSTALLATION, AccountId::new(2), &id("z")));
     });
-    let holdings = HashMap::from([(AccountId::new(3), TargetHoldings::from_events([&meeting()]))]);
-    let planned = plan_changes(
+    let held = [(AccountId::new(3), meeting())];
+    let planned = testing::plan_listed(
         &cfg(),
         &account(1),
         &[meeting(), declined, our_block],
         &targets,
-        &holdings,
+        &held,
         now(),
     );
 
-    let summary: Vec<(i64, &str, bool)> = planned
+    let mut summary: Vec<(i64, &str, bool)> = planned
         .iter()
         .map(|p| {
             (
@@ -752,22 +790,34 @@ fn plan_changes_covers_every_other_target_and_says_which_blocks_must_go() {
             )
         })
         .collect();
+    summary.sort();
     assert_eq!(
         summary,
         vec![
-            (2, "meeting1", true),
-            (3, "meeting1", false),
             (2, "declined1", false),
-            (3, "declined1", false)
+            (2, "meeting1", true),
+            (3, "declined1", false),
+            (3, "meeting1", false),
         ]
     );
+    let decision = |target: i64, event: &str| {
+        planned
+            .iter()
+            .find(|p| p.target.get() == target && p.source_event_id.as_str() == event)
+            .unwrap()
+            .decision
+    };
     assert_eq!(
-        planned[1].decision,
+        decision(3, "meeting1"),
         Decision::Skip(SkipReason::SameMeetingOnTarget)
     );
-    assert_eq!(planned[2].decision, Decision::Skip(SkipReason::Declined));
+    assert_eq!(decision(2, "declined1"), Decision::Skip(SkipReason::Declined));
+    let declined_on_3 = planned
+        .iter()
+        .find(|p| p.target.get() == 3 && p.source_event_id.as_str() == "declined1")
+        .unwrap();
     assert_eq!(
-        planned[3].block_id,
+        declined_on_3.block_id,
         block_id(
             INSTALLATION,
             &account(1).calendar_id,

@@ -12,10 +12,14 @@ use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use mcss::config::{EncryptionKey, Settings};
 use mcss::domain::{AccountId, BlockId, CalendarId, EventId};
 use mcss::google::{AccountClient, GoogleError};
-use mcss::ops::{self, ConnectRequest, OpsError};
+use mcss::actors::LocalWriters;
+use mcss::ops::{self, BlockWrites as _, ConnectRequest, OpsError};
 use mcss::services::Services;
 use mcss::store::entities::accounts;
-use mcss::store::{Account, AccountStatus, BlockState, OutboxUpsert, Store, SyncCommit};
+use mcss::store::{
+    Account, AccountStatus, BlockState, Claim, OutboxUpsert, RowRole, Store, SyncCommit,
+    WriteOutcome, WriteReport,
+};
 use mcss::sync::{block_id, Marker};
 use sea_orm::EntityTrait as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -391,7 +395,10 @@ async fn purge_deletes_only_this_installations_blocks_and_a_dry_run_deletes_noth
     )
     .await;
 
-    let dry = ops::purge_account(&env.services, &a, true).await.unwrap();
+    let writers = LocalWriters::new(env.services.clone());
+    let dry = ops::purge_account(&env.services, &writers, &a, true)
+        .await
+        .unwrap();
 
     assert_eq!((dry.found, dry.deleted, dry.outbox_rows_dropped), (2, 0, 1));
     for id in [&ours_1, &ours_2] {
@@ -399,7 +406,9 @@ async fn purge_deletes_only_this_installations_blocks_and_a_dry_run_deletes_noth
     }
     assert_eq!(env.store().blocks_for_target(a.id).await.unwrap().len(), 1);
 
-    let done = ops::purge_account(&env.services, &a, false).await.unwrap();
+    let done = ops::purge_account(&env.services, &writers, &a, false)
+        .await
+        .unwrap();
 
     assert_eq!(
         (done.found, done.deleted, done.outbox_rows_dropped),
@@ -418,9 +427,10 @@ async fn purge_deletes_only_this_installations_blocks_and_a_dry_run_deletes_noth
         .unwrap()
         .is_empty());
     // Calendar 02 held no blocks; purge_all says so and touches nothing more.
-    let all = ops::purge_all(&env.services, false).await.unwrap();
+    let all = ops::purge_all(&env.services, &writers, false).await.unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|(_, r)| r.found == 0 && r.error.is_none()));
+    writers.shutdown().await;
 }
 
 async fn removing_an_account_retracts_its_blocks_from_the_other_calendars(env: &TestEnv) {
@@ -470,7 +480,11 @@ async fn removing_an_account_retracts_its_blocks_from_the_other_calendars(env: &
 
     let client_a = env.client(&a).await;
 
-    let report = ops::remove_account(&env.services, &a, true).await.unwrap();
+    let writers = LocalWriters::new(env.services.clone());
+    let report = ops::remove_account(&env.services, &writers, &a, true)
+        .await
+        .unwrap();
+    writers.shutdown().await;
 
     assert_eq!(report.retracted.deleted(), 2);
     assert_eq!(report.purged.as_ref().map(|p| p.deleted), Some(1));
@@ -539,6 +553,8 @@ async fn queue_block(
                     source_account_id: source.id,
                     source_event_id: EventId::parse(event).unwrap(),
                     block_id: block.clone(),
+                    role: RowRole::Single,
+                    series_block_id: None,
                     body: Some(body.clone()),
                     desired_hash: Some(hash(body)),
                 }],
@@ -580,11 +596,29 @@ async fn applied_block(
         assert_eq!(written.as_str(), id.as_str());
         etag = Some("\"written\"");
     }
-    assert!(env
-        .store()
-        .mark_applied(row.id, Some(&hash(&body)), etag)
-        .await
-        .unwrap());
+    // Recorded as the writer records it: holding the claim, then reporting.
+    let claim = Claim {
+        owner: "test-writer".to_owned(),
+        until: mcss::store::now() + chrono::TimeDelta::minutes(5),
+    };
+    let claimed = env.store().claim_due(target.id, &claim, 100).await.unwrap();
+    let row = claimed.into_iter().find(|r| r.id == row.id).expect("the row is due");
+    let reports = [WriteReport {
+        row: row.clone(),
+        outcome: WriteOutcome::Applied {
+            hash: Some(hash(&body)),
+            etag: etag.map(str::to_owned),
+            recreated: false,
+        },
+    }];
+    assert_eq!(
+        env.store()
+            .record_writes(&claim.owner, &reports, Vec::new())
+            .await
+            .unwrap(),
+        1
+    );
+    env.store().release_claims(&claim.owner).await.unwrap();
     row
 }
 
@@ -631,7 +665,8 @@ async fn reconcile_repairs_orphans_duplicates_drift_missing_blocks_and_user_dele
         .insert(&b, event_body("Dentist", 6, BTreeMap::new()))
         .await;
 
-    let dry = ops::reconcile(&env.services, true).await.unwrap();
+    let writers = LocalWriters::new(env.services.clone());
+    let dry = ops::reconcile(&env.services, &writers, true).await.unwrap();
 
     assert_eq!(
         (
@@ -650,7 +685,14 @@ async fn reconcile_repairs_orphans_duplicates_drift_missing_blocks_and_user_dele
     assert_eq!(state_of(env, &drifted).await, BlockState::Applied);
     assert_eq!(state_of(env, &deleted).await, BlockState::Applied);
 
-    let report = ops::reconcile(&env.services, false).await.unwrap();
+    let report = ops::reconcile(&env.services, &writers, false)
+        .await
+        .unwrap();
+    // Reconciliation only queues; the writers apply (a wait the command line does too).
+    assert!(writers
+        .drained(&[a.id, b.id], ops::DRAIN_DEADLINE)
+        .await
+        .is_empty());
 
     assert_eq!(
         (
@@ -676,11 +718,18 @@ async fn reconcile_repairs_orphans_duplicates_drift_missing_blocks_and_user_dele
     );
     assert_eq!(env.status(&b, plain.as_str()).await.unwrap().0, "confirmed");
     assert_eq!(state_of(env, &intact).await, BlockState::Applied);
-    assert_eq!(state_of(env, &drifted).await, BlockState::Pending);
-    assert_eq!(state_of(env, &missing).await, BlockState::Pending);
+    // Drift is patched back and the missing block written again, by the writer.
+    assert_eq!(state_of(env, &drifted).await, BlockState::Applied);
+    assert_eq!(
+        env.status(&b, drifted.block_id.as_str()).await.unwrap().1.as_deref(),
+        Some("Calendar 01 Block")
+    );
+    assert_eq!(state_of(env, &missing).await, BlockState::Applied);
+    assert_eq!(
+        env.status(&b, missing.block_id.as_str()).await.unwrap().0,
+        "confirmed"
+    );
     assert_eq!(state_of(env, &deleted).await, BlockState::Excluded);
-    let requeued = env.store().block(drifted.id).await.unwrap().unwrap();
-    assert_eq!((requeued.applied_hash, requeued.google_etag), (None, None));
     let per_account: Vec<(&str, u64)> = report
         .accounts
         .iter()
@@ -688,8 +737,10 @@ async fn reconcile_repairs_orphans_duplicates_drift_missing_blocks_and_user_dele
         .collect();
     assert_eq!(per_account, [("Calendar 01", 0), ("Calendar 02", 4)]);
 
-    // Everything is repaired or handed to the writers: a second run finds nothing to do.
-    let again = ops::reconcile(&env.services, false).await.unwrap();
+    // Everything is repaired: a second run finds nothing to do.
+    let again = ops::reconcile(&env.services, &writers, false)
+        .await
+        .unwrap();
     assert_eq!(
         (
             again.orphans_deleted,
@@ -700,6 +751,7 @@ async fn reconcile_repairs_orphans_duplicates_drift_missing_blocks_and_user_dele
         (0, 0, 0, 0),
         "{again}"
     );
+    writers.shutdown().await;
 }
 
 async fn reconcile_skips_paused_accounts(env: &TestEnv) {
@@ -713,7 +765,11 @@ async fn reconcile_skips_paused_accounts(env: &TestEnv) {
         .await
         .unwrap();
 
-    let report = ops::reconcile(&env.services, false).await.unwrap();
+    let writers = LocalWriters::new(env.services.clone());
+    let report = ops::reconcile(&env.services, &writers, false)
+        .await
+        .unwrap();
+    writers.shutdown().await;
 
     assert_eq!(report.orphans_deleted, 0);
     assert_eq!(

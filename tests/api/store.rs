@@ -10,10 +10,11 @@ use mcss::config::{EncryptionKey, Settings};
 use mcss::domain::{AccountId, BlockId, CalendarId, ChannelId, EventId};
 use mcss::store::entities::{accounts, desired_blocks};
 use mcss::store::{
-    log_kind, now, AccountStatus, BlockState, LogQuery, LogResult, NewAccount, NewChannel,
-    NewLogEntry, OutboxUpsert, Store, StoreError, StoredEventUpsert, SyncCommit,
+    log_kind, now, AccountStatus, BlockState, Claim, LogQuery, LogResult, NewAccount,
+    NewChannel, NewLogEntry, OutboxRow, OutboxUpsert, RowRole, Store, StoreError,
+    StoredEventUpsert, SyncCommit, WriteOutcome, WriteReport,
 };
-use sea_orm::{ConnectionTrait as _, EntityTrait as _};
+use sea_orm::{ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
@@ -99,7 +100,7 @@ on_both_backends!(
     the_sync_log_pages_newest_first_and_filters,
     the_installation_id_is_generated_once_and_config_wins,
     channels_are_saved_found_stopped_and_listed_by_expiry,
-    live_events_are_found_by_ical_uid_across_accounts,
+    events_are_found_by_ical_uid_across_accounts,
     concurrent_writers_do_not_fail,
 );
 
@@ -136,7 +137,6 @@ fn source_event(id: &str, ical_uid: Option<&str>) -> StoredEventUpsert {
         ical_uid: ical_uid.map(str::to_owned),
         recurring_event_id: None,
         status: "confirmed".to_owned(),
-        is_block: false,
         data: json!({ "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z" }),
         google_updated: Some(now()),
     }
@@ -154,9 +154,73 @@ fn desired(
         source_account_id: source,
         source_event_id: event_id(source_event),
         block_id: block_id(block),
+        role: RowRole::Single,
+        series_block_id: None,
         body: version.map(|v| json!({ "summary": "Calendar 01 Block", "v": v })),
         desired_hash: version.map(|v| format!("hash-{v}")),
     }
+}
+
+/// The writer of these tests: it takes rows with [`hold`] and reports with [`report`].
+const WRITER: &str = "test-writer";
+
+/// Makes [`WRITER`] hold the row's claim (a real writer gets it from `claim_due`).
+async fn hold(store: &Store, row: &OutboxRow) -> OutboxRow {
+    desired_blocks::Entity::update_many()
+        .col_expr(desired_blocks::Column::ClaimedBy, WRITER.into())
+        .col_expr(
+            desired_blocks::Column::ClaimExpiresAt,
+            Some(now() + Duration::minutes(5)).into(),
+        )
+        .filter(desired_blocks::Column::Id.eq(row.id.get()))
+        .exec(store.connection())
+        .await
+        .expect("hold the claim");
+    store.block(row.id).await.expect("read").expect("row")
+}
+
+/// Reports one write of `row` by [`WRITER`]; returns whether the report was taken.
+async fn report(store: &Store, row: &OutboxRow, outcome: WriteOutcome) -> bool {
+    let row = hold(store, row).await;
+    let reports = [WriteReport { row, outcome }];
+    store
+        .record_writes(WRITER, &reports, Vec::new())
+        .await
+        .expect("record")
+        == 1
+}
+
+fn applied(hash: &str, etag: Option<&str>) -> WriteOutcome {
+    WriteOutcome::Applied {
+        hash: Some(hash.to_owned()),
+        etag: etag.map(str::to_owned),
+        recreated: false,
+    }
+}
+
+fn retry_at(at: chrono::DateTime<Utc>, error: &str) -> WriteOutcome {
+    WriteOutcome::Retry {
+        at,
+        error: error.to_owned(),
+    }
+}
+
+fn failed(error: &str) -> WriteOutcome {
+    WriteOutcome::Failed {
+        error: error.to_owned(),
+    }
+}
+
+/// Due rows of `target` as a writer would claim them.
+async fn due(store: &Store, target: AccountId, at: chrono::DateTime<Utc>, limit: u64) -> Vec<OutboxRow> {
+    let claim = Claim {
+        owner: format!("due-{}", uuid::Uuid::new_v4().simple()),
+        until: at + Duration::seconds(1),
+    };
+    let rows = store.claim_due(target, &claim, limit).await.expect("claim");
+    // Hand the claims back so the test's writer can take the rows.
+    store.release_claims(&claim.owner).await.expect("release");
+    rows.into_iter().filter(|r| r.next_attempt_at <= Some(at)).collect()
 }
 
 /// Commits just these desired blocks for `source`.
@@ -403,6 +467,7 @@ async fn a_commit_writes_events_blocks_and_the_token_together(db: &StoreDb) {
                 ],
                 new_sync_token: Some("token-1".to_owned()),
                 full: true,
+                ..Default::default()
             },
         )
         .await
@@ -515,10 +580,7 @@ async fn an_unchanged_desired_hash_leaves_the_row_alone(db: &StoreDb) {
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
     let row = only_block(store, b).await;
-    store
-        .schedule_retry(row.id, now() + Duration::hours(1), "HTTP 503")
-        .await
-        .expect("retry");
+    assert!(report(store, &row, retry_at(now() + Duration::hours(1), "HTTP 503")).await);
     let before = only_block(store, b).await;
 
     let outcome = store
@@ -547,10 +609,7 @@ async fn outbox_rows_move_through_pending_applied_failed_and_back(db: &StoreDb) 
     assert_eq!(row.attempts, 0);
     assert!(row.next_attempt_at.is_some());
 
-    assert!(store
-        .mark_applied(row.id, Some("hash-v1"), Some("\"etag-1\""))
-        .await
-        .expect("applied"));
+    assert!(report(store, &row, applied("hash-v1", Some("\"etag-1\""))).await);
     let row = only_block(store, b).await;
     assert_eq!(row.state, BlockState::Applied);
     assert_eq!(row.applied_hash.as_deref(), Some("hash-v1"));
@@ -564,19 +623,12 @@ async fn outbox_rows_move_through_pending_applied_failed_and_back(db: &StoreDb) 
     assert_eq!(row.desired_hash.as_deref(), Some("hash-v2"));
     assert_eq!(row.applied_hash.as_deref(), Some("hash-v1"));
 
-    store
-        .mark_failed(row.id, "HTTP 400 invalid")
-        .await
-        .expect("failed");
+    assert!(report(store, &row, failed("HTTP 400 invalid")).await);
     let row = only_block(store, b).await;
     assert_eq!(row.state, BlockState::Failed);
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_error.as_deref(), Some("HTTP 400 invalid"));
-    assert!(store
-        .due_blocks(b, now(), 10)
-        .await
-        .expect("due")
-        .is_empty());
+    assert!(due(store, b, now(), 10).await.is_empty());
     assert_eq!(
         store
             .block_count(Some(b), BlockState::Failed)
@@ -596,7 +648,7 @@ async fn outbox_rows_move_through_pending_applied_failed_and_back(db: &StoreDb) 
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
     assert_eq!(only_block(store, b).await.state, BlockState::Applied);
 
-    store.mark_failed(row.id, "HTTP 400").await.expect("failed");
+    assert!(report(store, &row, failed("HTTP 400")).await);
     assert_eq!(store.requeue_failed(Some(b)).await.expect("requeue"), 1);
     assert_eq!(only_block(store, b).await.state, BlockState::Pending);
     assert_eq!(
@@ -618,10 +670,7 @@ async fn an_excluded_block_stays_excluded_until_its_source_is_gone(db: &StoreDb)
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
     let row = only_block(store, b).await;
-    store
-        .mark_applied(row.id, Some("hash-v1"), None)
-        .await
-        .expect("applied");
+    assert!(report(store, &row, applied("hash-v1", None)).await);
     store.mark_excluded(row.id).await.expect("excluded");
 
     let outcome = store
@@ -639,11 +688,7 @@ async fn an_excluded_block_stays_excluded_until_its_source_is_gone(db: &StoreDb)
     assert!(outcome.woken_targets.is_empty());
     let row = only_block(store, b).await;
     assert_eq!(row.state, BlockState::Excluded);
-    assert!(store
-        .due_blocks(b, now(), 10)
-        .await
-        .expect("due")
-        .is_empty());
+    assert!(due(store, b, now(), 10).await.is_empty());
 
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, None)]).await;
     assert!(store.blocks_for_target(b).await.expect("blocks").is_empty());
@@ -657,23 +702,21 @@ async fn applying_stale_content_keeps_the_row_pending(db: &StoreDb) {
     // The writer is busy writing v1 when the sync commits v2.
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v2"))]).await;
 
-    let settled = store
-        .mark_applied(row.id, Some("hash-v1"), Some("\"e1\""))
-        .await
-        .expect("applied");
+    assert!(report(store, &row, applied("hash-v1", Some("\"e1\""))).await);
 
-    assert!(!settled);
     let row = only_block(store, b).await;
     assert_eq!(row.state, BlockState::Pending);
     assert_eq!(row.applied_hash.as_deref(), Some("hash-v1"));
     assert_eq!(row.google_etag.as_deref(), Some("\"e1\""));
-    assert_eq!(store.due_blocks(b, now(), 10).await.expect("due").len(), 1);
-    assert!(matches!(
-        store
-            .mark_applied(mcss::store::OutboxId::new(987_654), None, None)
-            .await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert_eq!(row.claimed_by, None, "the report hands the claim back");
+    assert_eq!(due(store, b, now(), 10).await.len(), 1);
+    // A report for a row the writer does not hold is not taken.
+    let reports = [WriteReport {
+        row: row.clone(),
+        outcome: applied("hash-v2", None),
+    }];
+    assert_eq!(store.record_writes("someone-else", &reports, Vec::new()).await.expect("record"), 0);
+    assert_eq!(only_block(store, b).await.applied_hash.as_deref(), Some("hash-v1"));
 }
 
 async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &StoreDb) {
@@ -689,10 +732,7 @@ async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &StoreDb)
     )
     .await;
     for row in store.blocks_for_target(b).await.expect("rows") {
-        store
-            .mark_applied(row.id, Some("hash-v1"), None)
-            .await
-            .expect("applied");
+        assert!(report(store, &row, applied("hash-v1", None)).await);
     }
     commit_blocks(
         store,
@@ -707,27 +747,14 @@ async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &StoreDb)
     // ev2 comes back while its delete is in flight.
     commit_blocks(store, a, vec![desired(a, b, "ev2", 2, Some("v2"))]).await;
 
-    assert!(store
-        .mark_deleted(rows[0].id)
-        .await
-        .expect("deleted ev1 block"));
-    assert!(!store
-        .mark_deleted(rows[1].id)
-        .await
-        .expect("deleted ev2 block"));
+    assert!(report(store, &rows[0], WriteOutcome::Deleted).await);
+    assert!(report(store, &rows[1], WriteOutcome::Deleted).await);
 
     let left = only_block(store, b).await;
     assert_eq!(left.source_event_id, event_id("ev2"));
     assert_eq!(left.state, BlockState::Pending);
     assert_eq!(left.applied_hash, None);
     assert_eq!(left.google_etag, None);
-
-    store.delete_block_row(left.id).await.expect("delete row");
-    assert!(store.blocks_for_target(b).await.expect("rows").is_empty());
-    assert!(matches!(
-        store.delete_block_row(left.id).await,
-        Err(StoreError::NotFound { .. })
-    ));
 }
 
 async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &StoreDb) {
@@ -744,34 +771,13 @@ async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &StoreDb) 
     let rows = store.blocks_for_target(b).await.expect("rows");
     let t0 = now();
     // Row 1 retries in 2 minutes, row 2 in 1 minute, rows 3 and 4 stay due now.
-    store
-        .schedule_retry(rows[0].id, t0 + Duration::minutes(2), "503")
-        .await
-        .expect("retry");
-    store
-        .schedule_retry(rows[1].id, t0 + Duration::minutes(1), "429")
-        .await
-        .expect("retry");
+    assert!(report(store, &rows[0], retry_at(t0 + Duration::minutes(2), "503")).await);
+    assert!(report(store, &rows[1], retry_at(t0 + Duration::minutes(1), "429")).await);
 
-    let due_now: Vec<_> = store
-        .due_blocks(b, t0, 10)
-        .await
-        .expect("due")
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let due_now: Vec<_> = due(store, b, now(), 10).await.iter().map(|r| r.id).collect();
     assert_eq!(due_now, vec![rows[2].id, rows[3].id]);
-    assert_eq!(store.due_blocks(b, t0, 1).await.expect("due").len(), 1);
-    assert!(store.due_blocks(a, t0, 10).await.expect("due").is_empty());
-
-    let later: Vec<_> = store
-        .due_blocks(b, t0 + Duration::minutes(5), 10)
-        .await
-        .expect("due")
-        .iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(later, vec![rows[2].id, rows[3].id, rows[1].id, rows[0].id]);
+    assert_eq!(due(store, b, now(), 1).await.len(), 1);
+    assert!(due(store, a, now(), 10).await.is_empty());
 
     let retried = store.block(rows[0].id).await.expect("get").expect("exists");
     assert_eq!(retried.attempts, 1);
@@ -779,10 +785,7 @@ async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &StoreDb) 
     assert_eq!(retried.next_attempt_at, Some(t0 + Duration::minutes(2)));
 
     for row in &rows[2..] {
-        store
-            .mark_applied(row.id, Some("hash-v1"), None)
-            .await
-            .expect("applied");
+        assert!(report(store, row, applied("hash-v1", None)).await);
     }
     assert_eq!(
         store.next_due_at(b).await.expect("next"),
@@ -806,10 +809,7 @@ async fn queue_depths_count_pending_rows_per_target(db: &StoreDb) {
     )
     .await;
     let c_row = only_block(store, c).await;
-    store
-        .mark_applied(c_row.id, Some("hash-v1"), None)
-        .await
-        .expect("applied");
+    assert!(report(store, &c_row, applied("hash-v1", None)).await);
 
     assert_eq!(store.queue_depths().await.expect("depths"), vec![(b, 2)]);
     assert_eq!(store.pending_count(None).await.expect("count"), 2);
@@ -837,10 +837,7 @@ async fn retracting_a_source_queues_deletes_for_all_its_blocks(db: &StoreDb) {
     )
     .await;
     let rows = store.blocks_for_target(b).await.expect("rows");
-    store
-        .mark_applied(rows[0].id, Some("hash-v1"), None)
-        .await
-        .expect("applied");
+    assert!(report(store, &rows[0], applied("hash-v1", None)).await);
     store.mark_excluded(rows[1].id).await.expect("excluded");
 
     assert_eq!(
@@ -1042,17 +1039,14 @@ async fn channels_are_saved_found_stopped_and_listed_by_expiry(db: &StoreDb) {
     );
 }
 
-async fn live_events_are_found_by_ical_uid_across_accounts(db: &StoreDb) {
+async fn events_are_found_by_ical_uid_across_accounts(db: &StoreDb) {
     let store = &db.store;
     let (a, b) = two_accounts(store).await;
     let cancelled = StoredEventUpsert {
         status: "cancelled".to_owned(),
         ..source_event("ev3", Some("meeting"))
     };
-    let block = StoredEventUpsert {
-        is_block: true,
-        ..source_event("ev4", Some("meeting"))
-    };
+
     for (account, events) in [
         (
             a,
@@ -1063,7 +1057,7 @@ async fn live_events_are_found_by_ical_uid_across_accounts(db: &StoreDb) {
         ),
         (
             b,
-            vec![source_event("evb", Some("meeting")), cancelled, block],
+            vec![source_event("evb", Some("meeting")), cancelled],
         ),
     ] {
         store
@@ -1079,16 +1073,25 @@ async fn live_events_are_found_by_ical_uid_across_accounts(db: &StoreDb) {
     }
 
     let found = store
-        .live_events_by_ical_uid("meeting")
+        .events_by_ical_uids(&["meeting"])
         .await
         .expect("find");
 
+    // Cancelled copies are found too: the planner reads their status (a cancelled
+    // exception still shapes its series).
     let found: Vec<_> = found
         .iter()
-        .map(|e| (e.account_id, e.event_id.as_str().to_owned()))
+        .map(|e| (e.account_id, e.event_id.as_str().to_owned(), e.status.clone()))
         .collect();
-    assert_eq!(found, vec![(a, "ev1".to_owned()), (b, "evb".to_owned())]);
-    assert_eq!(store.source_event_count(b).await.expect("count"), 3);
+    assert_eq!(
+        found,
+        vec![
+            (a, "ev1".to_owned(), "confirmed".to_owned()),
+            (b, "ev3".to_owned(), "cancelled".to_owned()),
+            (b, "evb".to_owned(), "confirmed".to_owned()),
+        ]
+    );
+    assert_eq!(store.source_event_count(b).await.expect("count"), 2);
 }
 
 async fn concurrent_writers_do_not_fail(db: &StoreDb) {
@@ -1114,13 +1117,21 @@ async fn concurrent_writers_do_not_fail(db: &StoreDb) {
                     NewLogEntry::new(log_kind::INCREMENTAL_SYNC, LogResult::Ok, "ok").account(a),
                 )
                 .await?;
-            let due = store
-                .due_blocks(b, Utc::now() + Duration::seconds(1), 100)
-                .await?;
-            if let Some(row) = due.first() {
-                store
-                    .mark_applied(row.id, row.desired_hash.as_deref(), None)
-                    .await?;
+            let claim = Claim {
+                owner: format!("writer-{n}"),
+                until: now() + Duration::minutes(1),
+            };
+            let claimed = store.claim_due(b, &claim, 100).await?;
+            if let Some(row) = claimed.first() {
+                let reports = [WriteReport {
+                    row: row.clone(),
+                    outcome: WriteOutcome::Applied {
+                        hash: row.desired_hash.clone(),
+                        etag: None,
+                        recreated: false,
+                    },
+                }];
+                store.record_writes(&claim.owner, &reports, Vec::new()).await?;
             }
             Ok::<_, StoreError>(())
         }));

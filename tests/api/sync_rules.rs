@@ -34,9 +34,9 @@ async fn a_block_never_produces_a_block() {
     let blocks = app.await_blocks_everywhere(0, &source_id).await;
 
     // The blocks were themselves synced by their calendars' actors (a sync of each target).
-    for (n, block) in (1..5).zip(&blocks) {
-        app.await_synced(n, &id_of(block), "summary", &block["summary"])
-            .await;
+    assert_eq!(blocks.len(), 4);
+    for n in 1..5 {
+        app.await_seen(n).await;
     }
     app.writers_idle().await;
 
@@ -67,7 +67,8 @@ async fn an_event_with_another_installations_marker_is_never_mirrored() {
         }))
         .await;
 
-    settled(&app, 2, &foreign).await;
+    app.await_seen(2).await;
+    app.writers_idle().await;
 
     assert!(marker_of(&foreign).is_some());
     assert_eq!(total_blocks(&app).await, 1, "only the foreign block itself");

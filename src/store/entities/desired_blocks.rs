@@ -27,6 +27,16 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// single | series | occurrence | detached
+    pub role: String,
+    /// On an occurrence: the block id of its block series.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub series_block_id: Option<String>,
+    /// The writer (process) that may apply this row until `claim_expires_at`.
+    pub claimed_by: Option<String>,
+    pub claim_expires_at: Option<DateTimeUtc>,
+    /// The sync that last queued this row, for following one change through the logs.
+    pub sync_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

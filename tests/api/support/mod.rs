@@ -748,6 +748,25 @@ impl TestApp {
         .await;
     }
 
+    /// Waits until calendar `n` was synced after everything written to it so far. Blocks
+    /// are never stored, so their sync leaves no row to look for: a free (transparent)
+    /// sentinel written now is stored by the next sync, which lists every earlier change
+    /// too, and produces no block anywhere.
+    pub async fn await_seen(&self, n: usize) {
+        let (start, end) = hour_slot(400, 3);
+        let sentinel = self
+            .user(n)
+            .insert(json!({
+                "summary": "sentinel",
+                "transparency": "transparent",
+                "start": {"dateTime": start},
+                "end": {"dateTime": end},
+            }))
+            .await;
+        self.await_synced(n, &id_of(&sentinel), "summary", &json!("sentinel"))
+            .await;
+    }
+
     // -- invariants ----------------------------------------------------------------------
 
     /// No calendar holds two live blocks for the same source event (or the same occurrence).

@@ -1,0 +1,78 @@
+//! The two background loops `serve` runs beside the actor tree, both until shutdown:
+//! - [`watch_accounts`] keeps the supervisor's children in step with the accounts table, so
+//!   accounts added, paused or removed by another process (`mcss accounts add` while `serve`
+//!   runs) are noticed within [`super::ACCOUNT_WATCH_INTERVAL`];
+//! - [`reconcile_periodically`] runs [`crate::ops::reconcile`] every
+//!   `RECONCILE_INTERVAL_SECS`; what it finds is queued in the outbox and the running writers
+//!   are woken through [`Control`].
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::control::{wants_actors, Control, ControlError};
+use crate::domain::AccountId;
+use crate::shutdown::Shutdown;
+
+/// Compares the accounts table with the running actors every `every`.
+pub(crate) async fn watch_accounts(control: Control, every: Duration, shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate; start() already added everyone
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = reconcile_children(&control).await {
+            tracing::warn!(error = %e, "could not compare accounts with running actors");
+        }
+    }
+}
+
+/// One pass of [`watch_accounts`].
+pub(crate) async fn reconcile_children(control: &Control) -> Result<(), ControlError> {
+    let accounts = control.services().store.list_accounts().await?;
+    let children = control.children().await;
+    // Sets, not scans: this runs every few seconds over every account.
+    let running: HashSet<AccountId> = children.iter().map(|c| c.key.account_id()).collect();
+    let known: HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
+    for account in &accounts {
+        let has = running.contains(&account.id);
+        if wants_actors(account.status) && !has {
+            tracing::info!(account_id = %account.id, "starting actors of a newly seen account");
+            control.add_children(account.id).await?;
+        } else if !wants_actors(account.status) && has {
+            tracing::info!(account_id = %account.id, status = %account.status, "stopping actors of an account that is no longer active");
+            control.remove_children(account.id).await?;
+        }
+    }
+    for child in &children {
+        let id = child.key.account_id();
+        if !known.contains(&id) {
+            tracing::info!(account_id = %id, "stopping actors of a removed account");
+            control.remove_children(id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`crate::ops::reconcile`] every `every` (the first one interval after start). A
+/// failed run is logged and the next one comes at its time.
+pub(crate) async fn reconcile_periodically(control: Control, every: Duration, shutdown: Shutdown) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let report = tokio::select! {
+            () = &mut stop => return,
+            report = crate::ops::reconcile(control.services(), &control, false) => report,
+        };
+        match report {
+            Ok(report) => tracing::info!(report = %report, "periodic reconciliation"),
+            Err(e) => tracing::warn!(error = %e, "periodic reconciliation failed"),
+        }
+    }
+}

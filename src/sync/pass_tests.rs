@@ -1,0 +1,455 @@
+//! Table tests of the sync pass: one test per rule that lives in `sync/pass.rs` and
+//! `sync/occurrences.rs` — exclusions, the mass-deletion guard, whole-series re-planning
+//! (the three series bugs first), deleted series, the same-meeting re-plan, and what is
+//! stored and forgotten.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeZone as _, Utc};
+
+use crate::domain::{AccountId, BlockId, CalendarId, EventId};
+
+use super::testing::listed_event;
+use super::*;
+
+const INSTALLATION: &str = "inst-pass";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+}
+
+fn cfg() -> PlannerConfig {
+    PlannerConfig::new(INSTALLATION)
+}
+
+fn account(n: i64) -> Account {
+    Account {
+        id: AccountId::new(n),
+        alias: format!("Calendar {n:02}"),
+        calendar_id: CalendarId::parse(&format!("cal{n}@example.com")).unwrap(),
+        time_zone: Some("UTC".to_owned()),
+    }
+}
+
+fn id(raw: &str) -> EventId {
+    EventId::parse(raw).unwrap()
+}
+
+fn at(day: u32, hour: u32) -> EventTime {
+    EventTime::from_instant(
+        Utc.with_ymd_and_hms(2026, 3, day, hour, 0, 0).unwrap(),
+        Some("UTC"),
+    )
+}
+
+/// A weekly series of four, Mondays 9:00 UTC from 2026-03-02.
+fn series() -> SourceEvent {
+    let mut event = SourceEvent::new(id("weekly"), at(2, 9), at(2, 10));
+    event.recurrence = vec!["RRULE:FREQ=WEEKLY;COUNT=4".to_owned()];
+    event.ical_uid = Some("weekly@google.com".to_owned());
+    event
+}
+
+/// The occurrence of [`series`] on `day` (2, 9, 16 or 23 March) as an exception.
+fn exception(day: u32) -> SourceEvent {
+    let mut event = SourceEvent::new(
+        id(&format!("weekly_202603{day:02}T090000Z")),
+        at(day, 9),
+        at(day, 10),
+    );
+    event.recurring_event_id = Some(id("weekly"));
+    event.original_start = Some(at(day, 9));
+    event.ical_uid = Some("weekly@google.com".to_owned());
+    event
+}
+
+fn single(raw: &str) -> SourceEvent {
+    let mut event = SourceEvent::new(id(raw), at(5, 14), at(5, 15));
+    event.ical_uid = Some(format!("{raw}@google.com"));
+    event
+}
+
+struct Pass {
+    listed: Vec<SourceEvent>,
+    known: Vec<SourceEvent>,
+    full: bool,
+    meetings: Vec<(AccountId, SourceEvent)>,
+    rows_on_me: HashMap<BlockId, RowView>,
+    guard: GuardInput,
+}
+
+impl Pass {
+    fn listing(listed: Vec<SourceEvent>) -> Self {
+        Self {
+            listed,
+            known: Vec::new(),
+            full: false,
+            meetings: Vec::new(),
+            rows_on_me: HashMap::new(),
+            guard: GuardInput {
+                threshold: 2,
+                ..GuardInput::default()
+            },
+        }
+    }
+
+    fn knowing(mut self, known: Vec<SourceEvent>) -> Self {
+        self.known = known;
+        self
+    }
+
+    fn full(mut self) -> Self {
+        self.full = true;
+        self
+    }
+
+    /// Calendar 01's pass onto Calendars 02 and 03.
+    fn run(&self) -> SyncPlan {
+        let cfg = cfg();
+        let input = PassInput {
+            cfg: &cfg,
+            now: now(),
+            source: account(1),
+            full: self.full,
+            listed: self.listed.iter().map(listed_event).collect(),
+            known: self.known.clone(),
+            targets: vec![account(2), account(3)],
+            sources_of_me: vec![account(2), account(3)],
+            meetings: self.meetings.clone(),
+            rows_on_me: self.rows_on_me.clone(),
+            guard: self.guard.clone(),
+        };
+        sync_pass(&input)
+    }
+}
+
+/// What the plan wants on Calendar 02, by the source event and the role: live, cancelled
+/// or absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Live,
+    Cancelled,
+    Absent,
+}
+
+fn want_on_2(plan: &SyncPlan, event: &str, detached: bool) -> Option<Want> {
+    plan.blocks
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.target == AccountId::new(2) && p.source_event_id.as_str() == event)
+        .find(|p| (p.role == BlockRole::Detached) == detached)
+        .map(|p| match &p.desired {
+            None => Want::Absent,
+            Some(d) if d.body.is_cancelled() => Want::Cancelled,
+            Some(_) => Want::Live,
+        })
+}
+
+fn free(mut event: SourceEvent) -> SourceEvent {
+    event.transparency = Transparency::Transparent;
+    event
+}
+
+fn declined(mut event: SourceEvent) -> SourceEvent {
+    event.self_response = Some(ResponseStatus::Declined);
+    event
+}
+
+fn moved(mut event: SourceEvent, hours: i64) -> SourceEvent {
+    let shift = |t: &EventTime| match t {
+        EventTime::Timed { instant, .. } => {
+            EventTime::from_instant(*instant + chrono::TimeDelta::hours(hours), Some("UTC"))
+        }
+        other => other.clone(),
+    };
+    event.start = event.start.as_ref().map(shift);
+    event.end = event.end.as_ref().map(shift);
+    event
+}
+
+// -- the three series bugs ---------------------------------------------------------------
+
+#[test]
+fn a_free_occurrence_of_a_busy_series_cancels_that_block_occurrence() {
+    // Weekly series of 4; one occurrence patched to transparent.
+    let plan = Pass::listing(vec![free(exception(9))])
+        .knowing(vec![series()])
+        .run();
+
+    assert_eq!(want_on_2(&plan, "weekly", false), Some(Want::Live));
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", false),
+        Some(Want::Cancelled)
+    );
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", true),
+        Some(Want::Absent)
+    );
+}
+
+#[test]
+fn a_declined_or_filtered_occurrence_cancels_that_block_occurrence_too() {
+    let plan = Pass::listing(vec![declined(exception(16))])
+        .knowing(vec![series()])
+        .run();
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260316T090000Z", false),
+        Some(Want::Cancelled)
+    );
+    let mut titled = exception(23);
+    titled.summary = Some("Private: lunch".to_owned());
+    let mut cfg = cfg();
+    cfg.exclude_title = Some(regex::Regex::new("^Private").unwrap());
+    let planned = testing::plan_listed(&cfg, &account(1), &[series(), titled], &[account(2)], &[], now());
+    let occurrence = planned
+        .iter()
+        .find(|p| matches!(p.role, BlockRole::Occurrence { .. }))
+        .unwrap();
+    assert!(occurrence.desired.as_ref().unwrap().body.is_cancelled());
+    assert_eq!(occurrence.decision, Decision::Skip(SkipReason::TitleExcluded));
+}
+
+#[test]
+fn a_busy_occurrence_under_a_series_made_free_keeps_a_detached_block() {
+    let moved_busy = moved(exception(9), 2);
+    let plan = Pass::listing(vec![free(series())])
+        .knowing(vec![series(), moved_busy])
+        .run();
+
+    assert_eq!(want_on_2(&plan, "weekly", false), Some(Want::Absent));
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", false),
+        Some(Want::Absent),
+        "the occurrence goes with its block series"
+    );
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", true),
+        Some(Want::Live),
+        "the busy time stays blocked by a single block"
+    );
+    let detached = plan
+        .blocks
+        .iter()
+        .find(|(_, p)| p.role == BlockRole::Detached && p.target == AccountId::new(2))
+        .and_then(|(_, p)| p.desired.clone())
+        .unwrap();
+    let json = detached.body.to_json();
+    assert_eq!(json["start"]["dateTime"], "2026-03-09T11:00:00Z");
+    assert!(json.get("recurringEventId").is_none() && json.get("recurrence").is_none());
+    assert!(!detached.block_id.as_str().contains('_'));
+}
+
+#[test]
+fn a_series_made_busy_again_brings_back_its_moved_occurrence_and_drops_the_detached_block() {
+    let moved_busy = moved(exception(9), 2);
+    let plan = Pass::listing(vec![series()])
+        .knowing(vec![free(series()), moved_busy])
+        .run();
+
+    assert_eq!(want_on_2(&plan, "weekly", false), Some(Want::Live));
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", false),
+        Some(Want::Live)
+    );
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", true),
+        Some(Want::Absent)
+    );
+}
+
+// -- families ------------------------------------------------------------------------------
+
+#[test]
+fn a_changed_exception_replans_its_whole_series_from_the_store() {
+    let plan = Pass::listing(vec![moved(exception(16), 1)])
+        .knowing(vec![series(), free(exception(9))])
+        .run();
+    assert_eq!(want_on_2(&plan, "weekly", false), Some(Want::Live));
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", false),
+        Some(Want::Cancelled)
+    );
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260316T090000Z", false),
+        Some(Want::Live)
+    );
+}
+
+#[test]
+fn a_deleted_series_takes_its_exceptions_and_their_detached_blocks_with_it() {
+    let mut tombstone = SourceEvent::tombstone(id("weekly"));
+    tombstone.ical_uid = Some("weekly@google.com".to_owned());
+    let plan = Pass::listing(vec![tombstone])
+        .knowing(vec![free(series()), moved(exception(9), 2)])
+        .run();
+
+    assert_eq!(want_on_2(&plan, "weekly", false), Some(Want::Absent));
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", true),
+        Some(Want::Absent)
+    );
+    assert_eq!(want_on_2(&plan, "weekly_20260309T090000Z", false), None);
+    let mut forgotten: Vec<&str> = plan.forget.iter().map(EventId::as_str).collect();
+    forgotten.sort();
+    assert_eq!(forgotten, ["weekly", "weekly_20260309T090000Z"]);
+}
+
+#[test]
+fn a_cancelled_exception_is_stored_and_a_deleted_single_is_forgotten() {
+    let mut cancelled = SourceEvent::tombstone(id("weekly_20260309T090000Z"));
+    cancelled.recurring_event_id = Some(id("weekly"));
+    cancelled.original_start = Some(at(9, 9));
+    let plan = Pass::listing(vec![cancelled, SourceEvent::tombstone(id("lunch"))])
+        .knowing(vec![series(), single("lunch")])
+        .run();
+
+    let stored: Vec<(&str, EventStatus)> = plan
+        .upserts
+        .iter()
+        .map(|u| (u.event_id.as_str(), u.status))
+        .collect();
+    assert_eq!(stored, [("weekly_20260309T090000Z", EventStatus::Cancelled)]);
+    assert_eq!(plan.forget, [id("lunch")]);
+    assert_eq!(want_on_2(&plan, "lunch", false), Some(Want::Absent));
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260309T090000Z", false),
+        Some(Want::Cancelled)
+    );
+}
+
+#[test]
+fn blocks_are_neither_stored_nor_planned_and_their_echo_plans_nothing() {
+    let mut ours = single("ourblock");
+    ours.marker = Some(Marker::new(INSTALLATION, AccountId::new(2), &id("x")));
+    let mut foreign = single("foreign");
+    foreign.marker = Some(Marker::new("elsewhere", AccountId::new(2), &id("y")));
+
+    let plan = Pass::listing(vec![ours, foreign]).run();
+
+    assert!(plan.upserts.is_empty(), "{:?}", plan.upserts);
+    assert!(plan.blocks.is_empty());
+    assert_eq!(plan.changed, 0);
+}
+
+// -- exclusions ----------------------------------------------------------------------------
+
+#[test]
+fn a_written_block_the_user_deleted_is_excluded_and_no_other() {
+    let ours = |raw: &str| {
+        let block = block_id(INSTALLATION, &account(2).calendar_id, &id(raw), &account(1).calendar_id);
+        (block.clone(), SourceEvent::tombstone(EventId::parse(block.as_str()).unwrap()))
+    };
+    let (user_deleted, t1) = ours("a");
+    let (we_deleted, t2) = ours("b");
+    let (never_written, t3) = ours("c");
+    let mut pass = Pass::listing(vec![t1, t2, t3]);
+    pass.rows_on_me = HashMap::from([
+        (user_deleted.clone(), RowView { wants_live: true, written: true }),
+        (we_deleted, RowView { wants_live: false, written: true }),
+        (never_written, RowView { wants_live: true, written: false }),
+    ]);
+
+    assert_eq!(pass.run().exclusions, [user_deleted]);
+}
+
+// -- the mass-deletion guard ---------------------------------------------------------------
+
+fn known_events(n: usize) -> Vec<SourceEvent> {
+    (0..n).map(|i| single(&format!("known{i}"))).collect()
+}
+
+fn live_blocks(n: usize, each: u64) -> HashMap<EventId, u64> {
+    (0..n).map(|i| (id(&format!("known{i}")), each)).collect()
+}
+
+#[test]
+fn a_full_listing_missing_too_many_blocked_events_holds_every_deletion() {
+    let mut pass = Pass::listing(Vec::new()).knowing(known_events(3)).full();
+    pass.guard.live_blocks = live_blocks(3, 2);
+
+    let plan = pass.run();
+
+    assert_eq!(plan.guard, GuardChange::Hold { missing: 3 });
+    assert!(plan.forget.is_empty());
+    assert!(plan.blocks.is_empty());
+}
+
+#[test]
+fn a_few_missing_events_are_deleted_without_a_hold() {
+    let mut pass = Pass::listing(known_events(2)[..1].to_vec())
+        .knowing(known_events(2))
+        .full();
+    pass.guard.live_blocks = live_blocks(2, 2);
+
+    let plan = pass.run();
+
+    assert_eq!(plan.guard, GuardChange::Unchanged);
+    assert_eq!(plan.forget, [id("known1")]);
+    assert_eq!(want_on_2(&plan, "known1", false), Some(Want::Absent));
+    assert_eq!(want_on_2(&plan, "known0", false), Some(Want::Live));
+}
+
+#[test]
+fn a_hold_stays_until_an_operator_confirms_and_then_applies_the_deletions() {
+    let mut pass = Pass::listing(Vec::new()).knowing(known_events(3)).full();
+    pass.guard.held = true;
+    assert_eq!(pass.run().guard, GuardChange::StillHeld { missing: 3 });
+
+    pass.guard.confirmed = true;
+    let plan = pass.run();
+    assert_eq!(plan.guard, GuardChange::Released { missing: 3 });
+    assert_eq!(plan.forget.len(), 3);
+    assert_eq!(want_on_2(&plan, "known2", false), Some(Want::Absent));
+}
+
+#[test]
+fn an_incremental_listing_never_touches_the_guard() {
+    let mut pass = Pass::listing(vec![SourceEvent::tombstone(id("known0"))]).knowing(known_events(3));
+    pass.guard.live_blocks = live_blocks(3, 9);
+    let plan = pass.run();
+    assert_eq!(plan.guard, GuardChange::Unchanged);
+    assert_eq!(plan.forget, [id("known0")]);
+}
+
+// -- the same meeting ----------------------------------------------------------------------
+
+#[test]
+fn accepting_a_meeting_here_retracts_the_other_calendars_block_of_it_here() {
+    // Calendar 02 has the meeting; Calendar 01 now lists its own accepted copy.
+    let meeting = single("standup");
+    let mut pass = Pass::listing(vec![meeting.clone()]);
+    pass.meetings = vec![(AccountId::new(2), meeting.clone())];
+
+    let plan = pass.run();
+
+    let onto_me: Vec<(AccountId, Option<bool>)> = plan
+        .blocks
+        .iter()
+        .filter(|(_, p)| p.target == AccountId::new(1))
+        .map(|(source, p)| (*source, p.desired.as_ref().map(|d| d.body.is_cancelled())))
+        .collect();
+    assert_eq!(onto_me, [(AccountId::new(2), None)]);
+    assert_eq!(want_on_2(&plan, "standup", false), Some(Want::Absent), "held on 02");
+    let on_3 = plan
+        .blocks
+        .iter()
+        .find(|(_, p)| p.target == AccountId::new(3))
+        .map(|(_, p)| p.desired.is_some());
+    assert_eq!(on_3, Some(true));
+}
+
+#[test]
+fn declining_a_meeting_here_gives_the_other_calendars_copy_a_block_here() {
+    let meeting = single("standup");
+    let mut pass = Pass::listing(vec![declined(meeting.clone())]);
+    pass.meetings = vec![(AccountId::new(2), meeting)];
+
+    let plan = pass.run();
+
+    let onto_me = plan
+        .blocks
+        .iter()
+        .find(|(_, p)| p.target == AccountId::new(1))
+        .map(|(source, p)| (*source, p.desired.is_some()));
+    assert_eq!(onto_me, Some((AccountId::new(2), true)));
+}
