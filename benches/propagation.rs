@@ -7,7 +7,7 @@
 //! 2. Scale: `BENCH_ACCOUNTS` (default 1,000) accounts in one process, polling only: the
 //!    time until every account finished its first sync and the resident memory.
 //!
-//! Figures are printed, never asserted (DESIGN.md §5: speed is measured, not tested).
+//! Figures are printed, never asserted (speed is measured by benchmarks, never asserted by tests).
 
 #[path = "../tests/api/support/mod.rs"]
 mod support;

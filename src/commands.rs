@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use secrecy::SecretString;
 
+use crate::actors::LocalWriters;
 use crate::config::{DatabaseKind, Settings};
 use crate::coordinator::Coordinator;
 use crate::domain::CalendarId;
-use crate::actors::LocalWriters;
 use crate::ops::{self, BlockWrites as _};
 use crate::services::Services;
 use crate::startup::Application;

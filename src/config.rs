@@ -135,7 +135,7 @@ pub struct GoogleSettings {
     pub request_timeout: Duration,
 }
 
-/// The user-visible sync rules of DESIGN.md §2 that an operator may change.
+/// The user-visible sync rules of docs/sync-rules.md that an operator may change.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// Summary template of a block; `{alias}` becomes the source account's alias.

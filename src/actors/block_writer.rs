@@ -42,8 +42,8 @@ use crate::google::{AccountClient, Event, GoogleError};
 use crate::metrics::{BLOCK_OPERATIONS, PENDING_OPERATIONS, PROPAGATION_LATENCY};
 use crate::services::Services;
 use crate::store::{
-    log_kind, Account, BlockState, Claim, LogResult, NewLogEntry, OutboxRow, RowRole,
-    WriteOutcome, WriteReport,
+    log_kind, Account, BlockState, Claim, LogResult, NewLogEntry, OutboxRow, RowRole, WriteOutcome,
+    WriteReport,
 };
 use crate::sync::BlockBody;
 
@@ -376,11 +376,7 @@ impl WriterState {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
-        self.timer = Some(
-            myself
-                .send_after(after, WriterMsg::converge)
-                .abort_handle(),
-        );
+        self.timer = Some(myself.send_after(after, WriterMsg::converge).abort_handle());
     }
 
     async fn update_gauge(&self) {
@@ -708,7 +704,11 @@ fn occurrence_waits(row: &OutboxRow, series: Option<&OutboxRow>) -> Option<Write
 }
 
 /// What the batch learned about a block series it wrote, for the occurrences after it.
-fn remember_series(series: &mut HashMap<BlockId, OutboxRow>, row: &OutboxRow, outcome: &WriteOutcome) {
+fn remember_series(
+    series: &mut HashMap<BlockId, OutboxRow>,
+    row: &OutboxRow,
+    outcome: &WriteOutcome,
+) {
     let mut known = row.clone();
     match outcome {
         WriteOutcome::Applied { hash, .. } => {

@@ -37,7 +37,11 @@ pub(super) enum Ensured {
 }
 
 /// Makes sure `account` has a push channel that is not about to expire.
-pub(super) async fn ensure(services: &Services, client: &AccountClient, account: &Account) -> Ensured {
+pub(super) async fn ensure(
+    services: &Services,
+    client: &AccountClient,
+    account: &Account,
+) -> Ensured {
     let Some(address) = services.settings.webhook_url() else {
         return Ensured::NoPush;
     };
@@ -49,8 +53,8 @@ pub(super) async fn ensure(services: &Services, client: &AccountClient, account:
             return Ensured::RenewIn(CHANNEL_RETRY);
         }
     };
-    let renew_before =
-        chrono::TimeDelta::from_std(settings.channel_renew_before).unwrap_or(chrono::TimeDelta::zero());
+    let renew_before = chrono::TimeDelta::from_std(settings.channel_renew_before)
+        .unwrap_or(chrono::TimeDelta::zero());
     if let Some(channel) = &current {
         if let Ok(wait) = (channel.expires_at - renew_before - Utc::now()).to_std() {
             if !wait.is_zero() {
@@ -98,7 +102,13 @@ async fn open(
     let token = channel_token(services, &channel_id);
     let ttl = services.settings.sync.channel_ttl;
     let channel = client
-        .events_watch(&account.calendar_id, &channel_id, address, Some(&token), Some(ttl))
+        .events_watch(
+            &account.calendar_id,
+            &channel_id,
+            address,
+            Some(&token),
+            Some(ttl),
+        )
         .await?;
     let expires_at = channel.expires_at().unwrap_or_else(|| {
         Utc::now() + chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::days(7))
@@ -115,15 +125,21 @@ async fn open(
         .await;
     if let Err(e) = saved {
         tracing::warn!(account_id = %account.id, error = %e, "cannot record the watch channel; stopping it");
-        let _ = client.channels_stop(&channel_id, &channel.resource_id).await;
+        let _ = client
+            .channels_stop(&channel_id, &channel.resource_id)
+            .await;
         return Ok(None);
     }
     tracing::info!(account_id = %account.id, channel = %channel_id, %expires_at, "watch channel opened");
     services
         .store
         .log_best_effort(
-            NewLogEntry::new(log_kind::CHANNEL_CREATED, LogResult::Ok, format!("channel {channel_id}"))
-                .account(account.id),
+            NewLogEntry::new(
+                log_kind::CHANNEL_CREATED,
+                LogResult::Ok,
+                format!("channel {channel_id}"),
+            )
+            .account(account.id),
         )
         .await;
     Ok(Some(expires_at))

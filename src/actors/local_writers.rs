@@ -43,11 +43,16 @@ impl LocalWriters {
     /// Stops every writer started here (each finishes the write in flight) and hands its
     /// claims back.
     pub async fn shutdown(&self) {
-        let writers: Vec<ActorRef<WriterMsg>> = self.running.lock().drain().map(|(_, w)| w).collect();
+        let writers: Vec<ActorRef<WriterMsg>> =
+            self.running.lock().drain().map(|(_, w)| w).collect();
         for writer in writers {
             let _ = writer.stop_and_wait(None, Some(STOP_GRACE)).await;
         }
-        let _ = self.services.store.release_claims(&self.services.writer_id).await;
+        let _ = self
+            .services
+            .store
+            .release_claims(&self.services.writer_id)
+            .await;
     }
 
     async fn writer(&self, target: AccountId) -> Option<ActorRef<WriterMsg>> {

@@ -198,12 +198,18 @@ impl SyncJob {
                     Err(GoogleError::SyncTokenExpired) => {
                         tracing::info!("sync token expired; listing everything");
                         store.reset_sync_token(me.id).await?;
-                        (true, self.client.list_all(&me.calendar_id, &full_query).await?)
+                        (
+                            true,
+                            self.client.list_all(&me.calendar_id, &full_query).await?,
+                        )
                     }
                     other => (false, other?),
                 }
             }
-            None => (true, self.client.list_all(&me.calendar_id, &full_query).await?),
+            None => (
+                true,
+                self.client.list_all(&me.calendar_id, &full_query).await?,
+            ),
         };
         Ok(Listing {
             full,
@@ -287,7 +293,11 @@ impl Reads {
             store.source_events(me).await?
         } else {
             let mut ids: BTreeSet<&EventId> = listed.iter().map(|l| &l.event.id).collect();
-            ids.extend(listed.iter().filter_map(|l| l.event.recurring_event_id.as_ref()));
+            ids.extend(
+                listed
+                    .iter()
+                    .filter_map(|l| l.event.recurring_event_id.as_ref()),
+            );
             let ids: Vec<&EventId> = ids.into_iter().collect();
             store.events_and_their_series(me, &ids).await?
         };
@@ -404,7 +414,11 @@ async fn read_rows_on_me(
         return Ok(HashMap::new());
     }
     let refs: Vec<&BlockId> = ids.iter().collect();
-    let rows = job.services.store.rows_on_target(job.account.id, &refs).await?;
+    let rows = job
+        .services
+        .store
+        .rows_on_target(job.account.id, &refs)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -529,7 +543,9 @@ fn log_lines(
                 NewLogEntry::new(
                     log_kind::MASS_DELETE_HOLD,
                     LogResult::Ok,
-                    format!("an operator confirmed the deletion of {missing} missing events' blocks"),
+                    format!(
+                        "an operator confirmed the deletion of {missing} missing events' blocks"
+                    ),
                 )
                 .account(me)
                 .count(count(missing)),

@@ -72,7 +72,7 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Google's recipe (reference §6.3) with a 32 s cap, bounded to about a minute so an
+    /// Google's recipe (its usage-limits guide) with a 32 s cap, bounded to about a minute so an
     /// actor is never stuck in one call for long.
     fn default() -> Self {
         Self {
@@ -190,7 +190,7 @@ impl GoogleClient {
 }
 
 /// Parameters of `events.list`. `showDeleted=true` is always sent, so a full sync and the
-/// incremental syncs after it use the same parameter set (reference §3.3, §3.5).
+/// incremental syncs after it use the same parameter set (Google's incremental sync guide).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventsQuery {
     /// Incremental sync from this token; `None` is a full sync.

@@ -1,6 +1,6 @@
 //! [`GoogleError`]: every way a Google call can fail, classified so callers can branch.
 //!
-//! Classification follows the reference §4.2 and §6: the HTTP status first, then
+//! Classification follows Google's error and usage-limits guides: the HTTP status first, then
 //! `error.errors[0].reason` where one status means several things (403 is both "permission
 //! denied", which is permanent, and "rate limited", which is not). A 410 means "full sync
 //! required" only on a list that carried a sync token — the message text varies, so only the
@@ -168,7 +168,7 @@ pub fn classify(
     }
 }
 
-/// Reads a `Retry-After` value: delay-seconds or an HTTP date (reference §6.3).
+/// Reads a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
 ///
 /// A date in the past means "now" (zero); anything unreadable is ignored.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {

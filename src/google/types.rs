@@ -1,6 +1,6 @@
 //! Wire types of Calendar API v3: what Google sends and what we send back.
 //!
-//! These mirror the JSON of the reference (§2, §3, §5, §6, §9) and nothing more: no sync
+//! These mirror the JSON of Google's Calendar API v3 reference and nothing more: no sync
 //! rules live here. Two quirks shape them:
 //! - Google **omits default values** (`transparency: opaque`, `visibility: default`,
 //!   `status: confirmed`, `eventType: default`), so those fields are `Option`s and the
@@ -66,7 +66,7 @@ macro_rules! wire_enum {
 }
 
 wire_enum!(
-    /// `cancelled` means deleted, or a cancelled occurrence of a live series (reference §2.3).
+    /// `cancelled` means deleted, or a cancelled occurrence of a live series (Google's events resource docs).
     EventStatus { Confirmed => "confirmed", Tentative => "tentative", Cancelled => "cancelled" }
 );
 wire_enum!(
@@ -493,7 +493,7 @@ pub(crate) mod int64_as_string {
 mod tests {
     use super::*;
 
-    /// Reference §2.9: a block as Google returns it after insert.
+    /// A block as Google returns it after insert.
     const SAMPLE_BLOCK: &str = r#"{
       "kind": "calendar#event",
       "etag": "\"3480508598540894\"",

@@ -14,8 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
-use crate::domain::SyncId;
 use crate::actors::{PingOutcome, WebhookPing};
+use crate::domain::SyncId;
 use crate::metrics::WEBHOOK_PINGS;
 
 const CHANNEL_ID: &str = "x-goog-channel-id";

@@ -47,7 +47,7 @@ pub async fn connect_account(
         return Err(OpsError::UnresolvedCalendar(wanted.into_string()));
     }
     let calendar_id = entry.id;
-    // The primary calendar's id is the account's e-mail address (reference §9).
+    // The primary calendar's id is the account's e-mail address (Google's calendarList docs).
     let email = req.email.or_else(|| {
         (entry.primary && calendar_id.as_str().contains('@')).then(|| calendar_id.to_string())
     });

@@ -74,7 +74,12 @@ pub(super) fn deletions_for(blocks: &[&ListedBlock]) -> Vec<Deletion> {
 
 fn deletion_of(block: &ListedBlock) -> Option<Deletion> {
     let block_id = BlockId::parse(block.id.as_str()).ok()?;
-    let role = if block.event.recurrence.as_ref().is_some_and(|r| !r.is_empty()) {
+    let role = if block
+        .event
+        .recurrence
+        .as_ref()
+        .is_some_and(|r| !r.is_empty())
+    {
         RowRole::Series
     } else {
         RowRole::Single
@@ -337,7 +342,11 @@ pub async fn remove_account(
     let ids: Vec<AccountId> = others.iter().map(|a| a.id).collect();
     let waiting = writes.drained(&ids, DRAIN_DEADLINE).await;
     for other in others.iter().filter(|a| waiting.contains(&a.id)) {
-        for target in retracted.targets.iter_mut().filter(|t| t.0 == other.alias && t.2.is_none()) {
+        for target in retracted
+            .targets
+            .iter_mut()
+            .filter(|t| t.0 == other.alias && t.2.is_none())
+        {
             target.2 = Some("deletions queued; they finish when that calendar syncs again".into());
         }
     }

@@ -198,6 +198,22 @@ pub async fn reconcile(
     Ok(report)
 }
 
+/// One calendar's blocks as listed (by marker) beside its outbox rows.
+struct Calendar<'a> {
+    account: &'a Account,
+    client: AccountClient,
+    rows: HashMap<String, OutboxRow>,
+    live: BTreeMap<String, &'a ListedBlock>,
+    cancelled: HashSet<&'a str>,
+}
+
+impl Calendar<'_> {
+    /// The outbox wants a block under this id.
+    fn wanted(&self, id: &str) -> bool {
+        self.rows.get(id).is_some_and(|row| row.body.is_some())
+    }
+}
+
 async fn reconcile_account(
     services: &Services,
     account: &Account,
@@ -205,102 +221,138 @@ async fn reconcile_account(
     dry_run: bool,
     out: &mut AccountReconcile,
 ) -> Result<(), OpsError> {
-    let calendar = &account.calendar_id;
     let client = services.account_client(account.id).await?;
-    let google = |what: &str| {
-        let context = format!("cannot {what} on {}", account.alias);
-        move |e: GoogleError| OpsError::google(context, e)
-    };
-    let listed = list_installation_blocks(&client, calendar, &services.installation)
+    let listed = list_installation_blocks(&client, &account.calendar_id, &services.installation)
         .await
-        .map_err(google("list the blocks"))?;
-    let rows: HashMap<String, OutboxRow> = services
+        .map_err(|e| OpsError::google(format!("cannot list the blocks on {}", account.alias), e))?;
+    let rows = services
         .store
         .blocks_for_target(account.id)
         .await?
         .into_iter()
         .map(|row| (row.block_id.as_str().to_owned(), row))
         .collect();
-    let wanted = |id: &str| rows.get(id).is_some_and(|row| row.body.is_some());
-
-    let mut live: BTreeMap<String, &ListedBlock> = BTreeMap::new();
-    let mut cancelled: HashSet<&str> = HashSet::new();
+    let mut calendar = Calendar {
+        account,
+        client,
+        rows,
+        live: BTreeMap::new(),
+        cancelled: HashSet::new(),
+    };
     for block in &listed {
         if block.is_live() {
-            live.insert(block.id.as_str().to_owned(), block);
+            calendar.live.insert(block.id.as_str().to_owned(), block);
         } else {
-            cancelled.insert(block.id.as_str());
+            calendar.cancelled.insert(block.id.as_str());
         }
     }
-    out.blocks_seen = live.len() as u64;
+    out.blocks_seen = calendar.live.len() as u64;
+    let mut doomed = duplicates(services, accounts, &calendar);
+    doomed.extend(orphans(&calendar, &doomed));
+    queue_doomed(services, &calendar, &doomed, dry_run, out).await?;
+    check_applied_rows(services, &calendar, dry_run, out).await
+}
 
-    // Duplicates: same source marker, different ids; occurrences share their series' marker
-    // and are left out.
+/// Several live blocks with the same (source account, source event) marker: all but the one
+/// the outbox knows (else the deterministic id) go. Occurrences share their series' marker
+/// and are left out.
+fn duplicates(
+    services: &Services,
+    accounts: &HashMap<AccountId, &Account>,
+    calendar: &Calendar<'_>,
+) -> Vec<(EventId, Kind)> {
     let mut groups: BTreeMap<(&str, &str), Vec<&ListedBlock>> = BTreeMap::new();
-    for block in live.values().filter(|b| !b.is_occurrence()) {
+    for block in calendar.live.values().filter(|b| !b.is_occurrence()) {
         groups
             .entry((&block.marker.source_account, &block.marker.source_event))
             .or_default()
             .push(block);
     }
-    let mut doomed: Vec<(EventId, Kind)> = Vec::new();
+    let mut doomed = Vec::new();
     for ((source_account, source_event), blocks) in &groups {
         if blocks.len() < 2 {
             continue;
         }
-        let deterministic =
-            deterministic_id(services, accounts, account, source_account, source_event);
+        let deterministic = deterministic_id(
+            services,
+            accounts,
+            calendar.account,
+            source_account,
+            source_event,
+        );
         let keeper = blocks
             .iter()
-            .find(|b| wanted(b.id.as_str()))
+            .find(|b| calendar.wanted(b.id.as_str()))
             .or_else(|| {
                 blocks
                     .iter()
                     .find(|b| deterministic.as_deref() == Some(b.id.as_str()))
-            })
-            .map(|b| b.id.as_str().to_owned());
-        // Without a keeper every copy is an orphan, which the next step handles.
+            });
+        // Without a keeper every copy is an orphan, which `orphans` finds.
         if let Some(keeper) = keeper {
-            for b in blocks.iter().filter(|b| b.id.as_str() != keeper) {
+            for b in blocks.iter().filter(|b| b.id != keeper.id) {
                 doomed.push((b.id.clone(), Kind::Duplicate));
             }
         }
     }
-    let duplicate_ids: HashSet<String> = doomed.iter().map(|(id, _)| id.to_string()).collect();
+    doomed
+}
 
-    // Orphans: live blocks nobody wants. An occurrence belongs to its series' row.
-    for (id, block) in &live {
-        if duplicate_ids.contains(id) || wanted(id) {
-            continue;
-        }
-        let series_wanted = block
-            .event
-            .recurring_event_id
-            .as_ref()
-            .is_some_and(|s| wanted(s.as_str()));
-        if !series_wanted {
-            doomed.push((block.id.clone(), Kind::Orphan));
-        }
-    }
-    for (_, kind) in &doomed {
+/// Live blocks nobody wants. An occurrence belongs to its series' row.
+fn orphans(calendar: &Calendar<'_>, duplicates: &[(EventId, Kind)]) -> Vec<(EventId, Kind)> {
+    let duplicate_ids: HashSet<&str> = duplicates.iter().map(|(id, _)| id.as_str()).collect();
+    calendar
+        .live
+        .iter()
+        .filter(|(id, _)| !duplicate_ids.contains(id.as_str()) && !calendar.wanted(id))
+        .filter(|(_, block)| {
+            !block
+                .event
+                .recurring_event_id
+                .as_ref()
+                .is_some_and(|s| calendar.wanted(s.as_str()))
+        })
+        .map(|(_, block)| (block.id.clone(), Kind::Orphan))
+        .collect()
+}
+
+/// Counts the doomed blocks and, unless dry, queues their deletion for the writer.
+async fn queue_doomed(
+    services: &Services,
+    calendar: &Calendar<'_>,
+    doomed: &[(EventId, Kind)],
+    dry_run: bool,
+    out: &mut AccountReconcile,
+) -> Result<(), OpsError> {
+    for (_, kind) in doomed {
         match kind {
             Kind::Duplicate => out.duplicates_deleted += 1,
             Kind::Orphan => out.orphans_deleted += 1,
         }
     }
-    if !dry_run && !doomed.is_empty() {
-        let blocks: Vec<&ListedBlock> = doomed
-            .iter()
-            .filter_map(|(id, _)| live.get(id.as_str()).copied())
-            .collect();
-        services
-            .store
-            .queue_deletions(account.id, &deletions_for(&blocks))
-            .await?;
+    if dry_run || doomed.is_empty() {
+        return Ok(());
     }
+    let blocks: Vec<&ListedBlock> = doomed
+        .iter()
+        .filter_map(|(id, _)| calendar.live.get(id.as_str()).copied())
+        .collect();
+    services
+        .store
+        .queue_deletions(calendar.account.id, &deletions_for(&blocks))
+        .await?;
+    Ok(())
+}
 
-    // Applied rows: is their block there, and as written?
-    for row in rows.values() {
+/// Applied rows: is their block there, and as written? Drifted and missing blocks are
+/// requeued; a block the user deleted is excluded.
+async fn check_applied_rows(
+    services: &Services,
+    calendar: &Calendar<'_>,
+    dry_run: bool,
+    out: &mut AccountReconcile,
+) -> Result<(), OpsError> {
+    for row in calendar.rows.values() {
         if row.state != BlockState::Applied {
             continue;
         }
@@ -318,37 +370,55 @@ async fn reconcile_account(
         if body.is_cancelled() {
             continue;
         }
-        let id = row.block_id.as_str();
-        let state = if let Some(block) = live.get(id) {
-            Found::Live(Box::new(block.event.clone()))
-        } else if cancelled.contains(id) {
-            Found::Deleted
-        } else {
-            let event_id = EventId::parse(id)
-                .map_err(|e| OpsError::Store(StoreError::Corrupt(format!("block id {id}: {e}"))))?;
-            look_up(&client, account, &event_id).await?
-        };
-        match state {
+        match found(calendar, row).await? {
             Found::Live(event) if drifted(&body, &event) => {
                 requeue(services, row, dry_run, out).await?;
             }
             Found::Live(_) => {}
-            Found::Deleted => {
-                out.excluded += 1;
-                if !dry_run {
-                    services.store.mark_excluded(row.id).await?;
-                    let entry = NewLogEntry::new(
-                        log_kind::BLOCK_EXCLUDED,
-                        LogResult::Ok,
-                        format!("block {id} was deleted by the user; it stays deleted"),
-                    )
-                    .account(account.id);
-                    services.store.log_best_effort(entry).await;
-                }
-            }
+            Found::Deleted => exclude(services, calendar.account, row, dry_run, out).await?,
             Found::Missing => requeue(services, row, dry_run, out).await?,
         }
     }
+    Ok(())
+}
+
+/// What the calendar holds under a row's block id.
+async fn found(calendar: &Calendar<'_>, row: &OutboxRow) -> Result<Found, OpsError> {
+    let id = row.block_id.as_str();
+    if let Some(block) = calendar.live.get(id) {
+        return Ok(Found::Live(Box::new(block.event.clone())));
+    }
+    if calendar.cancelled.contains(id) {
+        return Ok(Found::Deleted);
+    }
+    let event_id = EventId::parse(id)
+        .map_err(|e| OpsError::Store(StoreError::Corrupt(format!("block id {id}: {e}"))))?;
+    look_up(&calendar.client, calendar.account, &event_id).await
+}
+
+/// The user deleted this block: it stays deleted.
+async fn exclude(
+    services: &Services,
+    account: &Account,
+    row: &OutboxRow,
+    dry_run: bool,
+    out: &mut AccountReconcile,
+) -> Result<(), OpsError> {
+    out.excluded += 1;
+    if dry_run {
+        return Ok(());
+    }
+    services.store.mark_excluded(row.id).await?;
+    let entry = NewLogEntry::new(
+        log_kind::BLOCK_EXCLUDED,
+        LogResult::Ok,
+        format!(
+            "block {} was deleted by the user; it stays deleted",
+            row.block_id
+        ),
+    )
+    .account(account.id);
+    services.store.log_best_effort(entry).await;
     Ok(())
 }
 

@@ -404,7 +404,10 @@ async fn insert_deletion(
         source_event_id: Set(deletion.source_event.as_str().to_owned()),
         block_id: Set(deletion.block_id.as_str().to_owned()),
         role: Set(deletion.role.as_str().to_owned()),
-        series_block_id: Set(deletion.series_block_id.as_ref().map(|s| s.as_str().to_owned())),
+        series_block_id: Set(deletion
+            .series_block_id
+            .as_ref()
+            .map(|s| s.as_str().to_owned())),
         body: Set(None),
         desired_hash: Set(None),
         applied_hash: Set(None),

@@ -266,7 +266,8 @@ impl OutboxRow {
 
     /// The writer wrote this content (or an earlier one) and the row is still in play.
     pub fn written(&self) -> bool {
-        self.applied_hash.is_some() && matches!(self.state, BlockState::Applied | BlockState::Pending)
+        self.applied_hash.is_some()
+            && matches!(self.state, BlockState::Applied | BlockState::Pending)
     }
 }
 

@@ -1,8 +1,8 @@
 //! The sync log: an append-only audit trail for the operator.
 
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Select, Set,
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, Select, Set,
 };
 
 use super::entities::sync_log;

@@ -292,8 +292,14 @@ impl Queued {
             (C::NextAttemptAt, Some(self.at).into()),
             (C::LastError, Option::<String>::None.into()),
             (C::SyncId, self.sync_id.clone().into()),
-            (C::ClaimedBy, self.claim.as_ref().map(|c| c.owner.clone()).into()),
-            (C::ClaimExpiresAt, self.claim.as_ref().map(|c| c.until).into()),
+            (
+                C::ClaimedBy,
+                self.claim.as_ref().map(|c| c.owner.clone()).into(),
+            ),
+            (
+                C::ClaimExpiresAt,
+                self.claim.as_ref().map(|c| c.until).into(),
+            ),
         ]
     }
 }
@@ -413,7 +419,10 @@ async fn update_row(
             // Rows older than roles learn theirs the next time they are planned.
             desired_blocks::Entity::update_many()
                 .col_expr(C::Role, role.into())
-                .col_expr(C::SeriesBlockId, upsert.series_block_id.map(BlockId::into_string).into())
+                .col_expr(
+                    C::SeriesBlockId,
+                    upsert.series_block_id.map(BlockId::into_string).into(),
+                )
                 .filter(by_id)
                 .exec(txn)
                 .await?;
@@ -438,9 +447,15 @@ async fn update_row(
     let already_applied = upsert.desired_hash.is_some() && upsert.desired_hash == row.applied_hash;
     let mut update = desired_blocks::Entity::update_many()
         .col_expr(C::SourceAccountId, upsert.source_account_id.get().into())
-        .col_expr(C::SourceEventId, upsert.source_event_id.into_string().into())
+        .col_expr(
+            C::SourceEventId,
+            upsert.source_event_id.into_string().into(),
+        )
         .col_expr(C::Role, role.into())
-        .col_expr(C::SeriesBlockId, upsert.series_block_id.map(BlockId::into_string).into())
+        .col_expr(
+            C::SeriesBlockId,
+            upsert.series_block_id.map(BlockId::into_string).into(),
+        )
         .col_expr(C::Body, body.into())
         .col_expr(C::DesiredHash, upsert.desired_hash.into())
         .col_expr(C::UpdatedAt, queued.at.into())

@@ -149,10 +149,7 @@ impl Store {
     pub async fn release_claims(&self, owner: &str) -> Result<u64, StoreError> {
         let result = Entity::update_many()
             .col_expr(Column::ClaimedBy, Option::<String>::None.into())
-            .col_expr(
-                Column::ClaimExpiresAt,
-                Option::<DateTime<Utc>>::None.into(),
-            )
+            .col_expr(Column::ClaimExpiresAt, Option::<DateTime<Utc>>::None.into())
             .filter(Column::ClaimedBy.eq(owner))
             .exec(self.connection())
             .await?;
@@ -247,7 +244,11 @@ async fn claim_postgres(
         .collect()
 }
 
-async fn set_claim(txn: &DatabaseTransaction, ids: &[i64], claim: &Claim) -> Result<(), StoreError> {
+async fn set_claim(
+    txn: &DatabaseTransaction,
+    ids: &[i64],
+    claim: &Claim,
+) -> Result<(), StoreError> {
     Entity::update_many()
         .col_expr(Column::ClaimedBy, claim.owner.clone().into())
         .col_expr(Column::ClaimExpiresAt, Some(claim.until).into())
@@ -268,10 +269,7 @@ fn held(id: OutboxId, owner: &str) -> Condition {
 fn release(id: OutboxId, owner: &str) -> sea_orm::UpdateMany<Entity> {
     Entity::update_many()
         .col_expr(Column::ClaimedBy, Option::<String>::None.into())
-        .col_expr(
-            Column::ClaimExpiresAt,
-            Option::<DateTime<Utc>>::None.into(),
-        )
+        .col_expr(Column::ClaimExpiresAt, Option::<DateTime<Utc>>::None.into())
         .col_expr(Column::UpdatedAt, now().into())
         .filter(held(id, owner))
 }
@@ -452,7 +450,10 @@ impl OccurrenceRows {
 
 /// Google holds none of the series' occurrences (it was just created, restored or deleted):
 /// every occurrence row that wants something is written again.
-async fn requeue_occurrences(txn: &DatabaseTransaction, series: &OutboxRow) -> Result<(), StoreError> {
+async fn requeue_occurrences(
+    txn: &DatabaseTransaction,
+    series: &OutboxRow,
+) -> Result<(), StoreError> {
     let at = now();
     Entity::update_many()
         .col_expr(Column::State, BlockState::Pending.as_str().into())

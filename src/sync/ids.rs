@@ -25,7 +25,7 @@ const BODY_LEN: usize = 20;
 const TAG_LEN: usize = 5;
 /// Characters of a series block id.
 pub const BLOCK_ID_LEN: usize = (BODY_LEN + TAG_LEN) * 8 / 5;
-// DESIGN.md §2 asks for at least 26 characters (and `BlockId::parse` enforces it).
+// Block ids are at least 26 characters (docs/sync-rules.md) (and `BlockId::parse` enforces it).
 const _: () = assert!(BLOCK_ID_LEN >= 26);
 
 /// The id of the block on `target_calendar` for `source_event_id` of `source_calendar`.

@@ -5,7 +5,7 @@
 //! must hold for it — or that it must hold none. It does no I/O and reads no clock (`now` is
 //! an argument), so every rule below is covered by table tests and property tests.
 //!
-//! # The rules, in plain words (DESIGN.md §2)
+//! # The rules, in plain words (docs/sync-rules.md)
 //!
 //! An event is **mirrored** onto every *other* connected calendar when all of these hold:
 //! - it is not a block: anything carrying a block marker (ours or another installation's)

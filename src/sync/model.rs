@@ -361,7 +361,7 @@ pub struct Account {
 pub type SourceAccount = Account;
 pub type TargetAccount = Account;
 
-/// The sync options of DESIGN.md §2 plus the installation id that marks our blocks.
+/// The sync options of docs/sync-rules.md plus the installation id that marks our blocks.
 #[derive(Debug, Clone)]
 pub struct PlannerConfig {
     pub installation: String,

@@ -96,9 +96,14 @@ pub fn plan_family(
             planned.push(plan_detached_row(ctx, exception, target, decision, false));
             continue;
         }
-        if let Some(occurrence) =
-            plan_occurrence_row(ctx, exception, target, decision, series_wanted, &series_block)
-        {
+        if let Some(occurrence) = plan_occurrence_row(
+            ctx,
+            exception,
+            target,
+            decision,
+            series_wanted,
+            &series_block,
+        ) {
             planned.push(occurrence);
         }
         planned.push(plan_detached_row(

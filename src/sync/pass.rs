@@ -185,7 +185,10 @@ fn exclusions(input: &PassInput<'_>, installation: &str) -> Vec<BlockId> {
 }
 
 /// After a full listing: the stored events of this calendar (not blocks) it no longer shows.
-fn missing_events<'a>(input: &'a PassInput<'_>, listed: &HashSet<&EventId>) -> Vec<&'a SourceEvent> {
+fn missing_events<'a>(
+    input: &'a PassInput<'_>,
+    listed: &HashSet<&EventId>,
+) -> Vec<&'a SourceEvent> {
     if !input.full {
         return Vec::new();
     }
@@ -395,8 +398,11 @@ fn holdings_by_calendar(
     families: &Families<'_>,
 ) -> HashMap<AccountId, TargetHoldings> {
     let me = input.source.id;
-    let listed: HashMap<&EventId, &SourceEvent> =
-        input.listed.iter().map(|l| (&l.event.id, &l.event)).collect();
+    let listed: HashMap<&EventId, &SourceEvent> = input
+        .listed
+        .iter()
+        .map(|l| (&l.event.id, &l.event))
+        .collect();
     let mut events: HashMap<AccountId, Vec<&SourceEvent>> = HashMap::new();
     for (calendar, event) in &input.meetings {
         if *calendar == me && (listed.contains_key(&event.id) || families.is_deleted(event)) {
@@ -435,8 +441,13 @@ fn plan_onto_targets(
     let me = input.source.id;
     for target in input.targets.iter().filter(|t| t.id != me) {
         let held = holdings.get(&target.id).unwrap_or(&nothing);
-        for single in families.singles.iter().filter(|e| !is_block(e, installation)) {
-            plan.blocks.push((me, plan_single(&ctx, single, target, held)));
+        for single in families
+            .singles
+            .iter()
+            .filter(|e| !is_block(e, installation))
+        {
+            plan.blocks
+                .push((me, plan_single(&ctx, single, target, held)));
         }
         for family in families.by_series.values() {
             if family_is_blocks(family, installation) {
@@ -488,8 +499,10 @@ fn replan_copies_onto_me(
         let known = KnownIndex::new(events.iter().copied());
         let families = gather_families(&events, &known);
         for single in &families.singles {
-            plan.blocks
-                .push((other.id, plan_single(&ctx, single, &me_as_target, my_holdings)));
+            plan.blocks.push((
+                other.id,
+                plan_single(&ctx, single, &me_as_target, my_holdings),
+            ));
         }
         for family in families.by_series.values() {
             for planned in plan_family(&ctx, family, &me_as_target, my_holdings) {

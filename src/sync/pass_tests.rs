@@ -200,13 +200,23 @@ fn a_declined_or_filtered_occurrence_cancels_that_block_occurrence_too() {
     titled.summary = Some("Private: lunch".to_owned());
     let mut cfg = cfg();
     cfg.exclude_title = Some(regex::Regex::new("^Private").unwrap());
-    let planned = testing::plan_listed(&cfg, &account(1), &[series(), titled], &[account(2)], &[], now());
+    let planned = testing::plan_listed(
+        &cfg,
+        &account(1),
+        &[series(), titled],
+        &[account(2)],
+        &[],
+        now(),
+    );
     let occurrence = planned
         .iter()
         .find(|p| matches!(p.role, BlockRole::Occurrence { .. }))
         .unwrap();
     assert!(occurrence.desired.as_ref().unwrap().body.is_cancelled());
-    assert_eq!(occurrence.decision, Decision::Skip(SkipReason::TitleExcluded));
+    assert_eq!(
+        occurrence.decision,
+        Decision::Skip(SkipReason::TitleExcluded)
+    );
 }
 
 #[test]
@@ -308,7 +318,10 @@ fn a_cancelled_exception_is_stored_and_a_deleted_single_is_forgotten() {
         .iter()
         .map(|u| (u.event_id.as_str(), u.status))
         .collect();
-    assert_eq!(stored, [("weekly_20260309T090000Z", EventStatus::Cancelled)]);
+    assert_eq!(
+        stored,
+        [("weekly_20260309T090000Z", EventStatus::Cancelled)]
+    );
     assert_eq!(plan.forget, [id("lunch")]);
     assert_eq!(want_on_2(&plan, "lunch", false), Some(Want::Absent));
     assert_eq!(
@@ -336,17 +349,43 @@ fn blocks_are_neither_stored_nor_planned_and_their_echo_plans_nothing() {
 #[test]
 fn a_written_block_the_user_deleted_is_excluded_and_no_other() {
     let ours = |raw: &str| {
-        let block = block_id(INSTALLATION, &account(2).calendar_id, &id(raw), &account(1).calendar_id);
-        (block.clone(), SourceEvent::tombstone(EventId::parse(block.as_str()).unwrap()))
+        let block = block_id(
+            INSTALLATION,
+            &account(2).calendar_id,
+            &id(raw),
+            &account(1).calendar_id,
+        );
+        (
+            block.clone(),
+            SourceEvent::tombstone(EventId::parse(block.as_str()).unwrap()),
+        )
     };
     let (user_deleted, t1) = ours("a");
     let (we_deleted, t2) = ours("b");
     let (never_written, t3) = ours("c");
     let mut pass = Pass::listing(vec![t1, t2, t3]);
     pass.rows_on_me = HashMap::from([
-        (user_deleted.clone(), RowView { wants_live: true, written: true }),
-        (we_deleted, RowView { wants_live: false, written: true }),
-        (never_written, RowView { wants_live: true, written: false }),
+        (
+            user_deleted.clone(),
+            RowView {
+                wants_live: true,
+                written: true,
+            },
+        ),
+        (
+            we_deleted,
+            RowView {
+                wants_live: false,
+                written: true,
+            },
+        ),
+        (
+            never_written,
+            RowView {
+                wants_live: true,
+                written: false,
+            },
+        ),
     ]);
 
     assert_eq!(pass.run().exclusions, [user_deleted]);
@@ -404,7 +443,8 @@ fn a_hold_stays_until_an_operator_confirms_and_then_applies_the_deletions() {
 
 #[test]
 fn an_incremental_listing_never_touches_the_guard() {
-    let mut pass = Pass::listing(vec![SourceEvent::tombstone(id("known0"))]).knowing(known_events(3));
+    let mut pass =
+        Pass::listing(vec![SourceEvent::tombstone(id("known0"))]).knowing(known_events(3));
     pass.guard.live_blocks = live_blocks(3, 9);
     let plan = pass.run();
     assert_eq!(plan.guard, GuardChange::Unchanged);
@@ -429,7 +469,11 @@ fn accepting_a_meeting_here_retracts_the_other_calendars_block_of_it_here() {
         .map(|(source, p)| (*source, p.desired.as_ref().map(|d| d.body.is_cancelled())))
         .collect();
     assert_eq!(onto_me, [(AccountId::new(2), None)]);
-    assert_eq!(want_on_2(&plan, "standup", false), Some(Want::Absent), "held on 02");
+    assert_eq!(
+        want_on_2(&plan, "standup", false),
+        Some(Want::Absent),
+        "held on 02"
+    );
     let on_3 = plan
         .blocks
         .iter()

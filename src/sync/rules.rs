@@ -1,4 +1,4 @@
-//! Which source events are mirrored onto which target (DESIGN.md §2 "Mirrored" and "Same
+//! Which source events are mirrored onto which target (docs/sync-rules.md, "Which events get a block" and "Same
 //! meeting"). [`mirror_decision`] answers with the first rule that applies, so a skipped
 //! event always names one reason (logged and counted by the caller).
 

@@ -118,7 +118,11 @@ impl Series {
             self.time(self.start),
             self.time(self.start + self.length()),
         );
-        let freq = if self.period_days == 1 { "DAILY" } else { "WEEKLY" };
+        let freq = if self.period_days == 1 {
+            "DAILY"
+        } else {
+            "WEEKLY"
+        };
         event.recurrence = vec![format!("RRULE:FREQ={freq};COUNT={}", self.count)];
         event.ical_uid = Some(format!("{}@model", self.id));
         if self.free {
@@ -248,7 +252,11 @@ impl Calendar {
                     series.exceptions.insert(original, Exception::Cancelled);
                     changed.push(series.exception_event(original));
                 }
-                let shift = if series.all_day { TimeDelta::days(hours) } else { TimeDelta::hours(hours) };
+                let shift = if series.all_day {
+                    TimeDelta::days(hours)
+                } else {
+                    TimeDelta::hours(hours)
+                };
                 series.start += shift;
                 changed.push(series.master_event());
                 changed
@@ -389,10 +397,15 @@ impl Target {
 fn span_of(body: &BlockBody) -> Span {
     let read = |t: &BlockTime| match (&t.date, &t.date_time) {
         (Some(date), _) => Err(NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap()),
-        (None, Some(dt)) => Ok(DateTime::parse_from_rfc3339(dt).unwrap().with_timezone(&Utc)),
+        (None, Some(dt)) => Ok(DateTime::parse_from_rfc3339(dt)
+            .unwrap()
+            .with_timezone(&Utc)),
         _ => panic!("a block time without date or dateTime"),
     };
-    match (read(body.start.as_ref().unwrap()), read(body.end.as_ref().unwrap())) {
+    match (
+        read(body.start.as_ref().unwrap()),
+        read(body.end.as_ref().unwrap()),
+    ) {
         (Err(s), Err(e)) => Span::Days(s, e),
         (Ok(s), Ok(e)) => Span::Instants(s, e),
         _ => panic!("mixed all-day and timed block"),
@@ -451,7 +464,11 @@ fn sync(
     }
     for (source, planned) in &plan.blocks {
         assert_eq!(*source, AccountId::new(1));
-        assert_ne!(planned.target, AccountId::new(1), "nothing targets the source");
+        assert_ne!(
+            planned.target,
+            AccountId::new(1),
+            "nothing targets the source"
+        );
         targets.entry(planned.target).or_default().apply(planned);
     }
 }

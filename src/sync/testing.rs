@@ -32,7 +32,11 @@ pub(crate) fn plan_listed(
         rows_on_me: HashMap::new(),
         guard: GuardInput::default(),
     };
-    sync_pass(&input).blocks.into_iter().map(|(_, p)| p).collect()
+    sync_pass(&input)
+        .blocks
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
 }
 
 /// A listed event as the pass receives it (the wire JSON is not needed by the rules).

@@ -1,4 +1,4 @@
-//! Table tests: one row per rule of DESIGN.md §2, then the shape of a block.
+//! Table tests: one row per rule of docs/sync-rules.md, then the shape of a block.
 
 use std::time::Duration;
 
@@ -103,7 +103,14 @@ fn plan(cfg: &PlannerConfig, event: &SourceEvent) -> Option<DesiredBlock> {
 
 /// The rows the pass plans onto Calendar 02 for `listed` of Calendar 01.
 fn plan_onto_2(listed: &[SourceEvent]) -> Vec<PlannedBlock> {
-    testing::plan_listed(&cfg(), &account(1), listed, &[account(1), account(2)], &[], now())
+    testing::plan_listed(
+        &cfg(),
+        &account(1),
+        listed,
+        &[account(1), account(2)],
+        &[],
+        now(),
+    )
 }
 
 /// The one row of the pass's plan for `listed` whose role matches.
@@ -117,7 +124,6 @@ fn row_of(listed: &[SourceEvent], role: fn(&BlockRole) -> bool) -> PlannedBlock 
 fn is_occurrence(role: &BlockRole) -> bool {
     matches!(role, BlockRole::Occurrence { .. })
 }
-
 
 fn is_detached(role: &BlockRole) -> bool {
     matches!(role, BlockRole::Detached)
@@ -811,7 +817,10 @@ fn the_pass_covers_every_other_target_and_says_which_blocks_must_go() {
         decision(3, "meeting1"),
         Decision::Skip(SkipReason::SameMeetingOnTarget)
     );
-    assert_eq!(decision(2, "declined1"), Decision::Skip(SkipReason::Declined));
+    assert_eq!(
+        decision(2, "declined1"),
+        Decision::Skip(SkipReason::Declined)
+    );
     let declined_on_3 = planned
         .iter()
         .find(|p| p.target.get() == 3 && p.source_event_id.as_str() == "declined1")

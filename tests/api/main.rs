@@ -20,3 +20,4 @@ mod supervision;
 mod sync_propagation;
 mod sync_resilience;
 mod sync_rules;
+mod sync_series;

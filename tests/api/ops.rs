@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use mcss::actors::LocalWriters;
 use mcss::config::{EncryptionKey, Settings};
 use mcss::domain::{AccountId, BlockId, CalendarId, EventId};
 use mcss::google::{AccountClient, GoogleError};
-use mcss::actors::LocalWriters;
 use mcss::ops::{self, BlockWrites as _, ConnectRequest, OpsError};
 use mcss::services::Services;
 use mcss::store::entities::accounts;
@@ -427,7 +427,9 @@ async fn purge_deletes_only_this_installations_blocks_and_a_dry_run_deletes_noth
         .unwrap()
         .is_empty());
     // Calendar 02 held no blocks; purge_all says so and touches nothing more.
-    let all = ops::purge_all(&env.services, &writers, false).await.unwrap();
+    let all = ops::purge_all(&env.services, &writers, false)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|(_, r)| r.found == 0 && r.error.is_none()));
     writers.shutdown().await;
@@ -602,7 +604,10 @@ async fn applied_block(
         until: mcss::store::now() + chrono::TimeDelta::minutes(5),
     };
     let claimed = env.store().claim_due(target.id, &claim, 100).await.unwrap();
-    let row = claimed.into_iter().find(|r| r.id == row.id).expect("the row is due");
+    let row = claimed
+        .into_iter()
+        .find(|r| r.id == row.id)
+        .expect("the row is due");
     let reports = [WriteReport {
         row: row.clone(),
         outcome: WriteOutcome::Applied {
@@ -721,7 +726,11 @@ async fn reconcile_repairs_orphans_duplicates_drift_missing_blocks_and_user_dele
     // Drift is patched back and the missing block written again, by the writer.
     assert_eq!(state_of(env, &drifted).await, BlockState::Applied);
     assert_eq!(
-        env.status(&b, drifted.block_id.as_str()).await.unwrap().1.as_deref(),
+        env.status(&b, drifted.block_id.as_str())
+            .await
+            .unwrap()
+            .1
+            .as_deref(),
         Some("Calendar 01 Block")
     );
     assert_eq!(state_of(env, &missing).await, BlockState::Applied);

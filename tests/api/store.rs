@@ -10,9 +10,9 @@ use mcss::config::{EncryptionKey, Settings};
 use mcss::domain::{AccountId, BlockId, CalendarId, ChannelId, EventId};
 use mcss::store::entities::{accounts, desired_blocks};
 use mcss::store::{
-    log_kind, now, AccountStatus, BlockState, Claim, LogQuery, LogResult, NewAccount,
-    NewChannel, NewLogEntry, OutboxRow, OutboxUpsert, RowRole, Store, StoreError,
-    StoredEventUpsert, SyncCommit, WriteOutcome, WriteReport,
+    log_kind, now, AccountStatus, BlockState, Claim, LogQuery, LogResult, NewAccount, NewChannel,
+    NewLogEntry, OutboxRow, OutboxUpsert, RowRole, Store, StoreError, StoredEventUpsert,
+    SyncCommit, WriteOutcome, WriteReport,
 };
 use sea_orm::{ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -212,7 +212,12 @@ fn failed(error: &str) -> WriteOutcome {
 }
 
 /// Due rows of `target` as a writer would claim them.
-async fn due(store: &Store, target: AccountId, at: chrono::DateTime<Utc>, limit: u64) -> Vec<OutboxRow> {
+async fn due(
+    store: &Store,
+    target: AccountId,
+    at: chrono::DateTime<Utc>,
+    limit: u64,
+) -> Vec<OutboxRow> {
     let claim = Claim {
         owner: format!("due-{}", uuid::Uuid::new_v4().simple()),
         until: at + Duration::seconds(1),
@@ -220,7 +225,9 @@ async fn due(store: &Store, target: AccountId, at: chrono::DateTime<Utc>, limit:
     let rows = store.claim_due(target, &claim, limit).await.expect("claim");
     // Hand the claims back so the test's writer can take the rows.
     store.release_claims(&claim.owner).await.expect("release");
-    rows.into_iter().filter(|r| r.next_attempt_at <= Some(at)).collect()
+    rows.into_iter()
+        .filter(|r| r.next_attempt_at <= Some(at))
+        .collect()
 }
 
 /// Commits just these desired blocks for `source`.
@@ -580,7 +587,14 @@ async fn an_unchanged_desired_hash_leaves_the_row_alone(db: &StoreDb) {
     let (a, b) = two_accounts(store).await;
     commit_blocks(store, a, vec![desired(a, b, "ev1", 1, Some("v1"))]).await;
     let row = only_block(store, b).await;
-    assert!(report(store, &row, retry_at(now() + Duration::hours(1), "HTTP 503")).await);
+    assert!(
+        report(
+            store,
+            &row,
+            retry_at(now() + Duration::hours(1), "HTTP 503")
+        )
+        .await
+    );
     let before = only_block(store, b).await;
 
     let outcome = store
@@ -715,8 +729,17 @@ async fn applying_stale_content_keeps_the_row_pending(db: &StoreDb) {
         row: row.clone(),
         outcome: applied("hash-v2", None),
     }];
-    assert_eq!(store.record_writes("someone-else", &reports, Vec::new()).await.expect("record"), 0);
-    assert_eq!(only_block(store, b).await.applied_hash.as_deref(), Some("hash-v1"));
+    assert_eq!(
+        store
+            .record_writes("someone-else", &reports, Vec::new())
+            .await
+            .expect("record"),
+        0
+    );
+    assert_eq!(
+        only_block(store, b).await.applied_hash.as_deref(),
+        Some("hash-v1")
+    );
 }
 
 async fn a_deleted_block_row_goes_away_unless_its_source_came_back(db: &StoreDb) {
@@ -774,7 +797,11 @@ async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &StoreDb) 
     assert!(report(store, &rows[0], retry_at(t0 + Duration::minutes(2), "503")).await);
     assert!(report(store, &rows[1], retry_at(t0 + Duration::minutes(1), "429")).await);
 
-    let due_now: Vec<_> = due(store, b, now(), 10).await.iter().map(|r| r.id).collect();
+    let due_now: Vec<_> = due(store, b, now(), 10)
+        .await
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(due_now, vec![rows[2].id, rows[3].id]);
     assert_eq!(due(store, b, now(), 1).await.len(), 1);
     assert!(due(store, a, now(), 10).await.is_empty());
@@ -1055,10 +1082,7 @@ async fn events_are_found_by_ical_uid_across_accounts(db: &StoreDb) {
                 source_event("ev2", Some("other")),
             ],
         ),
-        (
-            b,
-            vec![source_event("evb", Some("meeting")), cancelled],
-        ),
+        (b, vec![source_event("evb", Some("meeting")), cancelled]),
     ] {
         store
             .commit_sync(
@@ -1072,16 +1096,19 @@ async fn events_are_found_by_ical_uid_across_accounts(db: &StoreDb) {
             .expect("commit");
     }
 
-    let found = store
-        .events_by_ical_uids(&["meeting"])
-        .await
-        .expect("find");
+    let found = store.events_by_ical_uids(&["meeting"]).await.expect("find");
 
     // Cancelled copies are found too: the planner reads their status (a cancelled
     // exception still shapes its series).
     let found: Vec<_> = found
         .iter()
-        .map(|e| (e.account_id, e.event_id.as_str().to_owned(), e.status.clone()))
+        .map(|e| {
+            (
+                e.account_id,
+                e.event_id.as_str().to_owned(),
+                e.status.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         found,
@@ -1131,7 +1158,9 @@ async fn concurrent_writers_do_not_fail(db: &StoreDb) {
                         recreated: false,
                     },
                 }];
-                store.record_writes(&claim.owner, &reports, Vec::new()).await?;
+                store
+                    .record_writes(&claim.owner, &reports, Vec::new())
+                    .await?;
             }
             Ok::<_, StoreError>(())
         }));

@@ -118,7 +118,7 @@ async fn create_update_and_delete_propagate_to_all_four_other_calendars(backend:
     app.assert_no_orphans().await;
 }
 
-/// The shape DESIGN.md §2 gives every block.
+/// The shape docs/sync-rules.md gives every block.
 fn a_block_has_the_generic_private_shape(block: &Value, title: &str, details: &str) {
     assert_eq!(block["summary"], title, "the generic title: {block}");
     assert_eq!(block["visibility"], "private", "private: {block}");

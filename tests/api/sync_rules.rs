@@ -1,4 +1,4 @@
-//! The mirror rules of DESIGN.md §2 as a user sees them on Google: what gets a block, what
+//! The mirror rules of docs/sync-rules.md as a user sees them on Google: what gets a block, what
 //! does not, and what a block of a series, an all-day event or a zoned event looks like.
 
 use crate::support::{hour_slot, id_of, marker_of, spawn_app, AppOptions, TestApp};

@@ -464,6 +464,35 @@ impl User<'_> {
         page["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// events.list with series expanded into instances (`singleEvents=true`), live ones only,
+    /// between `time_min` and `time_max` (RFC 3339), every page.
+    pub async fn list_expanded(&self, time_min: &str, time_max: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("singleEvents", "true".to_owned()),
+                ("timeMin", time_min.to_owned()),
+                ("timeMax", time_max.to_owned()),
+                ("maxResults", "2500".to_owned()),
+            ];
+            if let Some(token) = &page_token {
+                query.push(("pageToken", token.clone()));
+            }
+            let page = self
+                .send(
+                    self.app.http.get(self.events_url()).query(&query),
+                    "list expanded",
+                )
+                .await;
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["nextPageToken"].as_str() {
+                Some(token) => page_token = Some(token.to_owned()),
+                None => return items,
+            }
+        }
+    }
+
     /// A timed, busy event `days_ahead` days from now at 10:00 UTC, one hour long.
     pub async fn insert_meeting(&self, summary: &str, days_ahead: i64) -> Value {
         let (start, end) = hour_slot(days_ahead, 10);
