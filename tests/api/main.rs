@@ -10,6 +10,7 @@ mod support;
 mod admin_http;
 mod browser;
 mod cli;
+mod config_env;
 mod crash_restart;
 mod engine;
 mod google_client;
