@@ -329,7 +329,7 @@ async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> 
         .map_err(|e| anyhow::anyhow!("--calendar-id: {e}"))?;
     let refresh_token = args.refresh_token.resolve()?;
     let services = services(settings, store).await?;
-    let account = ops::connect_account(
+    let account = ops::connect_account_with(
         &services,
         ops::ConnectRequest {
             alias: args.alias,
@@ -337,6 +337,7 @@ async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> 
             calendar_id: Some(calendar_id),
             email: args.email,
         },
+        &|err, wait| eprintln!("{}, retrying in {} s", retry_reason(err), wait.as_secs()),
     )
     .await?;
     let verb = if account.created_at == account.updated_at {
@@ -352,6 +353,14 @@ async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> 
     );
     println!("  status:      {}", account.status);
     Ok(())
+}
+
+/// Why `accounts add` waits, for its stderr line.
+fn retry_reason(err: &crate::google::GoogleError) -> String {
+    match err {
+        crate::google::GoogleError::RateLimited { .. } => "rate limited by Google".to_owned(),
+        other => format!("Google is unavailable ({other})"),
+    }
 }
 
 /// `mcss accounts remove`
