@@ -21,3 +21,4 @@ mod supervision;
 mod sync_propagation;
 mod sync_resilience;
 mod sync_rules;
+mod webhook_replay;
