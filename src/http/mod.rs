@@ -9,7 +9,7 @@
 mod admin;
 mod health;
 mod oauth;
-pub mod replay;
+mod replay;
 pub(crate) mod security;
 mod webhook;
 

@@ -15,6 +15,10 @@
 //! for a signed-in operator, is what authorizes it. Pending consents live in this process
 //! only: with several replicas, the one that started a consent must receive its callback
 //! (see docs/operations.md).
+//!
+//! Both pages carry the dashboard's security headers ([`super::security`]). A code Google
+//! refuses to exchange is the browser's request gone wrong (400, "start again"); only
+//! Google failing to answer is a 502.
 
 use std::collections::HashMap;
 use std::sync::Arc;

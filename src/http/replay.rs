@@ -160,14 +160,11 @@ impl PingMemory {
         }
     }
 
-    /// Channels remembered now (for tests).
-    pub fn len(&self) -> usize {
+    /// Channels remembered now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let generations = self.generations.lock();
         generations.current.len() + generations.previous.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
