@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real PostgreSQL 15 and Redis on loopback.
 #
-# Works on a fresh machine and when run twice in a row: it installs what is missing
-# (redis-server, chromium, chromium-driver, cargo-nextest,
-# google-api-python-client), starts throwaway servers under
-# .ci/tmp on free ports, exports their URLs and stops them on exit.
+# Works on a fresh machine (as root or not) and when run twice in a row: it installs what
+# is missing (PostgreSQL 15, redis-server, chromium, chromium-driver, cargo-nextest,
+# google-api-python-client), starts throwaway servers on free loopback ports, exports
+# their URLs and stops them on exit.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,11 +13,50 @@ tmp="$root/.ci/tmp"
 # PostgreSQL runs as its own user, which may not be able to enter the checkout's folders:
 # its data lives under /tmp instead.
 pgdir="${TMPDIR:-/tmp}/mcss-test-pg-$(id -u)-$(printf %s "$root" | cksum | cut -d" " -f1)"
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# Found (or installed) by find_postgres; set PG_BIN to use another PostgreSQL.
+PG_BIN=${PG_BIN:-}
 
 log() { printf '[test] %s\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The bin folder of PostgreSQL: $PG_BIN, else 15, else the newest under /usr/lib/postgresql.
+# Prints nothing (and still succeeds) when there is none.
+pg_bin_dir() {
+  local dir
+  for dir in ${PG_BIN:-/usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r)}; do
+    if [ -x "$dir/initdb" ]; then
+      printf '%s\n' "$dir"
+      return 0
+    fi
+  done
+  return 0
+}
+
+find_postgres() {
+  local dir
+  dir=$(pg_bin_dir)
+  if [ -z "$dir" ]; then
+    log "installing PostgreSQL 15"
+    apt_install postgresql-15 || apt_install postgresql
+    dir=$(pg_bin_dir)
+  fi
+  if [ -z "$dir" ]; then
+    log "no initdb found under /usr/lib/postgresql/*/bin (set PG_BIN)"
+    exit 1
+  fi
+  PG_BIN=$dir
+  # initdb and pg_ctl refuse to run as root: root runs them as the postgres user, which
+  # the Debian package creates (made here when PostgreSQL came from elsewhere).
+  if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  fi
+}
 
 install_missing() {
   local need=()
@@ -26,9 +65,9 @@ install_missing() {
   command -v chromedriver >/dev/null || need+=(chromium-driver)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt_install "${need[@]}"
   fi
+  find_postgres
   if ! python3 -c 'import googleapiclient, google.oauth2' >/dev/null 2>&1; then
     log "installing google-api-python-client (Google's own client, for the emulator's conformance test)"
     python3 -m pip install -q --disable-pip-version-check google-api-python-client >/dev/null 2>&1 \

@@ -2,13 +2,12 @@
 //! and the demo can call the same code.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::SecretString;
 
 use crate::actors::LocalWriters;
-use crate::config::{DatabaseKind, Settings};
+use crate::config::{one_line, ConfigError, DatabaseKind, Settings, Severity};
 use crate::coordinator::Coordinator;
 use crate::domain::CalendarId;
 use crate::ops::{self, BlockWrites as _};
@@ -161,21 +160,85 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mcss check`: configuration, database and Redis, printed for a human.
+/// `mcss check`: database and Redis reached, the settings that matter, and what the
+/// configuration leaves out ([`Settings::findings`]). Fails when a finding is an error (for
+/// example accounts that cannot refresh their tokens without an OAuth client).
 pub async fn check(settings: Settings) -> anyhow::Result<()> {
-    println!("configuration: ok");
-    println!("  port: {}", settings.port);
+    let store = Store::connect(&settings).await?;
+    let pinged = store.ping().await;
+    // A database `serve` has not migrated yet has no accounts table: nothing to count.
+    let listed = store.list_accounts().await;
+    store.close().await;
+    pinged.context("database: no answer")?;
     let kind = match settings.database_kind() {
         DatabaseKind::Postgres => "PostgreSQL",
         DatabaseKind::Sqlite => "SQLite",
     };
-    println!("  database: {kind}");
+    let accounts = match listed {
+        Ok(accounts) => {
+            println!("database: ok ({kind}, {} accounts)", accounts.len());
+            accounts.len()
+        }
+        Err(_) => {
+            println!("database: ok ({kind}, no schema yet: `mcss migrate` creates it)");
+            0
+        }
+    };
+    match &settings.redis_url {
+        None => println!("redis: not configured (single replica)"),
+        Some(url) => {
+            let redis = Coordinator::connect(url, settings.db_connect_timeout).await?;
+            let pong = redis.ping().await.context("redis: no answer");
+            redis.quit().await;
+            pong?;
+            println!("redis: ok");
+        }
+    }
+    print_settings(&settings);
+    let findings = settings.findings(accounts);
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    if findings.is_empty() {
+        println!("configuration: ok");
+    } else {
+        println!(
+            "configuration: {}, {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        );
+    }
+    anyhow::ensure!(
+        errors == 0,
+        "the configuration has {}; see `error:` above",
+        plural(errors, "error")
+    );
+    Ok(())
+}
+
+/// "1 error", "2 errors".
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn print_settings(settings: &Settings) {
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    println!("settings:");
+    println!("  port: {}", settings.port);
     println!(
         "  push: {}",
-        settings.webhook_url().map_or_else(
-            || "off (polling only; set WEBHOOK_BASE_URL)".to_owned(),
-            |u| u.to_string()
-        )
+        settings
+            .webhook_url()
+            .map_or_else(|| "off (polling only)".to_owned(), |u| u.to_string())
     );
     println!("  google api: {}", settings.google.api_base_url);
     println!(
@@ -188,31 +251,40 @@ pub async fn check(settings: Settings) -> anyhow::Result<()> {
     );
     println!(
         "  admin pages: {}",
-        if settings.admin_password.is_some() {
-            "on"
-        } else {
-            "off (set ADMIN_PASSWORD)"
-        }
+        on_off(settings.admin_password.is_some())
     );
-    let store = Store::connect(&settings)
-        .await
-        .context("database: cannot connect")?;
-    store.ping().await.context("database: no answer")?;
-    let accounts = store.list_accounts().await.unwrap_or_default();
-    println!("database: ok ({} accounts)", accounts.len());
-    match &settings.redis_url {
-        None => println!("redis: not configured (single replica)"),
-        Some(url) => {
-            let redis = Coordinator::connect(url, Duration::from_secs(5))
-                .await
-                .context("redis: cannot connect")?;
-            redis.ping().await.context("redis: no answer")?;
-            println!("redis: ok");
-            redis.quit().await;
+    println!("  metrics: {}", on_off(settings.enable_metrics));
+}
+
+/// The one line `main` prints for a failed command: the error, then each cause the text so
+/// far does not already contain (wrappers that repeat their source would otherwise say the
+/// same thing up to four times), folded to one line.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = one_line(&cause.to_string());
+        if text.is_empty() || line.contains(&text) {
+            continue;
         }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
     }
-    store.close().await;
-    Ok(())
+    line
+}
+
+/// The exit status of a failed command: 2 when a configuration value is the cause
+/// (malformed, or pointing at a database, Redis or port that cannot be used), else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let config = err
+        .chain()
+        .any(|cause| cause.downcast_ref::<ConfigError>().is_some());
+    if config {
+        2
+    } else {
+        1
+    }
 }
 
 /// `mcss accounts …`
@@ -258,7 +330,7 @@ async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> 
         .map_err(|e| anyhow::anyhow!("--calendar-id: {e}"))?;
     let refresh_token = args.refresh_token.resolve()?;
     let services = services(settings, store).await?;
-    let account = ops::connect_account(
+    let account = ops::connect_account_with(
         &services,
         ops::ConnectRequest {
             alias: args.alias,
@@ -266,6 +338,7 @@ async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> 
             calendar_id: Some(calendar_id),
             email: args.email,
         },
+        &|err, wait| eprintln!("{}, retrying in {} s", retry_reason(err), wait.as_secs()),
     )
     .await?;
     let verb = if account.created_at == account.updated_at {
@@ -281,6 +354,14 @@ async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> 
     );
     println!("  status:      {}", account.status);
     Ok(())
+}
+
+/// Why `accounts add` waits, for its stderr line.
+fn retry_reason(err: &crate::google::GoogleError) -> String {
+    match err {
+        crate::google::GoogleError::RateLimited { .. } => "rate limited by Google".to_owned(),
+        other => format!("Google is unavailable ({other})"),
+    }
 }
 
 /// `mcss accounts remove`
@@ -366,4 +447,45 @@ pub async fn purge(settings: Settings, args: PurgeArgs) -> anyhow::Result<()> {
 /// `mcss demo`: a temporary SQLite database and demo settings.
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     crate::demo::run(args).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open the database: {0}")]
+    struct Wrapper(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("database error: {0}")]
+    struct Inner(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_told_by_its_wrapper_is_not_repeated() {
+        let err = anyhow::Error::new(Wrapper(Inner(std::io::Error::other(
+            "unable to open\n  database file",
+        ))));
+
+        assert_eq!(
+            error_line(&err),
+            "cannot open the database: database error: unable to open database file"
+        );
+        assert_eq!(exit_code(&err), 1);
+    }
+
+    #[test]
+    fn a_configuration_cause_anywhere_in_the_chain_exits_with_2() {
+        let err = anyhow::Error::new(crate::store::StoreError::Unusable(ConfigError::new(
+            "DATABASE_URL",
+            "PostgreSQL at h:5432/db did not answer within 5 s",
+        )))
+        .context("database");
+
+        assert_eq!(exit_code(&err), 2);
+        assert_eq!(
+            error_line(&err),
+            "database: DATABASE_URL: PostgreSQL at h:5432/db did not answer within 5 s"
+        );
+    }
 }

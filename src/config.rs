@@ -1,9 +1,19 @@
 //! Configuration: one typed [`Settings`] read from the environment (and `.env` when present).
 //!
-//! Every variable is parsed here and nowhere else. A bad value is reported as a
-//! [`ConfigError`] naming the variable and what is wrong with it — never echoing a secret —
-//! so `main` can print one line and exit non-zero. Secrets are held as [`SecretString`] or
-//! [`EncryptionKey`], whose `Debug` output is redacted.
+//! Every variable is parsed here and nowhere else, and every one of them at start, so a bad
+//! value stops the process before anything happens. [`VARIABLES`] lists them all (the
+//! README's configuration table is checked against it). A bad value is reported as a
+//! [`ConfigError`] naming the variable and what is wrong with it, in one line and never
+//! echoing a secret, so `main` can print it and exit with status 2; the store and the Redis
+//! coordinator use the same error when a `DATABASE_URL` or `REDIS_URL` cannot be reached.
+//! Secrets are held as [`SecretString`] or [`EncryptionKey`], whose `Debug` output is
+//! redacted. [`findings`] names what a valid configuration still leaves out (`mcss check`).
+
+mod findings;
+mod log_filter;
+
+pub use findings::{Finding, Severity};
+pub use log_filter::{named_targets as log_filter_targets, LEVELS as LOG_LEVELS};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,21 +35,83 @@ pub const GOOGLE_REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
 /// The default database: a SQLite file in the working directory, created when missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://mcss.db?mode=rwc";
 
+/// Every environment variable [`Settings`] reads. `CALENDAR_NN_ID` stands for the numbered
+/// family `CALENDAR_01_ID`, `CALENDAR_02_ID`, …
+pub const VARIABLES: &[&str] = &[
+    "PORT",
+    "DATABASE_URL",
+    "DB_CONNECT_TIMEOUT_SECS",
+    "REDIS_URL",
+    "ENCRYPTION_KEY",
+    "WEBHOOK_BASE_URL",
+    "WEBHOOK_SECRET",
+    "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET",
+    "GOOGLE_REDIRECT_URI",
+    "GOOGLE_API_BASE_URL",
+    "GOOGLE_AUTH_URL",
+    "GOOGLE_TOKEN_URL",
+    "GOOGLE_REVOKE_URL",
+    "GOOGLE_REQUEST_TIMEOUT_SECS",
+    "CALENDAR_NN_ID",
+    "ADMIN_PASSWORD",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "ENABLE_METRICS",
+    "INSTALLATION_ID",
+    "BLOCK_TITLE_TEMPLATE",
+    "BLOCK_DETAILS",
+    "SKIP_ALL_DAY",
+    "SKIP_OUT_OF_OFFICE",
+    "SKIP_FOCUS_TIME",
+    "EXCLUDE_TITLE_REGEX",
+    "SYNC_LOOKBACK_DAYS",
+    "POLL_INTERVAL_SECS",
+    "RECONCILE_INTERVAL_SECS",
+    "WRITES_PER_SECOND",
+    "MASS_DELETE_THRESHOLD",
+    "CHANNEL_RENEW_BEFORE_SECS",
+    "CHANNEL_TTL_SECS",
+    "RESTART_BACKOFF_INITIAL_MS",
+    "RESTART_BACKOFF_MAX_SECS",
+    "RESTART_MAX",
+    "RESTART_WINDOW_SECS",
+    "SHUTDOWN_TIMEOUT_SECS",
+    "MAX_BODY_BYTES",
+    "REQUEST_TIMEOUT_SECS",
+];
+
+/// The shortest accepted `ADMIN_PASSWORD`: the dashboard can remove accounts.
+pub const MIN_ADMIN_PASSWORD_LEN: usize = 12;
+/// The shortest accepted `WEBHOOK_SECRET`: it keys the HMAC of every channel token.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+/// The longest accepted `BLOCK_TITLE_TEMPLATE`.
+const MAX_TITLE_TEMPLATE_LEN: usize = 200;
+
 /// A configuration value that cannot be used, with the variable that holds it.
+///
+/// Displayed as `VARIABLE: problem`, always on one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {variable}: {problem}")]
+#[error("{variable}: {problem}")]
 pub struct ConfigError {
     pub variable: String,
     pub problem: String,
 }
 
 impl ConfigError {
-    fn new(variable: impl Into<String>, problem: impl Into<String>) -> Self {
+    /// The problem is folded to one line: library errors (the regex parser's, a driver's)
+    /// may span several.
+    pub fn new(variable: impl Into<String>, problem: impl AsRef<str>) -> Self {
         Self {
             variable: variable.into(),
-            problem: problem.into(),
+            problem: one_line(problem.as_ref()),
         }
     }
+}
+
+/// `text` with every run of whitespace, line breaks included, turned into one space.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// How log lines are written.
@@ -135,7 +207,7 @@ pub struct GoogleSettings {
     pub request_timeout: Duration,
 }
 
-/// The user-visible sync rules of docs/sync-rules.md that an operator may change.
+/// The user-visible sync rules (docs/sync-rules.md) that an operator may change.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// Summary template of a block; `{alias}` becomes the source account's alias.
@@ -189,6 +261,8 @@ impl Default for SupervisionSettings {
 pub struct Settings {
     pub port: u16,
     pub database_url: SecretString,
+    /// How long the first connection to the database (or Redis) may take at start.
+    pub db_connect_timeout: Duration,
     pub redis_url: Option<SecretString>,
     /// Public base URL of this service; when set, calendars get push channels at
     /// `{webhook_base_url}/webhooks/google`.
@@ -227,11 +301,10 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let vars = Vars(
-            vars.into_iter()
-                .filter(|(_, v)| !v.trim().is_empty())
-                .collect(),
-        );
+        Self::parse(&Vars::new(vars))
+    }
+
+    fn parse(vars: &Vars) -> Result<Self, ConfigError> {
         let database_url = vars.get("DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL);
         let database_kind = database_kind(database_url)
             .ok_or_else(|| ConfigError::new("DATABASE_URL", database_url_problem(database_url)))?;
@@ -247,26 +320,13 @@ impl Settings {
         }
         let redis_url = vars
             .get("REDIS_URL")
-            .map(|raw| {
-                let scheme = raw.split("://").next().unwrap_or_default();
-                if matches!(
-                    scheme,
-                    "redis" | "rediss" | "redis-cluster" | "redis-sentinel"
-                ) && raw.contains("://")
-                {
-                    Ok(SecretString::from(raw.to_owned()))
-                } else {
-                    Err(ConfigError::new(
-                        "REDIS_URL",
-                        "must be a redis:// or rediss:// URL",
-                    ))
-                }
-            })
+            .map(|raw| redis_url(raw).map_err(|p| ConfigError::new("REDIS_URL", p)))
             .transpose()?;
+        let (client_id, client_secret) = oauth_client(vars)?;
         let google = GoogleSettings {
-            client_id: vars.get("GOOGLE_CLIENT_ID").map(str::to_owned),
-            client_secret: vars.secret("GOOGLE_CLIENT_SECRET"),
-            redirect_uri: vars.url_opt("GOOGLE_REDIRECT_URI")?,
+            client_id,
+            client_secret,
+            redirect_uri: redirect_uri(vars)?,
             api_base_url: vars.url("GOOGLE_API_BASE_URL", GOOGLE_API_BASE_URL)?,
             auth_url: vars.url("GOOGLE_AUTH_URL", GOOGLE_AUTH_URL)?,
             token_url: vars.url("GOOGLE_TOKEN_URL", GOOGLE_TOKEN_URL)?,
@@ -276,8 +336,11 @@ impl Settings {
         let sync = SyncSettings {
             block_title_template: vars
                 .get("BLOCK_TITLE_TEMPLATE")
-                .unwrap_or("{alias} Block")
-                .to_owned(),
+                .map(|raw| {
+                    title_template(raw).map_err(|p| ConfigError::new("BLOCK_TITLE_TEMPLATE", p))
+                })
+                .transpose()?
+                .unwrap_or_else(|| "{alias} Block".to_owned()),
             block_details: match vars.get("BLOCK_DETAILS").unwrap_or("full") {
                 "full" => BlockDetails::Full,
                 "busy-only" => BlockDetails::BusyOnly,
@@ -297,7 +360,7 @@ impl Settings {
                     Regex::new(raw).map_err(|e| {
                         ConfigError::new(
                             "EXCLUDE_TITLE_REGEX",
-                            format!("is not a valid regex: {e}"),
+                            format!("is not a valid regex: {}", regex_problem(&e)),
                         )
                     })
                 })
@@ -312,6 +375,15 @@ impl Settings {
             channel_renew_before: vars.secs("CHANNEL_RENEW_BEFORE_SECS", 86_400, 60, 6 * 86_400)?,
             channel_ttl: vars.secs("CHANNEL_TTL_SECS", 7 * 86_400, 300, 30 * 86_400)?,
         };
+        if sync.channel_renew_before >= sync.channel_ttl {
+            return Err(ConfigError::new(
+                "CHANNEL_RENEW_BEFORE_SECS",
+                format!(
+                    "must be less than CHANNEL_TTL_SECS ({} s), or every channel is renewed as soon as it is opened",
+                    sync.channel_ttl.as_secs()
+                ),
+            ));
+        }
         let supervision = SupervisionSettings {
             backoff_initial: Duration::from_millis(vars.number(
                 "RESTART_BACKOFF_INITIAL_MS",
@@ -323,16 +395,26 @@ impl Settings {
             max_restarts: vars.number("RESTART_MAX", 5u32, 1, 1000)?,
             window: vars.secs("RESTART_WINDOW_SECS", 300, 1, 86_400)?,
         };
+        if supervision.backoff_initial > supervision.backoff_max {
+            return Err(ConfigError::new(
+                "RESTART_BACKOFF_INITIAL_MS",
+                format!(
+                    "must not exceed RESTART_BACKOFF_MAX_SECS ({} s)",
+                    supervision.backoff_max.as_secs()
+                ),
+            ));
+        }
         Ok(Self {
             port: vars.number("PORT", 3000u16, 0, u16::MAX)?,
             database_url: SecretString::from(database_url.to_owned()),
+            db_connect_timeout: vars.secs("DB_CONNECT_TIMEOUT_SECS", 5, 1, 60)?,
             redis_url,
             webhook_base_url: vars.url_opt("WEBHOOK_BASE_URL")?,
             google,
-            declared_calendars: declared_calendars(&vars)?,
+            declared_calendars: declared_calendars(vars)?,
             encryption_key,
-            webhook_secret: vars.secret("WEBHOOK_SECRET"),
-            admin_password: vars.secret("ADMIN_PASSWORD"),
+            webhook_secret: vars.secret_of_length("WEBHOOK_SECRET", MIN_WEBHOOK_SECRET_LEN)?,
+            admin_password: vars.secret_of_length("ADMIN_PASSWORD", MIN_ADMIN_PASSWORD_LEN)?,
             installation_id: vars
                 .get("INSTALLATION_ID")
                 .map(|raw| {
@@ -347,7 +429,8 @@ impl Settings {
                     }
                 })
                 .transpose()?,
-            log_level: vars.get("LOG_LEVEL").unwrap_or("info").to_owned(),
+            log_level: log_filter::check(vars.get("LOG_LEVEL").unwrap_or("info"))
+                .map_err(|p| ConfigError::new("LOG_LEVEL", p))?,
             log_format: match vars.get("LOG_FORMAT") {
                 None => None,
                 Some("json") => Some(LogFormat::Json),
@@ -402,9 +485,106 @@ fn database_url_problem(url: &str) -> String {
     }
 }
 
+/// A Redis URL with a known scheme and a host; the text itself is a secret (it may hold a
+/// password), so the problem never repeats it.
+fn redis_url(raw: &str) -> Result<SecretString, &'static str> {
+    const SCHEMES: [&str; 4] = ["redis", "rediss", "redis-cluster", "redis-sentinel"];
+    let url = Url::parse(raw).map_err(|_| "must be a redis:// or rediss:// URL")?;
+    if !SCHEMES.contains(&url.scheme()) {
+        return Err("must be a redis:// or rediss:// URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("names no host; use redis://host:6379");
+    }
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+/// `GOOGLE_CLIENT_ID` and `GOOGLE_CLIENT_SECRET`: both or neither, each one word.
+fn oauth_client(vars: &Vars) -> Result<(Option<String>, Option<SecretString>), ConfigError> {
+    let id = vars.get("GOOGLE_CLIENT_ID");
+    let secret = vars.get("GOOGLE_CLIENT_SECRET");
+    if id.is_some_and(|v| v.chars().any(|c| c.is_whitespace() || c.is_control())) {
+        return Err(ConfigError::new(
+            "GOOGLE_CLIENT_ID",
+            "must be one word, like `1234-abc.apps.googleusercontent.com`",
+        ));
+    }
+    if secret.is_some_and(|v| v.chars().any(|c| c.is_whitespace() || c.is_control())) {
+        return Err(ConfigError::new(
+            "GOOGLE_CLIENT_SECRET",
+            "must be one word (copy it from the OAuth client's page)",
+        ));
+    }
+    match (id, secret) {
+        (Some(_), None) => Err(ConfigError::new(
+            "GOOGLE_CLIENT_SECRET",
+            "is required when GOOGLE_CLIENT_ID is set",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            "GOOGLE_CLIENT_ID",
+            "is required when GOOGLE_CLIENT_SECRET is set",
+        )),
+        (id, secret) => Ok((
+            id.map(str::to_owned),
+            secret.map(|s| SecretString::from(s.to_owned())),
+        )),
+    }
+}
+
+/// `GOOGLE_REDIRECT_URI` must reach this service's callback route, or consent never
+/// completes.
+fn redirect_uri(vars: &Vars) -> Result<Option<Url>, ConfigError> {
+    let uri = vars.url_opt("GOOGLE_REDIRECT_URI")?;
+    if uri
+        .as_ref()
+        .is_some_and(|u| u.path().trim_end_matches('/') != "/auth/callback")
+    {
+        return Err(ConfigError::new(
+            "GOOGLE_REDIRECT_URI",
+            "must end in /auth/callback, the service's OAuth callback (e.g. https://mcss.example.com/auth/callback)",
+        ));
+    }
+    Ok(uri)
+}
+
+/// A block title: printable, not too long, and `{alias}` the only placeholder (any other
+/// would appear verbatim in every block).
+fn title_template(raw: &str) -> Result<String, String> {
+    if raw.chars().count() > MAX_TITLE_TEMPLATE_LEN {
+        return Err(format!(
+            "is longer than {MAX_TITLE_TEMPLATE_LEN} characters"
+        ));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    let rest = raw.replace("{alias}", "");
+    if let Some(start) = rest.find('{') {
+        let placeholder: String = rest[start..].chars().take_while(|c| *c != '}').collect();
+        return Err(format!(
+            "has an unknown placeholder `{placeholder}}}`; only {{alias}} is replaced"
+        ));
+    }
+    if rest.contains('}') {
+        return Err("has a `}` without its `{`; only {alias} is replaced".to_owned());
+    }
+    Ok(raw.to_owned())
+}
+
+/// The regex parser's own message, without the pattern and caret lines it draws above it.
+fn regex_problem(err: &regex::Error) -> String {
+    let text = err.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error:"))
+        .map(|m| m.trim().to_owned())
+        .unwrap_or_else(|| one_line(&text))
+}
+
 fn declared_calendars(vars: &Vars) -> Result<Vec<(String, CalendarId)>, ConfigError> {
     let mut found: Vec<(u32, String, CalendarId)> = Vec::new();
-    for (name, value) in &vars.0 {
+    vars.asked.borrow_mut().insert("CALENDAR_NN_ID");
+    for (name, value) in &vars.values {
         let Some(number) = name
             .strip_prefix("CALENDAR_")
             .and_then(|rest| rest.strip_suffix("_ID"))
@@ -428,24 +608,58 @@ fn declared_calendars(vars: &Vars) -> Result<Vec<(String, CalendarId)>, ConfigEr
         .collect())
 }
 
-struct Vars(HashMap<String, String>);
+/// The environment as given, empty values dropped (an empty variable means "unset").
+struct Vars {
+    values: HashMap<String, String>,
+    /// Every name asked for, so a test can compare it with [`VARIABLES`].
+    asked: std::cell::RefCell<std::collections::BTreeSet<&'static str>>,
+}
 
 impl Vars {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|v| v.trim())
+    fn new(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            values: vars
+                .into_iter()
+                .filter(|(_, v)| !v.trim().is_empty())
+                .collect(),
+            asked: Default::default(),
+        }
     }
 
-    fn secret(&self, name: &str) -> Option<SecretString> {
-        self.get(name).map(|v| SecretString::from(v.to_owned()))
+    fn get(&self, name: &'static str) -> Option<&str> {
+        debug_assert!(
+            VARIABLES.contains(&name),
+            "{name} is read but missing from config::VARIABLES (and the README)"
+        );
+        self.asked.borrow_mut().insert(name);
+        self.values.get(name).map(|v| v.trim())
     }
 
-    fn url(&self, name: &str, default: &str) -> Result<Url, ConfigError> {
+    /// A secret of at least `min` characters; the problem names the length, never the value.
+    fn secret_of_length(
+        &self,
+        name: &'static str,
+        min: usize,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        match self.get(name) {
+            Some(v) if v.chars().count() < min => Err(ConfigError::new(
+                name,
+                format!(
+                    "must be at least {min} characters, got {} (try `openssl rand -hex 16`)",
+                    v.chars().count()
+                ),
+            )),
+            other => Ok(other.map(|v| SecretString::from(v.to_owned()))),
+        }
+    }
+
+    fn url(&self, name: &'static str, default: &str) -> Result<Url, ConfigError> {
         Ok(self
             .url_opt(name)?
             .unwrap_or_else(|| Url::parse(default).expect("default URLs are valid")))
     }
 
-    fn url_opt(&self, name: &str) -> Result<Option<Url>, ConfigError> {
+    fn url_opt(&self, name: &'static str) -> Result<Option<Url>, ConfigError> {
         let Some(raw) = self.get(name) else {
             return Ok(None);
         };
@@ -454,10 +668,13 @@ impl Vars {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::new(name, "must be an http:// or https:// URL"));
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ConfigError::new(name, "must not carry a query or fragment"));
+        }
         Ok(Some(url))
     }
 
-    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(name).map(str::to_ascii_lowercase).as_deref() {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
@@ -466,7 +683,7 @@ impl Vars {
         }
     }
 
-    fn number<T>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
     where
         T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
@@ -485,7 +702,13 @@ impl Vars {
         Ok(value)
     }
 
-    fn secs(&self, name: &str, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    fn secs(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
         self.number(name, default, min, max)
             .map(Duration::from_secs)
     }
@@ -517,9 +740,7 @@ mod tests {
     fn a_nonsense_database_url_names_the_variable() {
         let err = settings(&[("DATABASE_URL", "nonsense")]).unwrap_err();
         assert_eq!(err.variable, "DATABASE_URL");
-        assert!(err
-            .to_string()
-            .starts_with("invalid configuration: DATABASE_URL:"));
+        assert!(err.to_string().starts_with("DATABASE_URL: "), "{err}");
     }
 
     #[test]
@@ -592,7 +813,8 @@ mod tests {
     fn secrets_are_redacted_in_debug_output() {
         let key = "ab".repeat(32);
         let s = settings(&[
-            ("ADMIN_PASSWORD", "hunter2"),
+            ("ADMIN_PASSWORD", "hunter2-hunter2"),
+            ("GOOGLE_CLIENT_ID", "id.apps.googleusercontent.com"),
             ("GOOGLE_CLIENT_SECRET", "topsecret"),
             ("ENCRYPTION_KEY", &key),
             ("DATABASE_URL", "sqlite://x.db?password=pw"),
@@ -603,6 +825,102 @@ mod tests {
         assert!(!debug.contains("topsecret"));
         assert!(!debug.contains(&key));
         assert!(!debug.contains("password=pw"));
+    }
+
+    #[test]
+    fn the_list_of_variables_is_exactly_what_the_parser_reads() {
+        let vars = Vars::new(Vec::new());
+
+        Settings::parse(&vars).expect("the defaults are valid");
+
+        let asked: Vec<&str> = vars.asked.into_inner().into_iter().collect();
+        let mut listed = VARIABLES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(asked, listed);
+    }
+
+    #[test]
+    fn a_log_level_that_is_not_a_level_is_refused_instead_of_silencing_the_logs() {
+        for bad in ["loud", "verbose", "info,mcss=loud"] {
+            let err = settings(&[("LOG_LEVEL", bad)]).unwrap_err();
+            assert_eq!(err.variable, "LOG_LEVEL", "{bad}");
+        }
+        let s = settings(&[("LOG_LEVEL", "info,mcss=debug")]).unwrap();
+        assert_eq!(s.log_level, "info,mcss=debug");
+    }
+
+    #[test]
+    fn a_bad_regex_is_reported_in_one_line_without_the_parsers_drawing() {
+        let err = settings(&[("EXCLUDE_TITLE_REGEX", "(unclosed")]).unwrap_err();
+
+        assert_eq!(
+            err.to_string(),
+            "EXCLUDE_TITLE_REGEX: is not a valid regex: unclosed group"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_folded_to_one_line() {
+        let err = ConfigError::new("X", "first\n    second\n\tthird");
+        assert_eq!(err.to_string(), "X: first second third");
+    }
+
+    #[test]
+    fn an_oauth_client_needs_both_halves_each_one_word() {
+        let only_id = settings(&[("GOOGLE_CLIENT_ID", "id")]).unwrap_err();
+        let only_secret = settings(&[("GOOGLE_CLIENT_SECRET", "s")]).unwrap_err();
+        let spaced =
+            settings(&[("GOOGLE_CLIENT_ID", "my id"), ("GOOGLE_CLIENT_SECRET", "s")]).unwrap_err();
+
+        assert_eq!(only_id.variable, "GOOGLE_CLIENT_SECRET");
+        assert_eq!(only_secret.variable, "GOOGLE_CLIENT_ID");
+        assert_eq!(spaced.variable, "GOOGLE_CLIENT_ID");
+    }
+
+    #[test]
+    fn short_secrets_are_refused_without_repeating_them() {
+        let err = settings(&[("ADMIN_PASSWORD", "hunter2")]).unwrap_err();
+        assert_eq!(err.variable, "ADMIN_PASSWORD");
+        assert!(!err.to_string().contains("hunter2"));
+        let err = settings(&[("WEBHOOK_SECRET", "short")]).unwrap_err();
+        assert_eq!(err.variable, "WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn a_title_template_may_only_use_the_alias_placeholder() {
+        assert!(settings(&[("BLOCK_TITLE_TEMPLATE", "Busy ({alias})")]).is_ok());
+        let err = settings(&[("BLOCK_TITLE_TEMPLATE", "{name} Block")]).unwrap_err();
+        assert!(err.problem.contains("`{name}`"), "{err}");
+        assert!(settings(&[("BLOCK_TITLE_TEMPLATE", "Block }")]).is_err());
+    }
+
+    #[test]
+    fn related_values_are_checked_against_each_other() {
+        let renew = settings(&[
+            ("CHANNEL_TTL_SECS", "3600"),
+            ("CHANNEL_RENEW_BEFORE_SECS", "7200"),
+        ])
+        .unwrap_err();
+        let backoff = settings(&[
+            ("RESTART_BACKOFF_INITIAL_MS", "5000"),
+            ("RESTART_BACKOFF_MAX_SECS", "1"),
+        ])
+        .unwrap_err();
+        let redirect =
+            settings(&[("GOOGLE_REDIRECT_URI", "https://x.example.com/oauth")]).unwrap_err();
+
+        assert_eq!(renew.variable, "CHANNEL_RENEW_BEFORE_SECS");
+        assert_eq!(backoff.variable, "RESTART_BACKOFF_INITIAL_MS");
+        assert_eq!(redirect.variable, "GOOGLE_REDIRECT_URI");
+    }
+
+    #[test]
+    fn a_redis_url_needs_a_scheme_and_a_host_and_is_never_echoed() {
+        for bad in ["localhost:6379", "http://h:6379", "redis://:pw@/0"] {
+            let err = settings(&[("REDIS_URL", bad)]).unwrap_err();
+            assert_eq!(err.variable, "REDIS_URL", "{bad}");
+            assert!(!err.to_string().contains("pw"), "{err}");
+        }
     }
 
     #[test]

@@ -19,7 +19,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service: HTTP ingress, supervised sync actors; runs migrations at start.
-    Serve,
+    Serve {
+        /// Listen on this port instead of `PORT`.
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Run everything embedded: Google emulator, temporary SQLite, five demo calendars.
@@ -41,9 +45,14 @@ fn main() -> ExitCode {
         // The demo makes its own settings; everything else reads the environment.
         Command::Demo(_) => None,
         _ => match Settings::from_env() {
-            Ok(settings) => Some(settings),
+            Ok(mut settings) => {
+                if let Command::Serve { port: Some(port) } = cli.command {
+                    settings.port = port;
+                }
+                Some(settings)
+            }
             Err(e) => {
-                eprintln!("mcss: {e}");
+                eprintln!("mcss: invalid configuration: {e}");
                 return ExitCode::from(2);
             }
         },
@@ -61,7 +70,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match (cli.command, settings) {
             (Command::Demo(args), _) => commands::demo(args).await,
-            (Command::Serve, Some(s)) => commands::serve(s).await,
+            (Command::Serve { .. }, Some(s)) => commands::serve(s).await,
             (Command::Migrate, Some(s)) => commands::migrate(s).await,
             (Command::Accounts(cmd), Some(s)) => commands::accounts(s, cmd).await,
             (Command::Check, Some(s)) => commands::check(s).await,
@@ -75,8 +84,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcss: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("mcss: {}", commands::error_line(&e));
+            ExitCode::from(commands::exit_code(&e))
         }
     }
 }

@@ -2,16 +2,21 @@
 //! optional Redis, the supervised actor tree and the HTTP listener (port 0 in tests) — and
 //! runs it until shutdown, then stops it in order under one deadline:
 //! stop intake (HTTP) → drain the actors → close the pools.
+//!
+//! The port is bound only once the database (and Redis, when configured) answered: until
+//! then nothing listens, so a health check is refused at once instead of hanging on a
+//! socket nobody serves, and a start that cannot reach its database exits without ever
+//! having looked alive.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::ActorRef;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::actors::supervisor::SupervisorMsg;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::http::{self, AppState};
 use crate::services::{Services, ServicesError};
@@ -21,12 +26,13 @@ use crate::store::{Store, StoreError};
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the database: {0}")]
+    #[error("{0}")]
     Store(#[from] StoreError),
-    #[error(transparent)]
+    #[error("{0}")]
     Redis(#[from] CoordinatorError),
-    #[error("cannot listen on port {port}: {source}")]
-    Bind { port: u16, source: std::io::Error },
+    /// The port cannot be listened on (in use, privileged); names `PORT`.
+    #[error("{0}")]
+    Bind(#[source] ConfigError),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot start the actor supervisor: {0}")]
@@ -46,34 +52,22 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects and migrates the store, connects Redis when configured, starts the
-    /// supervisor with one child pair per active account, and binds the listener.
+    /// Connects and migrates the store, connects Redis when configured, binds the listener,
+    /// then starts the supervisor with one child pair per active account.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let started_at = Instant::now();
-        // Bound first, so a `WEBHOOK_BASE_URL` with port 0 can name the real port.
-        let listener = http::bind(settings.port)
-            .await
-            .map_err(|source| StartupError::Bind {
-                port: settings.port,
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                port: settings.port,
-                source,
-            })?
-            .port();
+        let store = Store::connect(&settings).await?;
+        store.migrate().await?;
+        let coordinator = match &settings.redis_url {
+            Some(url) => Some(Coordinator::connect(url, settings.db_connect_timeout).await?),
+            None => None,
+        };
+        // Bound before anything uses `WEBHOOK_BASE_URL`, so port 0 there can name the port.
+        let (listener, port) = bind(settings.port).await?;
         let mut settings = settings;
         resolve_webhook_port(&mut settings, port);
         let settings = Arc::new(settings);
         let prometheus = crate::metrics::install();
-        let store = Store::connect(&settings).await?;
-        store.migrate().await?;
-        let coordinator = match &settings.redis_url {
-            Some(url) => Some(Coordinator::connect(url, Duration::from_secs(5)).await?),
-            None => None,
-        };
         let shutdown = Shutdown::new();
         let services = Services::build(settings.clone(), store.clone()).await?;
         let (control, supervisor_handle) = crate::actors::start(services, shutdown.clone())
@@ -192,6 +186,29 @@ impl Application {
         );
         outcome
     }
+}
+
+/// The listener on `port` and the port it got (the one asked for, or a free one for 0).
+async fn bind(port: u16) -> Result<(TcpListener, u16), StartupError> {
+    let refused = |e: std::io::Error| StartupError::Bind(bind_problem(port, &e));
+    let listener = http::bind(port).await.map_err(refused)?;
+    let bound = listener.local_addr().map_err(refused)?.port();
+    Ok((listener, bound))
+}
+
+/// One line for a port that cannot be listened on, with what to do about it. `mcss serve`
+/// and `mcss demo` both take `--port` and `PORT`, and are the usual holders of the port.
+pub fn bind_problem(port: u16, err: &std::io::Error) -> ConfigError {
+    let problem = match err.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "port {port} is already in use; choose another with --port or PORT (is another `mcss serve` or `mcss demo` running?)"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "port {port} needs privileges this process lacks; choose one above 1023 with --port or PORT"
+        ),
+        _ => format!("cannot listen on port {port}: {err}; choose another with --port or PORT"),
+    };
+    ConfigError::new("PORT", problem)
 }
 
 /// A `WEBHOOK_BASE_URL` with port 0 (tests, the demo) means "this application's own port":

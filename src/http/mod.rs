@@ -1,12 +1,16 @@
 //! The thin HTTP ingress: validate, translate into an actor message or a store read, answer.
 //!
 //! Served by hyper (through axum's router). Every route is behind a body-size limit and a
-//! request timeout; webhook pings are answered before any Google call is made.
+//! request timeout; webhook pings are answered before any Google call is made, and replayed
+//! ones are dropped ([`replay`]). The HTML pages (`/admin/*`, `/auth/*`) carry the same
+//! security headers ([`security`]).
 //! Routes: `/health`, `/health/detailed`, `/metrics`, `/webhooks/google`, `/auth/*`, `/admin/*`.
 
 mod admin;
 mod health;
 mod oauth;
+mod replay;
+pub(crate) mod security;
 mod webhook;
 
 pub use admin::AdminConfig;
@@ -19,7 +23,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use ractor::ActorRef;
 use tokio::net::TcpListener;
@@ -61,7 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::live))
         .route("/health/detailed", get(health::detailed))
         .route("/metrics", get(metrics))
-        .route("/webhooks/google", post(webhook::google))
+        .route(
+            "/webhooks/google",
+            post(webhook::google).layer(Extension(Arc::new(replay::PingMemory::default()))),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(track))
         .layer(RequestBodyLimitLayer::new(max_body))

@@ -15,6 +15,10 @@
 //! for a signed-in operator, is what authorizes it. Pending consents live in this process
 //! only: with several replicas, the one that started a consent must receive its callback
 //! (see docs/operations.md).
+//!
+//! Both pages carry the dashboard's security headers ([`super::security`]). A code Google
+//! refuses to exchange is the browser's request gone wrong (400, "start again"); only
+//! Google failing to answer is a 502.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +36,7 @@ use serde::Deserialize;
 use super::admin::{self, pages_message as message, Admin, Runtime};
 use super::AppState;
 use crate::google::auth::{SCOPE_CALENDAR_EVENTS, SCOPE_CALENDAR_LIST_READONLY};
-use crate::google::GrantedTokens;
+use crate::google::{GoogleError, GrantedTokens};
 use crate::ops::{self, ConnectRequest, OpsError, MAX_ALIAS_LEN};
 
 /// How long a consent may take before its `state` is refused.
@@ -81,6 +85,7 @@ pub(crate) fn routes(runtime: Arc<Runtime>) -> Router<AppState> {
     Router::new()
         .route("/auth/google/start", get(start))
         .route("/auth/callback", get(callback))
+        .layer(axum::middleware::map_response(super::security::headers))
         .layer(Extension(runtime))
 }
 
@@ -250,12 +255,7 @@ async fn callback(
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(%alias, error = %e, "code exchange failed");
-            return message(
-                StatusCode::BAD_GATEWAY,
-                "Google refused the sign-in",
-                &format!("The code could not be exchanged for a token ({e}). Nothing was changed. Start again."),
-                again,
-            );
+            return exchange_failed(&e, again);
         }
     };
     let missing = missing_scopes(&granted);
@@ -319,6 +319,36 @@ async fn callback(
     }
     tracing::info!(account = %account.id, alias = %account.alias, reconnected = existed, "account connected through consent");
     super::admin::connected_page(&account, existed)
+}
+
+/// The page for a code Google would not exchange. A refused code (used, expired, forged,
+/// not ours) is the browser's request gone wrong: 400, and none of the refresh-token words
+/// the token endpoint's `invalid_grant` means elsewhere. Only Google being unreachable or
+/// confused is a gateway failure.
+fn exchange_failed(err: &GoogleError, again: Option<(&str, &str)>) -> Response {
+    match err {
+        GoogleError::InvalidGrant
+        | GoogleError::Unauthorized
+        | GoogleError::Permanent { .. }
+        | GoogleError::NotFound => message(
+            StatusCode::BAD_REQUEST,
+            "The authorization code was refused",
+            "Google refused the authorization code: it was already used, has expired, or was not issued for this sign-in. Nothing was changed. Start again.",
+            again,
+        ),
+        GoogleError::Config(_) => message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Google sign-in is not configured",
+            "Set GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REDIRECT_URI (see docs/operations.md). Nothing was changed.",
+            again,
+        ),
+        _ => message(
+            StatusCode::BAD_GATEWAY,
+            "Google could not finish the sign-in",
+            "Google did not answer the code exchange properly (it may be busy). Nothing was changed. Start again in a moment.",
+            again,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -7,12 +7,19 @@
 //! 2xx is delivered; a 4xx is a failed delivery Google does not retry (unknown or stopped
 //! channel: 404, wrong token: 403, malformed: 400); a 5xx would be retried, so it is only
 //! used when the store cannot be read.
+//!
+//! Replays are dropped before `Control` sees them: in process by [`PingMemory`] (always) and
+//! across replicas by Redis (when configured). A dropped replay is answered 200, so Google
+//! does not retry it, and causes no sync.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 
+use super::replay::{Admission, PingMemory};
 use super::AppState;
 use crate::actors::{PingOutcome, WebhookPing};
 use crate::domain::SyncId;
@@ -26,6 +33,7 @@ const MESSAGE_NUMBER: &str = "x-goog-message-number";
 
 pub(super) async fn google(
     State(state): State<AppState>,
+    Extension(memory): Extension<Arc<PingMemory>>,
     headers: HeaderMap,
 ) -> (StatusCode, &'static str) {
     let received = Instant::now();
@@ -33,11 +41,24 @@ pub(super) async fn google(
         count("malformed");
         return (StatusCode::BAD_REQUEST, "missing X-Goog-Channel-ID\n");
     };
-    if is_duplicate(&state, &ping).await {
+    let (channel, token, number) = (
+        ping.channel_id.clone(),
+        ping.token.clone(),
+        ping.message_number,
+    );
+    if memory.admit(&channel, token.as_deref(), number) == Admission::Replay
+        || is_duplicate(&state, &ping).await
+    {
         count("duplicate");
         return (StatusCode::OK, "");
     }
-    match state.control.ping(ping).await {
+    let outcome = state.control.ping(ping).await;
+    if !matches!(outcome, Ok(PingOutcome::Accepted | PingOutcome::Sync)) {
+        // Refused (forged, unknown) or not handled (store down, Google retries): the next
+        // ping with this number must not count as a replay.
+        memory.forget(&channel, token.as_deref(), number);
+    }
+    match outcome {
         Ok(PingOutcome::Accepted) => {
             count("accepted");
             (StatusCode::OK, "")

@@ -1,15 +1,32 @@
 //! Connecting an account from a refresh token (the CLI's `accounts add`, the OAuth callback).
+//!
+//! The one Google call of a connect (calendarList.get) rides out rate limits and transient
+//! failures with its own bounded backoff, honouring `Retry-After`, and tells the caller each
+//! time it waits ([`connect_account_with`]): the CLI prints it, so an operator sees why the
+//! command takes a while instead of watching it hang.
+
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
 use super::OpsError;
 use crate::domain::CalendarId;
-use crate::google::TokenSource;
+use crate::google::{AccountClient, CalendarListEntry, GoogleError, RetryPolicy, TokenSource};
 use crate::services::Services;
 use crate::store::{log_kind, Account, LogResult, NewAccount, NewLogEntry};
 
 /// The longest alias accepted; it is shown in block titles and on the dashboard.
 pub const MAX_ALIAS_LEN: usize = 64;
+
+/// Waits after a rate limit or a transient failure, before giving up: 2, 4, 8, 16, 30 s.
+pub const CONNECT_RETRIES: u32 = 5;
+const FIRST_WAIT: Duration = Duration::from_secs(2);
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
+/// No wait is started that would end later than this after the first attempt.
+const RETRY_BUDGET: Duration = Duration::from_secs(90);
+
+/// Told about every wait before it starts: the failure and how long the wait is.
+pub type RetryNotice<'a> = &'a (dyn Fn(&GoogleError, Duration) + Send + Sync);
 
 /// What [`connect_account`] needs.
 #[derive(Debug, Clone)]
@@ -30,17 +47,34 @@ pub struct ConnectRequest {
 ///
 /// The real id matters: block ids hash the calendar ids, and "primary" would be the same
 /// string for every account.
-#[tracing::instrument(name = "ops.connect_account", skip_all, fields(alias = %req.alias))]
 pub async fn connect_account(
     services: &Services,
     req: ConnectRequest,
 ) -> Result<Account, OpsError> {
+    let notice = |err: &GoogleError, wait: Duration| {
+        tracing::info!(error = %err, wait_secs = wait.as_secs(), "connecting: Google asked to wait; retrying");
+    };
+    connect_account_with(services, req, &notice).await
+}
+
+/// [`connect_account`], telling `on_retry` about each wait for a rate limit or a transient
+/// failure of Google.
+#[tracing::instrument(name = "ops.connect_account", skip_all, fields(alias = %req.alias))]
+pub async fn connect_account_with(
+    services: &Services,
+    req: ConnectRequest,
+    on_retry: RetryNotice<'_>,
+) -> Result<Account, OpsError> {
     let alias = validate_alias(&req.alias)?;
     let wanted = req.calendar_id.unwrap_or_else(CalendarId::primary);
     let tokens = TokenSource::new(services.oauth.clone(), req.refresh_token.clone());
-    let client = services.google.account(tokens);
-    let entry = client
-        .calendar_list_get(&wanted)
+    // This loop does the waiting, so it can say so; the client's own retries would be silent.
+    let client = services
+        .google
+        .clone()
+        .with_retry_policy(RetryPolicy::no_retry())
+        .account(tokens);
+    let entry = read_calendar(&client, &wanted, on_retry)
         .await
         .map_err(|e| OpsError::google(format!("cannot read calendar {wanted} from Google"), e))?;
     if entry.id.as_str() == "primary" || entry.deleted {
@@ -100,6 +134,38 @@ pub async fn connect_account(
     Ok(account)
 }
 
+/// calendarList.get under [`CONNECT_RETRIES`] and [`RETRY_BUDGET`].
+async fn read_calendar(
+    client: &AccountClient,
+    wanted: &CalendarId,
+    on_retry: RetryNotice<'_>,
+) -> Result<CalendarListEntry, GoogleError> {
+    let started = Instant::now();
+    let mut retry = 0;
+    loop {
+        let err = match client.calendar_list_get(wanted).await {
+            Err(e) if e.is_retryable() && retry < CONNECT_RETRIES => e,
+            other => return other,
+        };
+        let wait = backoff(retry, err.retry_after());
+        if started.elapsed() + wait > RETRY_BUDGET {
+            return Err(err);
+        }
+        on_retry(&err, wait);
+        tokio::time::sleep(wait).await;
+        retry += 1;
+    }
+}
+
+/// The wait before retry `retry` (0-based): doubling from [`FIRST_WAIT`] up to
+/// [`LONGEST_WAIT`], never shorter than Google's `Retry-After`.
+fn backoff(retry: u32, retry_after: Option<Duration>) -> Duration {
+    let doubled = FIRST_WAIT.saturating_mul(2u32.saturating_pow(retry.min(16)));
+    doubled
+        .min(LONGEST_WAIT)
+        .max(retry_after.unwrap_or_default())
+}
+
 fn validate_alias(raw: &str) -> Result<String, OpsError> {
     let alias = raw.trim();
     if alias.is_empty() {
@@ -132,6 +198,16 @@ async fn log(services: &Services, account: &Account, detail: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_waits_double_up_to_a_cap_and_honour_retry_after() {
+        let waits: Vec<u64> = (0..CONNECT_RETRIES)
+            .map(|n| backoff(n, None).as_secs())
+            .collect();
+
+        assert_eq!(waits, [2, 4, 8, 16, 30]);
+        assert_eq!(backoff(0, Some(Duration::from_secs(7))).as_secs(), 7);
+    }
 
     #[test]
     fn an_alias_is_trimmed_and_must_be_short_printable_and_non_empty() {

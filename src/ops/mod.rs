@@ -34,7 +34,9 @@ use crate::google::GoogleError;
 use crate::services::{Services, ServicesError};
 use crate::store::{Account, AccountStatus, StoreError};
 
-pub use connect::{connect_account, ConnectRequest, MAX_ALIAS_LEN};
+pub use connect::{
+    connect_account, connect_account_with, ConnectRequest, RetryNotice, MAX_ALIAS_LEN,
+};
 pub use purge::{
     purge_account, purge_all, remove_account, retract_source_blocks, PurgeReport, RemoveReport,
     RetractReport,

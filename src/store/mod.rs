@@ -26,7 +26,7 @@ use sea_orm::{
 };
 use secrecy::ExposeSecret as _;
 
-use crate::config::{DatabaseKind, EncryptionKey, Settings};
+use crate::config::{one_line, ConfigError, DatabaseKind, EncryptionKey, Settings};
 
 mod accounts;
 mod channels;
@@ -61,6 +61,9 @@ pub enum StoreError {
     /// A row holds a value the code cannot interpret (an invalid id, unknown status, bad JSON).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// `DATABASE_URL` cannot be used at start: no answer, refused, a missing folder.
+    #[error("{0}")]
+    Unusable(#[from] ConfigError),
 }
 
 impl StoreError {
@@ -111,10 +114,19 @@ impl Store {
     /// SQLite: the file is created when missing, WAL mode and a busy timeout are set, and
     /// without `ENCRYPTION_KEY` the key lives in `<db>.key` (see [`crypto`]). An in-memory
     /// SQLite database without a key gets a throwaway key: its tokens die with it anyway.
+    ///
+    /// The first connection must succeed within `DB_CONNECT_TIMEOUT_SECS`: a server that
+    /// accepts the connection and then says nothing fails the start instead of hanging it.
+    /// A database that cannot be used is [`StoreError::Unusable`], naming `DATABASE_URL`
+    /// and where it points (never the credentials).
     #[tracing::instrument(name = "store.connect", skip_all, fields(kind = ?settings.database_kind()))]
     pub async fn connect(settings: &Settings) -> Result<Store, StoreError> {
         let url = settings.database_url.expose_secret().to_owned();
         let kind = settings.database_kind();
+        let place = describe_database(&url, kind);
+        if let Some(file) = sqlite_file(&url)? {
+            check_sqlite_folder(&file)?;
+        }
         let key = match (&settings.encryption_key, kind) {
             (Some(key), _) => key.clone(),
             (None, DatabaseKind::Postgres) => {
@@ -132,7 +144,8 @@ impl Store {
 
         let mut options = ConnectOptions::new(url.clone());
         options
-            .connect_timeout(Duration::from_secs(10))
+            // Later waits for a pooled connection (busy moments) may be longer than the
+            // first connect: the timeout below bounds that one.
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(Duration::from_secs(600))
             .max_lifetime(Duration::from_secs(1800))
@@ -163,7 +176,18 @@ impl Store {
                 });
             }
         }
-        let db = sea_orm::Database::connect(options).await?;
+        let timeout = settings.db_connect_timeout;
+        let db = match tokio::time::timeout(timeout, sea_orm::Database::connect(options)).await {
+            Ok(Ok(db)) => db,
+            Ok(Err(DbErr::Conn(e))) => {
+                return Err(unusable(format!(
+                    "cannot connect to {place}: {}",
+                    innermost(&e)
+                )))
+            }
+            Ok(Err(e)) => return Err(StoreError::Database(e)),
+            Err(_) => return Err(unusable(silence_problem(&url, &place, timeout).await)),
+        };
         Ok(Store {
             db,
             cipher: Arc::new(TokenCipher::new(&key)),
@@ -283,15 +307,81 @@ impl Store {
 /// The file behind a SQLite URL, or `None` for an in-memory database.
 fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
     use sea_orm::sqlx::sqlite::SqliteConnectOptions;
-    if url.contains(":memory:") || url.contains("mode=memory") {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
         return Ok(None);
     }
-    let opts: SqliteConnectOptions = url.parse().map_err(|e| {
-        StoreError::Database(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-            "DATABASE_URL is not a usable SQLite URL: {e}"
-        ))))
-    })?;
+    let opts: SqliteConnectOptions = url
+        .parse()
+        .map_err(|e| unusable(format!("is not a usable SQLite URL: {e}")))?;
     Ok(Some(opts.get_filename().to_owned()))
+}
+
+fn unusable(problem: String) -> StoreError {
+    StoreError::Unusable(ConfigError::new("DATABASE_URL", problem))
+}
+
+/// SQLite creates the file but not its folder; saying so beats "unable to open database
+/// file" (and the key file beside it would fail the same way first).
+fn check_sqlite_folder(file: &std::path::Path) -> Result<(), StoreError> {
+    match file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(folder) if !folder.is_dir() => Err(unusable(format!(
+            "the folder {} of the SQLite file does not exist",
+            folder.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Why a PostgreSQL connect timed out, in words: the pool retries a refused connection
+/// until its deadline, so "refused" must be found out by trying once more by hand.
+async fn silence_problem(url: &str, place: &str, timeout: Duration) -> String {
+    let waited = format!("within {} s (DB_CONNECT_TIMEOUT_SECS)", timeout.as_secs());
+    let Some(address) = postgres_address(url) else {
+        return format!("{place} did not answer {waited}");
+    };
+    let probe = tokio::net::TcpStream::connect(address);
+    match tokio::time::timeout(Duration::from_secs(1), probe).await {
+        Ok(Err(e)) => format!("cannot connect to {place}: {e}"),
+        Ok(Ok(_)) => format!("{place} accepted the connection but did not answer {waited}"),
+        Err(_) => format!("{place} did not answer {waited}"),
+    }
+}
+
+/// PostgreSQL's host and port, when `url` is a PostgreSQL URL.
+fn postgres_address(url: &str) -> Option<(String, u16)> {
+    let u = url::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "postgres" | "postgresql") {
+        return None;
+    }
+    Some((
+        u.host_str().unwrap_or("localhost").to_owned(),
+        u.port().unwrap_or(5432),
+    ))
+}
+
+/// Where `url` points, for error messages: the SQLite file, or PostgreSQL's host, port and
+/// database, without user or password.
+fn describe_database(url: &str, kind: DatabaseKind) -> String {
+    match kind {
+        DatabaseKind::Sqlite => match sqlite_file(url) {
+            Ok(Some(file)) => format!("the SQLite database {}", file.display()),
+            _ => "the SQLite database".to_owned(),
+        },
+        DatabaseKind::Postgres => match (postgres_address(url), url::Url::parse(url)) {
+            (Some((host, port)), Ok(u)) => format!("PostgreSQL at {host}:{port}{}", u.path()),
+            _ => "PostgreSQL".to_owned(),
+        },
+    }
+}
+
+/// The deepest cause of `err`, in one line: the driver's own words ("Connection refused",
+/// "password authentication failed …") without the wrappers that repeat them.
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    one_line(&current.to_string())
 }
 
 /// Now, truncated to microseconds: PostgreSQL keeps no more, so a value read back compares

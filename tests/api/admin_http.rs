@@ -517,3 +517,87 @@ async fn every_demo_scenario_runs_against_the_emulator() {
     }
     assert!(demo.actions.scenario("nonsense").await.is_err());
 }
+
+/// The security headers of `response`, by name.
+fn security_headers(response: &Response) -> Vec<(String, String)> {
+    [
+        "content-security-policy",
+        "x-frame-options",
+        "x-content-type-options",
+        "referrer-policy",
+        "cache-control",
+    ]
+    .into_iter()
+    .map(|name| {
+        let value = response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (name.to_owned(), value)
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn the_auth_pages_carry_the_same_security_headers_as_the_admin_pages() {
+    let app = app().await;
+    let mut client = Client::new();
+
+    let admin = client.get(&format!("{}/admin/login", app.base)).await;
+    let start = client
+        .get(&format!(
+            "{}/auth/google/start?alias=Calendar%2009",
+            app.base
+        ))
+        .await;
+    let callback = client
+        .get(&format!("{}/auth/callback?state=forged&code=x", app.base))
+        .await;
+
+    let expected = security_headers(&admin);
+    assert!(
+        expected.iter().all(|(_, value)| !value.is_empty()),
+        "{expected:?}"
+    );
+    assert_eq!(security_headers(&start), expected, "/auth/google/start");
+    assert_eq!(security_headers(&callback), expected, "/auth/callback");
+}
+
+#[tokio::test]
+async fn a_garbage_authorization_code_is_a_clear_400_asking_to_start_again() {
+    let app = app().await;
+    let mut client = Client::new();
+    let consent = begin_consent(
+        &mut client,
+        &app,
+        "alias=Calendar%2002&login_hint=user02%40example.test",
+    )
+    .await;
+    let approved = client.get(&consent).await;
+    let mut callback = reqwest::Url::parse(&location(&approved)).unwrap();
+    let state = callback
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("the callback carries the state");
+    callback
+        .query_pairs_mut()
+        .clear()
+        .append_pair("state", &state)
+        .append_pair("code", "garbage-code");
+
+    let response = client.get(callback.as_str()).await;
+
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("authorization code was refused"), "{page}");
+    assert!(page.contains("Start again"), "{page}");
+    assert!(!page.contains("refresh token"), "{page}");
+    assert!(app
+        .store
+        .account_by_alias("Calendar 02")
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -370,3 +370,92 @@ async fn every_command_explains_itself_in_help() {
         assert!(run.stdout.contains(expected), "{args:?}: {}", run.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_add_backs_off_from_a_rate_limit_and_says_so() {
+    // Arrange: Google answers the first calendarList.get with a rate limit.
+    let cli = Cli::start().await;
+    let token = cli.token(0);
+    let rule = json!({
+        "kind": "rateLimitExceeded",
+        "status": 429,
+        "methods": ["calendarList.get"],
+        "count": 1,
+    });
+    reqwest::Client::new()
+        .post(format!("{}/emulator/faults", cli.emulator.base_url()))
+        .json(&rule)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .expect("the fault is accepted");
+
+    // Act
+    let added = cli
+        .run(&[
+            "accounts",
+            "add",
+            "--alias",
+            "Calendar 01",
+            "--refresh-token",
+            &token,
+        ])
+        .await;
+
+    // Assert
+    assert!(added.ok, "{}", added.stderr);
+    assert!(
+        added.stdout.contains("connected \"Calendar 01\""),
+        "{}",
+        added.stdout
+    );
+    assert_eq!(
+        added.stderr.trim(),
+        "rate limited by Google, retrying in 2 s",
+        "one line per wait, on stderr"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_calls_connected_accounts_without_an_oauth_client_an_error() {
+    // Arrange: one connected account, then the OAuth client taken away.
+    let cli = Cli::start().await;
+    let token = cli.token(0);
+    let added = cli
+        .run(&[
+            "accounts",
+            "add",
+            "--alias",
+            "Calendar 01",
+            "--refresh-token",
+            &token,
+        ])
+        .await;
+    assert!(added.ok, "{}", added.stderr);
+
+    // Act: empty values count as unset.
+    let checked = cli
+        .run_with(
+            &["check"],
+            &[("GOOGLE_CLIENT_ID", ""), ("GOOGLE_CLIENT_SECRET", "")],
+            "",
+        )
+        .await;
+
+    // Assert
+    assert!(!checked.ok, "{}", checked.stdout);
+    assert!(
+        checked.stdout.contains(
+            "error: GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are not set: the connected account cannot refresh its access token"
+        ),
+        "{}",
+        checked.stdout
+    );
+    assert!(
+        checked.stdout.contains("configuration: 1 error, "),
+        "{}",
+        checked.stdout
+    );
+    assert_eq!(checked.stderr.lines().count(), 1, "{}", checked.stderr);
+}

@@ -1,5 +1,6 @@
 //! Black-box tests of the `mcss serve` binary: start-up on its defaults, on PostgreSQL with
-//! Redis, a bad configuration, SIGTERM, and the Railway config naming a served route.
+//! Redis, a bad configuration, a database that never answers, a port in use, SIGTERM, and
+//! the Railway config naming a served route.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -237,4 +238,114 @@ async fn an_unreachable_redis_is_a_clear_error_within_the_timeout() {
         .expect_err("nothing listens there");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.to_string().contains("Redis"), "{err}");
+}
+
+/// `mcss serve` with only `vars`, in an empty temp dir, stdout dropped and stderr kept.
+fn serve_child(args: &[&str], vars: &[(&str, String)]) -> (Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mcss starts");
+    (child, dir)
+}
+
+/// A TCP server that accepts connections and never says a word, like a hung database.
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+fn stderr_lines(child: Child) -> Vec<String> {
+    let out = child.wait_with_output().expect("mcss exits");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_database_that_never_answers_fails_the_start_within_ten_seconds_and_no_port_is_bound() {
+    // Arrange
+    let db_port = silent_server();
+    let port = free_port();
+
+    // Act
+    let (mut child, _dir) = serve_child(
+        &[],
+        &[
+            ("PORT", port.to_string()),
+            (
+                "DATABASE_URL",
+                format!("postgres://mcss:hunter2@127.0.0.1:{db_port}/mcss"),
+            ),
+            ("ENCRYPTION_KEY", "11".repeat(32)),
+        ],
+    );
+    let started = Instant::now();
+    let mut listened = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait works") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            break None;
+        }
+        listened |= std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = started.elapsed();
+    let lines = stderr_lines(child);
+
+    // Assert
+    assert!(!listened, "the port was bound before the database answered");
+    assert!(took < Duration::from_secs(10), "exited after {took:?}");
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("DATABASE_URL"), "{lines:?}");
+    assert!(lines[0].contains("did not answer"), "{lines:?}");
+    assert!(!lines[0].contains("hunter2"), "{lines:?}");
+}
+
+#[test]
+fn a_port_in_use_is_one_line_naming_the_way_out() {
+    // Arrange: someone else holds the port, on every address.
+    let holder = std::net::TcpListener::bind("[::]:0")
+        .or_else(|_| std::net::TcpListener::bind("0.0.0.0:0"))
+        .expect("a free port");
+    let port = holder.local_addr().unwrap().port();
+
+    // Act
+    let (child, _dir) = serve_child(&["--port", &port.to_string()], &[]);
+    let lines = stderr_lines(child);
+
+    // Assert
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(
+        line.starts_with(&format!("mcss: PORT: port {port} is already in use")),
+        "{line}"
+    );
+    assert!(line.contains("--port or PORT"), "{line}");
+    assert!(
+        line.contains("another `mcss serve` or `mcss demo` running?"),
+        "{line}"
+    );
+    assert_eq!(line.matches("in use").count(), 1, "{line}");
+    drop(holder);
 }

@@ -133,26 +133,8 @@ pub(crate) fn routes(runtime: Arc<Runtime>) -> Router<AppState> {
         .route("/admin/static/style.css", get(stylesheet))
         .route("/admin/static/live.js", get(live_script))
         .route("/admin/{*rest}", get(unknown_page))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(super::security::headers))
         .layer(Extension(runtime))
-}
-
-/// No framing, no referrer leaks, nothing cached, scripts and styles only from here.
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    let set = |h: &mut HeaderMap, name: &'static str, value: &'static str| {
-        h.entry(name).or_insert(HeaderValue::from_static(value));
-    };
-    set(
-        headers,
-        "content-security-policy",
-        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-    );
-    set(headers, "x-frame-options", "DENY");
-    set(headers, "referrer-policy", "no-referrer");
-    set(headers, "x-content-type-options", "nosniff");
-    set(headers, "cache-control", "no-store");
-    response
 }
 
 /// The plain 404 of a service whose admin pages are off.
