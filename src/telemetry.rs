@@ -37,10 +37,13 @@ pub fn init(level: &str, format: Option<LogFormat>) {
     let installed = match format {
         LogFormat::Json => registry
             .with(
+                // Every line carries its spans (request, sync, actor handler), so one
+                // `sync_id` or `account_id` filter follows a change through the logs.
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(false),
+                    .with_current_span(false)
+                    .with_span_list(true),
             )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),

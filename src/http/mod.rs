@@ -29,6 +29,7 @@ use ractor::ActorRef;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument as _;
 
 use crate::actors::supervisor::SupervisorMsg;
 use crate::actors::Control;
@@ -99,16 +100,25 @@ async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "not found\n")
 }
 
-/// Counts and times every request by its route template (never the raw path, which would
-/// let a caller create unbounded label values).
+/// Runs every request in a `request` span (method, route template, status, and the
+/// `sync_id` a webhook ping is given), and counts and times it by its route template (never
+/// the raw path, which would let a caller create unbounded label values).
 async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        status = tracing::field::Empty,
+        sync_id = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::counter!(names::HTTP_REQUESTS, "route" => route.clone(), "status" => status)
         .increment(1);

@@ -52,6 +52,8 @@ pub(super) async fn google(
         count("duplicate");
         return (StatusCode::OK, "");
     }
+    let sync_id = ping.sync_id;
+    tracing::Span::current().record("sync_id", tracing::field::display(sync_id));
     let outcome = state.control.ping(ping).await;
     if !matches!(outcome, Ok(PingOutcome::Accepted | PingOutcome::Sync)) {
         // Refused (forged, unknown) or not handled (store down, Google retries): the next
@@ -61,6 +63,7 @@ pub(super) async fn google(
     match outcome {
         Ok(PingOutcome::Accepted) => {
             count("accepted");
+            tracing::info!(%sync_id, channel, "push ping accepted; a sync follows");
             (StatusCode::OK, "")
         }
         Ok(PingOutcome::Sync) => {

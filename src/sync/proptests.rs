@@ -189,7 +189,7 @@ proptest! {
     #[test]
     fn the_plan_never_targets_the_source_account(event in mirrored_event(), source in 1i64..5) {
         let targets: Vec<Account> = (1..5).map(account).collect();
-        let planned = testing::plan_listed(&cfg(false), &account(source), &[event.clone()], &targets, &[], now());
+        let planned = testing::plan_listed(&cfg(false), &account(source), std::slice::from_ref(&event), &targets, &[], now());
         // One row per other target; a series also plans nothing more (it has no exceptions).
         prop_assert_eq!(planned.len(), 3);
         prop_assert!(planned.iter().all(|p| p.target != AccountId::new(source)));

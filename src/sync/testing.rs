@@ -48,13 +48,12 @@ pub(crate) fn listed_event(event: &SourceEvent) -> ListedEvent {
     }
 }
 
-/// The planned row of `block_id`'s shape: the one whose id ends like `suffix` (or the series
-/// row for `None`), on `target`.
-pub(crate) fn row_ending<'a>(
-    planned: &'a [PlannedBlock],
+/// The planned rows on `target` whose role matches.
+pub(crate) fn row_ending(
+    planned: &[PlannedBlock],
     target: AccountId,
     role: fn(&BlockRole) -> bool,
-) -> Vec<&'a PlannedBlock> {
+) -> Vec<&PlannedBlock> {
     planned
         .iter()
         .filter(|p| p.target == target && role(&p.role))
