@@ -13,6 +13,7 @@ use crate::events::{
 use crate::push;
 use crate::recurrence::{self, InstanceKey};
 use crate::routes::{b64d, b64e, json_object, json_response, Params};
+use crate::schema;
 use crate::state::{Calendar, CalendarData, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -156,6 +157,7 @@ pub async fn insert(
     write_params(&p)?;
     let display = display_zone(&cal, &p)?;
     let mut body = json_object(&body)?;
+    schema::check_event(&mut body)?;
     strip_read_only(&mut body);
     strip_nulls(&mut body);
     body.remove("recurringEventId");
@@ -275,6 +277,7 @@ async fn modify(
     let display = display_zone(&cal, &p)?;
     let zone = zone_of(&cal);
     let mut incoming = json_object(&body)?;
+    schema::check_event(&mut incoming)?;
     strip_read_only(&mut incoming);
     incoming.remove("recurringEventId");
     incoming.remove("originalStartTime");

@@ -14,3 +14,4 @@ mod series;
 mod stock_client;
 mod support;
 mod sync;
+mod types;
