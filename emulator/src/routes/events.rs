@@ -3,6 +3,11 @@
 //! Each handler authorizes through [`crate::auth::authorize`], then works under the target
 //! calendar's lock: a change takes its sequence number while holding that lock, and a listing
 //! reads its snapshot number under the same lock, so a sync token never skips a change.
+//!
+//! Bodies are type-checked against the discovery document ([`crate::schema`]) before anything
+//! else. A write to an occurrence id of a series starts from that occurrence (see
+//! [`crate::events::virtual_instance`]); a write to a series reaches its stored exceptions:
+//! deletion cancels them, other changes carry over to the fields they do not override.
 use crate::auth::{authorize, resolve_calendar, scopes, Caller};
 use crate::error::ApiError;
 use crate::events::{
@@ -462,11 +467,13 @@ fn propagate_to_exceptions(
     old: &Map<String, Value>,
     new: &Map<String, Value>,
 ) {
-    let changed: Vec<&String> = old
+    let changed: std::collections::BTreeSet<&String> = old
         .keys()
         .chain(new.keys())
         .filter(|k| !NOT_PROPAGATED.contains(&k.as_str()) && old.get(*k) != new.get(*k))
         .collect();
+    // As for any event, a reminders-only change leaves `updated` alone.
+    let bump_updated = changed.iter().any(|k| k.as_str() != "reminders");
     if changed.is_empty() {
         return;
     }
@@ -489,7 +496,7 @@ fn propagate_to_exceptions(
             touched = true;
         }
         if touched {
-            commit(shared, data, exc, true);
+            commit(shared, data, exc, bump_updated);
         }
     }
 }
