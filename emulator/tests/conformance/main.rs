@@ -10,6 +10,7 @@ mod control_and_batch;
 mod events;
 mod faults;
 mod push;
+mod recurrence_differential;
 mod series;
 mod stock_client;
 mod support;
