@@ -13,7 +13,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 
-/// Longest extended-property key kept; longer keys are dropped silently (reference §2.6).
+/// Longest extended-property key kept; longer keys are dropped silently, as Google does
+/// (docs/emulator.md, "Validation").
 pub const EXT_KEY_MAX: usize = 44;
 /// Longest extended-property value; longer values are truncated silently.
 pub const EXT_VALUE_MAX: usize = 1024;

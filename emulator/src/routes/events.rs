@@ -32,7 +32,7 @@ use std::sync::Arc;
 type Result<T> = std::result::Result<T, ApiError>;
 
 const SEND_UPDATES: &[&str] = &["all", "externalOnly", "none"];
-/// Parameters that may not be combined with `syncToken` (reference §3.3).
+/// Parameters that may not be combined with `syncToken` (docs/emulator.md, "List / sync").
 const NOT_WITH_SYNC_TOKEN: &[&str] = &[
     "iCalUID",
     "orderBy",
@@ -539,7 +539,7 @@ fn decode_sync_token(token: &str, calendar_id: &str) -> Option<u64> {
     (cal == calendar_id).then(|| seq.parse().ok()).flatten()
 }
 
-/// Validates the list parameters (the 400s and 410s of reference §3).
+/// Validates the list parameters (the 400s and 410s listed in docs/emulator.md).
 pub fn parse_list_query(shared: &Shared, cal: &Calendar, p: &Params) -> Result<ListQuery> {
     let mut lq = ListQuery {
         max_results: p

@@ -1,5 +1,5 @@
 //! Auth: bearer tokens, expiry, scopes, the consent page, /token (PKCE, refresh, revoked),
-//! /revoke and userinfo (reference §7, §13 "Auth").
+//! /revoke and userinfo (docs/emulator.md, "Auth" and "OAuth details").
 
 use crate::support::{error_reason, TestEmu};
 use base64::Engine;

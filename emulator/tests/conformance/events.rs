@@ -1,5 +1,5 @@
-//! Conformance: routing, format and event semantics (reference §13 "Routing & format" and
-//! "Events").
+//! Conformance: routing, format and event semantics (docs/emulator.md, "Google API surface"
+//! and "Events").
 
 use crate::support::{error_reason, timed, TestEmu};
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! Quotas and faults through the control API (reference §6, §13 "Limits & faults").
+//! Quotas and faults through the control API (docs/emulator.md, "Fault rules").
 
 use crate::support::{error_reason, timed, TestEmu};
 use reqwest::Method;

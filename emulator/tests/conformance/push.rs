@@ -1,5 +1,5 @@
 //! Push: events.watch validations, the sync message, exists notifications with every
-//! X-Goog-* header, retries, expiry and channels.stop (reference §5, §13 "Push").
+//! X-Goog-* header, retries, expiry and channels.stop (docs/emulator.md, "Push").
 
 use crate::support::{error_reason, eventually, timed, Receiver, TestEmu};
 use reqwest::Method;

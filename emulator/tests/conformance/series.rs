@@ -1,6 +1,6 @@
-//! Recurring series: writes to single occurrences (reference §2.3, §4), what happens to
-//! exceptions when their series is deleted, restored or changed, the expansion horizon, and
-//! times in the repeated hour of a DST fall-back.
+//! Recurring series (docs/emulator.md, "Recurring series"): writes to single occurrences,
+//! what happens to exceptions when their series is deleted, restored or changed, the
+//! expansion horizon, and times in the repeated hour of a DST fall-back.
 
 use crate::support::{error_reason, TestEmu};
 use chrono::{DateTime, Utc};

@@ -1,5 +1,5 @@
-//! Conformance: events.list, pagination, sync tokens and the recurrence views (reference §3,
-//! §13 "List / sync").
+//! Conformance: events.list, pagination, sync tokens and the recurrence views
+//! (docs/emulator.md, "List / sync").
 
 use crate::support::{error_reason, timed, TestEmu};
 use reqwest::Method;

@@ -1,5 +1,5 @@
-//! JSON types of an Event body are checked as Google checks them (reference §6.1 error shape):
-//! this module walks the `Event` schema of the repository's copy of the discovery document
+//! JSON types of an Event body are checked as Google checks them (docs/emulator.md, "JSON
+//! types"): this module walks the `Event` schema of the repository's copy of the discovery document
 //! (`emulator/data/calendar.v3.json`) and sends one wrong-typed value per field, on insert,
 //! patch and update.
 
