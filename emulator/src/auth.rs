@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
 
-/// Scope sets per method family (discovery document, reference §7.6).
+/// Scope sets per method family (the discovery document, `emulator/data/calendar.v3.json`).
 pub mod scopes {
     pub const EVENTS_READ: &[&str] = &[
         "calendar",

@@ -1,7 +1,7 @@
 //! Google's error envelopes.
 //!
 //! Calendar API errors use `{"error": {"code", "message", "errors": [{domain, reason, message,
-//! locationType?, location?}], "status"?}}` (reference §6.1); OAuth endpoints use
+//! locationType?, location?}], "status"?}}` (docs/emulator.md); OAuth endpoints use
 //! `{"error", "error_description"}` (§7.4). Handlers return [`ApiError`] / [`OAuthError`] and
 //! never build these bodies by hand, so every reason and message lives in this one file.
 use axum::http::{header, HeaderValue, StatusCode};

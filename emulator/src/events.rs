@@ -13,7 +13,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 
-/// Longest extended-property key kept; longer keys are dropped silently (reference §2.6).
+/// Longest extended-property key kept; longer keys are dropped silently, as Google does
+/// (docs/emulator.md, "Validation").
 pub const EXT_KEY_MAX: usize = 44;
 /// Longest extended-property value; longer values are truncated silently.
 pub const EXT_VALUE_MAX: usize = 1024;
@@ -70,27 +71,31 @@ impl EvTime {
         matches!(self, EvTime::Date(_))
     }
 
-    /// The recurrence engine's view: local wall time in the series' zone.
+    /// The recurrence engine's view: the instant read in the series' zone (`fallback` when the
+    /// time names none). The instant is kept, so a time in a repeated hour keeps its offset.
     pub fn to_start(&self, fallback: Tz) -> Start {
         match self {
             EvTime::Date(d) => Start::Date(*d),
-            EvTime::Timed { at, tz } => {
-                let tz = tz.unwrap_or(fallback);
-                Start::DateTime {
-                    local: at.with_timezone(&tz).naive_local(),
-                    tz,
-                }
-            }
+            EvTime::Timed { at, tz } => Start::DateTime(at.with_timezone(&tz.unwrap_or(fallback))),
         }
     }
 
     pub fn from_start(s: &Start) -> EvTime {
         match s {
             Start::Date(d) => EvTime::Date(*d),
-            Start::DateTime { tz, .. } => EvTime::Timed {
-                at: s.to_utc(),
-                tz: Some(*tz),
+            Start::DateTime(at) => EvTime::Timed {
+                at: at.with_timezone(&Utc),
+                tz: Some(at.timezone()),
             },
+        }
+    }
+
+    /// The JSON kept in a stored body: `dateTime` with the offset of the time's own zone (UTC
+    /// when it names none), so that parsing it back gives the same instant.
+    pub fn stored(&self) -> Value {
+        match self {
+            EvTime::Date(_) => self.render(Tz::UTC),
+            EvTime::Timed { tz, .. } => self.render(tz.unwrap_or(Tz::UTC)),
         }
     }
 
@@ -214,6 +219,12 @@ impl StoredEvent {
     }
     pub fn is_series(&self) -> bool {
         self.recurrence().is_some() && self.recurring_event_id.is_none()
+    }
+    /// A series with an RRULE that has neither `COUNT` nor `UNTIL`: only such a series is cut
+    /// at the expansion horizon when a listing gives no `timeMax`.
+    pub fn is_open_ended(&self) -> bool {
+        self.recurrence()
+            .is_some_and(|lines| recurrence::is_open_ended(&lines))
     }
     pub fn event_type(&self) -> &str {
         self.body
@@ -715,10 +726,16 @@ pub fn series_occurrences(
     };
     let s = master.start.to_start(zone);
     let e = master.end.to_start(zone);
+    // An end that names no zone of its own stays without one on every occurrence.
+    let end_zone_named = matches!(master.end, EvTime::Timed { tz: Some(_), .. });
+    let end_time = |end: &Start| match EvTime::from_start(end) {
+        EvTime::Timed { at, .. } if !end_zone_named => EvTime::Timed { at, tz: None },
+        other => other,
+    };
     match recurrence::expand(&lines, &s, &e, window_start, window_end, max) {
         Ok(occ) => occ
             .iter()
-            .map(|o| (EvTime::from_start(&o.start), EvTime::from_start(&o.end)))
+            .map(|o| (EvTime::from_start(&o.start), end_time(&o.end)))
             .collect(),
         Err(_) => Vec::new(),
     }
@@ -729,12 +746,16 @@ pub fn instance_id_for(series_id: &str, start: &EvTime, zone: Tz) -> String {
     recurrence::instance_id(series_id, &start.to_start(zone))
 }
 
-/// A virtual (unmodified) instance of a series.
+/// A virtual (unmodified) instance of a series: the master's body with the occurrence's own
+/// start and end. A PATCH or PUT of an instance starts from this, so a new exception begins
+/// at its occurrence, not at the series' first start.
 pub fn virtual_instance(master: &StoredEvent, start: EvTime, end: EvTime, zone: Tz) -> StoredEvent {
     let id = instance_id_for(&master.id, &start, zone);
     let mut body = master.body.clone();
     body.remove("recurrence");
     body.insert("id".into(), json!(id));
+    body.insert("start".into(), start.stored());
+    body.insert("end".into(), end.stored());
     StoredEvent {
         id,
         body,

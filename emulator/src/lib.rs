@@ -8,6 +8,7 @@
 //!   global change sequence that sync tokens point into.
 //! - [`events`]: the event resource (validation, defaults, PATCH/PUT, rendering, instances).
 //! - [`recurrence`]: pure RRULE/EXDATE/RDATE expansion and instance ids.
+//! - [`schema`]: JSON type checks of request bodies against Google's discovery document.
 //! - [`auth`]: bearer tokens, scopes, the per-user rate limiter, fault injection per request.
 //! - [`push`]: watch channels and notification delivery with retries.
 //! - [`faults`]: fault rules and request counters; [`clock`]: the advanceable clock.
@@ -23,6 +24,7 @@ pub mod faults;
 pub mod push;
 pub mod recurrence;
 pub mod routes;
+pub mod schema;
 pub mod state;
 
 use axum::extract::{MatchedPath, Request, State};

@@ -16,7 +16,10 @@
 //! - Timed series expand in wall-clock time of the master start's zone, so 09:00 stays 09:00
 //!   across DST changes. A nonexistent local time is read with the offset in force before the
 //!   gap, which moves it forward by the gap (02:30 on a spring-forward day becomes 03:30); an
-//!   ambiguous local time takes its first (earlier) instant (RFC 5545 §3.3.5).
+//!   ambiguous local time the rule generates takes its first (earlier) instant (RFC 5545
+//!   §3.3.5). A value that carries its own instant keeps it: the master start (which has an
+//!   offset), a UTC or `TZID` `RDATE`/`EXDATE` and a UTC `UNTIL` are never re-read through the
+//!   wall clock, so the second 01:30 of a fall-back night stays the second one.
 //! - Occurrences keep the master's duration: in wall-clock time when start and end share a zone,
 //!   in elapsed time when they do not, in days for all-day series.
 //! - Windows: an occurrence is kept when `end > window_start` and `start < window_end`.
@@ -54,8 +57,9 @@ pub const HARD_HORIZON_YEARS: u32 = 1000;
 pub enum Start {
     /// All-day: `{"date": "2026-03-06"}`.
     Date(NaiveDate),
-    /// Timed: wall-clock time in an IANA zone (`{"dateTime": .., "timeZone": ..}`).
-    DateTime { local: NaiveDateTime, tz: Tz },
+    /// Timed: an instant read in an IANA zone (`{"dateTime": .., "timeZone": ..}`). The offset
+    /// is part of the value, so both readings of an ambiguous wall time can be held.
+    DateTime(DateTime<Tz>),
 }
 
 /// One occurrence of a series, as the rule places it (before any exception overrides it).
@@ -85,11 +89,16 @@ fn invalid(message: impl Into<String>) -> RecurrenceError {
 }
 
 impl Start {
+    /// A timed start from a wall-clock time, resolved the RFC 5545 way ([`resolve_local`]).
+    pub fn local(local: NaiveDateTime, tz: Tz) -> Start {
+        Start::DateTime(resolve_local(local, tz))
+    }
+
     /// The instant this start denotes; all-day dates map to midnight UTC.
     pub fn to_utc(&self) -> DateTime<Utc> {
         match self {
             Start::Date(date) => midnight_utc(*date),
-            Start::DateTime { local, tz } => resolve_local(*local, *tz).with_timezone(&Utc),
+            Start::DateTime(at) => at.with_timezone(&Utc),
         }
     }
 
@@ -97,7 +106,7 @@ impl Start {
     pub fn key(&self) -> InstanceKey {
         match self {
             Start::Date(date) => InstanceKey::Date(*date),
-            Start::DateTime { .. } => InstanceKey::Utc(self.to_utc()),
+            Start::DateTime(_) => InstanceKey::Utc(self.to_utc()),
         }
     }
 
@@ -251,6 +260,17 @@ struct Recurrence {
 /// can expand. [`expand`] additionally rejects time parts (`BYHOUR`...) on all-day series.
 pub fn validate(recurrence: &[String]) -> Result<(), RecurrenceError> {
     parse(recurrence).map(|_| ())
+}
+
+/// True when some `RRULE` has neither `COUNT` nor `UNTIL` (the series never ends); false for
+/// bounded rules, RDATE-only sets and lines that do not parse.
+pub fn is_open_ended(recurrence: &[String]) -> bool {
+    parse(recurrence).is_ok_and(|parsed| {
+        parsed
+            .rrules
+            .iter()
+            .any(|rule| rule.count.is_none() && rule.until.is_none())
+    })
 }
 
 fn parse(recurrence: &[String]) -> Result<Recurrence, RecurrenceError> {
@@ -542,42 +562,64 @@ enum Kind {
     },
 }
 
+/// A candidate start on the series' local timeline. `pinned` holds the instant when the value
+/// came with one that differs from what the wall time resolves to (the second reading of an
+/// ambiguous time); it is `None` otherwise, so equal candidates compare equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    local: NaiveDateTime,
+    pinned: Option<DateTime<Utc>>,
+}
+
+impl Slot {
+    fn floating(local: NaiveDateTime) -> Slot {
+        Slot {
+            local,
+            pinned: None,
+        }
+    }
+}
+
 /// The series as the expander sees it: its first start on the local timeline, and its kind.
 /// All-day series use local midnight on the same timeline, so one rule engine serves both.
 #[derive(Debug, Clone, Copy)]
 struct Series {
     dtstart: NaiveDateTime,
+    /// The master start as a slot (pinned when it was given in the repeated hour).
+    first: Slot,
     kind: Kind,
 }
 
 impl Series {
     fn new(start: &Start, end: &Start) -> Result<Self, RecurrenceError> {
         match (start, end) {
-            (Start::Date(start), Start::Date(end)) => Ok(Series {
-                dtstart: start.and_time(NaiveTime::MIN),
-                kind: Kind::AllDay {
-                    days: (*end - *start).num_days(),
-                },
-            }),
-            (
-                Start::DateTime { local, tz },
-                Start::DateTime {
-                    local: end_local,
-                    tz: end_tz,
-                },
-            ) => {
-                let local = local.with_nanosecond(0).unwrap_or(*local);
-                let elapsed = resolve_local(*end_local, *end_tz).with_timezone(&Utc)
-                    - resolve_local(local, *tz).with_timezone(&Utc);
+            (Start::Date(start), Start::Date(end)) => {
+                let dtstart = start.and_time(NaiveTime::MIN);
                 Ok(Series {
-                    dtstart: local,
-                    kind: Kind::Timed {
-                        tz: *tz,
-                        end_tz: *end_tz,
-                        wall: *end_local - local,
-                        elapsed,
+                    dtstart,
+                    first: Slot::floating(dtstart),
+                    kind: Kind::AllDay {
+                        days: (*end - *start).num_days(),
                     },
                 })
+            }
+            (Start::DateTime(start), Start::DateTime(end)) => {
+                let start = start.with_nanosecond(0).unwrap_or(*start);
+                let (tz, end_tz) = (start.timezone(), end.timezone());
+                let local = start.naive_local();
+                let kind = Kind::Timed {
+                    tz,
+                    end_tz,
+                    wall: end.naive_local() - local,
+                    elapsed: end.with_timezone(&Utc) - start.with_timezone(&Utc),
+                };
+                let mut series = Series {
+                    dtstart: local,
+                    first: Slot::floating(local),
+                    kind,
+                };
+                series.first = series.slot_at(start.with_timezone(&Utc));
+                Ok(series)
             }
             _ => Err(invalid(
                 "start and end must both be dates or both be date-times",
@@ -599,26 +641,42 @@ impl Series {
         }
     }
 
+    /// The instant a slot denotes.
+    fn instant_of(&self, slot: Slot) -> DateTime<Utc> {
+        slot.pinned.unwrap_or_else(|| self.utc_of(slot.local))
+    }
+
+    /// The slot of an exact instant of a timed series: its wall time, pinned when the wall
+    /// time alone would resolve to another instant.
+    fn slot_at(&self, instant: DateTime<Utc>) -> Slot {
+        let Some(tz) = self.tz() else {
+            return Slot::floating(instant.date_naive().and_time(NaiveTime::MIN));
+        };
+        let local = instant.with_timezone(&tz).naive_local();
+        let pinned = (self.utc_of(local) != instant).then_some(instant);
+        Slot { local, pinned }
+    }
+
     /// Places an RDATE/EXDATE value on the series' local timeline.
-    fn local_of(&self, moment: Moment) -> NaiveDateTime {
-        let midnight = |date: NaiveDate| date.and_time(NaiveTime::MIN);
+    fn slot_of(&self, moment: Moment) -> Slot {
+        let midnight = |date: NaiveDate| Slot::floating(date.and_time(NaiveTime::MIN));
         match (self.tz(), moment) {
             (None, Moment::Date(date)) => midnight(date),
             (None, Moment::Utc(instant)) => midnight(instant.date_naive()),
             (None, Moment::Zoned(local, _) | Moment::Floating(local)) => midnight(local.date()),
-            (Some(_), Moment::Date(date)) => date.and_time(self.dtstart.time()),
-            (Some(tz), Moment::Utc(instant)) => instant.with_timezone(&tz).naive_local(),
-            (Some(tz), Moment::Zoned(local, zone)) => {
-                resolve_local(local, zone).with_timezone(&tz).naive_local()
+            (Some(_), Moment::Date(date)) => Slot::floating(date.and_time(self.dtstart.time())),
+            (Some(_), Moment::Utc(instant)) => self.slot_at(instant),
+            (Some(_), Moment::Zoned(local, zone)) => {
+                self.slot_at(resolve_local(local, zone).with_timezone(&Utc))
             }
-            (Some(_), Moment::Floating(local)) => local,
+            (Some(_), Moment::Floating(local)) => Slot::floating(local),
         }
     }
 
-    fn occurrence(&self, local: NaiveDateTime) -> Occurrence {
+    fn occurrence(&self, slot: Slot) -> Occurrence {
         match self.kind {
             Kind::AllDay { days } => {
-                let start = local.date();
+                let start = slot.local.date();
                 let end = start
                     .checked_add_signed(TimeDelta::days(days))
                     .unwrap_or(start);
@@ -633,36 +691,40 @@ impl Series {
                 wall,
                 elapsed,
             } => {
-                let start = resolve_local(local, tz);
-                let end_local = if end_tz == tz {
-                    let nominal = start.naive_local() + wall;
-                    resolve_local(nominal, tz).naive_local()
+                let start = self.instant_of(slot).with_timezone(&tz);
+                let by_elapsed = || (start.with_timezone(&Utc) + elapsed).with_timezone(&end_tz);
+                let end = if end_tz == tz {
+                    end_after(start.naive_local() + wall, start).unwrap_or_else(by_elapsed)
                 } else {
-                    (start.with_timezone(&Utc) + elapsed)
-                        .with_timezone(&end_tz)
-                        .naive_local()
+                    by_elapsed()
                 };
                 Occurrence {
-                    start: Start::DateTime {
-                        local: start.naive_local(),
-                        tz,
-                    },
-                    end: Start::DateTime {
-                        local: end_local,
-                        tz: end_tz,
-                    },
+                    start: Start::DateTime(start),
+                    end: Start::DateTime(end),
                 }
             }
         }
     }
 
-    fn past_until(&self, until: Until, local: NaiveDateTime) -> bool {
+    fn past_until(&self, until: Until, slot: Slot) -> bool {
         match until {
-            Until::Date(date) => local.date() > date,
-            Until::Floating(bound) => local > bound,
-            Until::Utc(bound) => self.utc_of(local) > bound,
+            Until::Date(date) => slot.local.date() > date,
+            Until::Floating(bound) => slot.local > bound,
+            Until::Utc(bound) => self.instant_of(slot) > bound,
         }
     }
+}
+
+/// The end of an occurrence from its nominal wall time: the earliest reading not before
+/// `start` (an end in the repeated hour follows a start in it), `None` when there is none.
+fn end_after(nominal: NaiveDateTime, start: DateTime<Tz>) -> Option<DateTime<Tz>> {
+    let tz = start.timezone();
+    let candidates = match tz.from_local_datetime(&nominal) {
+        MappedLocalTime::Single(one) => vec![one],
+        MappedLocalTime::Ambiguous(a, b) => vec![a.min(b), a.max(b)],
+        MappedLocalTime::None => vec![resolve_local(nominal, tz)],
+    };
+    candidates.into_iter().find(|end| *end >= start)
 }
 
 /// The per-day filters of a rule, with RFC 5545's defaults taken from DTSTART filled in.
@@ -762,7 +824,7 @@ struct RuleIter<'a> {
     include_dtstart: bool,
     started: bool,
     period: u64,
-    pending: VecDeque<NaiveDateTime>,
+    pending: VecDeque<Slot>,
     emitted: u32,
     /// No period starting after this date is generated.
     stop_after: NaiveDate,
@@ -888,23 +950,28 @@ impl<'a> RuleIter<'a> {
         }
         let dtstart = self.series.dtstart;
         let include_dtstart = self.include_dtstart;
-        self.pending.extend(candidates.into_iter().filter(|c| {
-            if include_dtstart {
-                *c > dtstart
-            } else {
-                *c >= dtstart
-            }
-        }));
+        self.pending.extend(
+            candidates
+                .into_iter()
+                .filter(|c| {
+                    if include_dtstart {
+                        *c > dtstart
+                    } else {
+                        *c >= dtstart
+                    }
+                })
+                .map(Slot::floating),
+        );
         true
     }
 
-    fn accept(&mut self, candidate: NaiveDateTime) -> Option<NaiveDateTime> {
+    fn accept(&mut self, candidate: Slot) -> Option<Slot> {
         let counted_out = self.rule.count.is_some_and(|count| self.emitted >= count);
         let past_until = self
             .rule
             .until
             .is_some_and(|until| self.series.past_until(until, candidate));
-        if counted_out || past_until || candidate.date() > self.stop_after {
+        if counted_out || past_until || candidate.local.date() > self.stop_after {
             self.done = true;
             return None;
         }
@@ -914,16 +981,16 @@ impl<'a> RuleIter<'a> {
 }
 
 impl Iterator for RuleIter<'_> {
-    type Item = NaiveDateTime;
+    type Item = Slot;
 
-    fn next(&mut self) -> Option<NaiveDateTime> {
+    fn next(&mut self) -> Option<Slot> {
         if self.done {
             return None;
         }
         if !self.started {
             self.started = true;
             if self.include_dtstart {
-                return self.accept(self.series.dtstart);
+                return self.accept(self.series.first);
             }
         }
         loop {
@@ -938,7 +1005,7 @@ impl Iterator for RuleIter<'_> {
     }
 }
 
-type Source<'a> = Peekable<Box<dyn Iterator<Item = NaiveDateTime> + 'a>>;
+type Source<'a> = Peekable<Box<dyn Iterator<Item = Slot> + 'a>>;
 
 /// Expands a series into its occurrences, ordered by start; see the module docs for the rules.
 ///
@@ -987,19 +1054,17 @@ pub fn expand(
 
     let mut sources: Vec<Source<'_>> = Vec::new();
     if parsed.rrules.is_empty() {
-        let only_start: Box<dyn Iterator<Item = NaiveDateTime>> =
-            Box::new(std::iter::once(series.dtstart));
+        let only_start: Box<dyn Iterator<Item = Slot>> = Box::new(std::iter::once(series.first));
         sources.push(only_start.peekable());
     }
     for rule in &parsed.rrules {
-        let iter: Box<dyn Iterator<Item = NaiveDateTime>> =
+        let iter: Box<dyn Iterator<Item = Slot>> =
             Box::new(RuleIter::new(rule, series, true, stop_for(rule)));
         sources.push(iter.peekable());
     }
-    let mut rdates: Vec<NaiveDateTime> =
-        parsed.rdates.iter().map(|m| series.local_of(*m)).collect();
+    let mut rdates: Vec<Slot> = parsed.rdates.iter().map(|m| series.slot_of(*m)).collect();
     rdates.sort();
-    let rdates: Box<dyn Iterator<Item = NaiveDateTime>> = Box::new(rdates.into_iter());
+    let rdates: Box<dyn Iterator<Item = Slot>> = Box::new(rdates.into_iter());
     sources.push(rdates.peekable());
 
     let mut exrules: Vec<Peekable<RuleIter<'_>>> = parsed
@@ -1025,7 +1090,7 @@ pub fn expand(
                 excluded_keys.insert(InstanceKey::Utc(series.utc_of(*local)));
             }
             (None, _) => {
-                excluded_keys.insert(InstanceKey::Date(series.local_of(*moment).date()));
+                excluded_keys.insert(InstanceKey::Date(series.slot_of(*moment).local.date()));
             }
         }
     }
@@ -1033,7 +1098,7 @@ pub fn expand(
     let mut out = Vec::new();
     let mut last = None;
     loop {
-        let mut best: Option<(usize, NaiveDateTime)> = None;
+        let mut best: Option<(usize, Slot)> = None;
         for (index, source) in sources.iter_mut().enumerate() {
             if let Some(&candidate) = source.peek() {
                 if best.is_none_or(|(_, current)| candidate < current) {
@@ -1050,11 +1115,12 @@ pub fn expand(
         }
         last = Some(candidate);
 
+        // EXRULEs match wall times: an EXRULE that generates 01:30 removes both 01:30s.
         let by_exrule = exrules.iter_mut().any(|exrule| {
-            while exrule.next_if(|c| *c < candidate).is_some() {}
-            exrule.peek() == Some(&candidate)
+            while exrule.next_if(|c| c.local < candidate.local).is_some() {}
+            exrule.peek().map(|c| c.local) == Some(candidate.local)
         });
-        if by_exrule || excluded_days.contains(&candidate.date()) {
+        if by_exrule || excluded_days.contains(&candidate.local.date()) {
             continue;
         }
         let occurrence = series.occurrence(candidate);
@@ -1095,10 +1161,7 @@ mod tests {
     }
 
     fn timed(text: &str, tz: Tz) -> Start {
-        Start::DateTime {
-            local: local(text),
-            tz,
-        }
+        Start::local(local(text), tz)
     }
 
     fn utc(text: &str) -> DateTime<Utc> {
@@ -1110,10 +1173,7 @@ mod tests {
     /// Expands a timed series that lasts an hour, with no window.
     fn expand_hour(rules: &[&str], start: &str, tz: Tz) -> Vec<Occurrence> {
         let begin = local(start);
-        let end = Start::DateTime {
-            local: begin + TimeDelta::hours(1),
-            tz,
-        };
+        let end = Start::local(begin + TimeDelta::hours(1), tz);
         expand(&lines(rules), &timed(start, tz), &end, None, None, 1000).expect("valid rule")
     }
 
@@ -1128,7 +1188,7 @@ mod tests {
         occurrences
             .iter()
             .map(|o| match &o.start {
-                Start::DateTime { local, .. } => local.format("%Y-%m-%d %H:%M").to_string(),
+                Start::DateTime(at) => at.naive_local().format("%Y-%m-%d %H:%M").to_string(),
                 Start::Date(date) => date.format("%Y-%m-%d").to_string(),
             })
             .collect()
@@ -1657,12 +1717,12 @@ mod tests {
     fn a_weekly_series_across_a_dst_change_keeps_its_wall_clock_duration() {
         let got = expand_hour(&["RRULE:FREQ=WEEKLY;COUNT=3"], "2026-10-18 09:00", Berlin);
         for occurrence in &got {
-            let (Start::DateTime { local: start, .. }, Start::DateTime { local: end, .. }) =
+            let (Start::DateTime(start), Start::DateTime(end)) =
                 (&occurrence.start, &occurrence.end)
             else {
                 panic!("timed series must give timed occurrences");
             };
-            assert_eq!(*end - *start, TimeDelta::hours(1));
+            assert_eq!(end.naive_local() - start.naive_local(), TimeDelta::hours(1));
             assert_eq!(
                 occurrence.end.to_utc() - occurrence.start.to_utc(),
                 TimeDelta::hours(1)
@@ -1708,6 +1768,98 @@ mod tests {
         );
     }
 
+    /// `at` (RFC 3339 with offset) read in `tz`: a start that carries its own instant.
+    fn zoned(at: &str, tz: Tz) -> Start {
+        Start::DateTime(utc(at).with_timezone(&tz))
+    }
+
+    #[test]
+    fn a_start_in_the_repeated_hour_keeps_its_offset() {
+        // The second 01:30 of 2026-11-01 in New York is EST (-5), 06:30Z.
+        let start = zoned("2026-11-01T01:30:00-05:00", New_York);
+        let end = zoned("2026-11-01T01:50:00-05:00", New_York);
+        let got = expand(
+            &lines(&["RRULE:FREQ=DAILY;COUNT=2"]),
+            &start,
+            &end,
+            None,
+            None,
+            10,
+        )
+        .expect("valid rule");
+        assert_eq!(utc_starts(&got), ["2026-11-01T06:30Z", "2026-11-02T06:30Z"]);
+        // The end, also in the repeated hour, follows its start instead of preceding it.
+        assert_eq!(got[0].end.to_utc(), utc("2026-11-01T06:50:00Z"));
+        assert_eq!(
+            instance_id("s1234", &got[0].start),
+            "s1234_20261101T063000Z"
+        );
+    }
+
+    #[test]
+    fn utc_and_zoned_rdates_in_the_repeated_hour_keep_their_instants() {
+        let got = expand_hour(
+            &[
+                "RRULE:FREQ=DAILY;COUNT=1",
+                "RDATE:20261101T063000Z",
+                "RDATE;TZID=UTC:20261101T064500",
+                "RDATE;TZID=America/New_York:20261101T011500",
+            ],
+            "2026-10-30 01:30",
+            New_York,
+        );
+        // The TZID=America/New_York value is ambiguous in its own zone: the first, 05:15Z.
+        assert_eq!(
+            utc_starts(&got),
+            [
+                "2026-10-30T05:30Z",
+                "2026-11-01T05:15Z",
+                "2026-11-01T06:30Z",
+                "2026-11-01T06:45Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_utc_exdate_removes_the_occurrence_at_exactly_that_instant() {
+        let start = zoned("2026-11-01T01:30:00-05:00", New_York);
+        let end = zoned("2026-11-01T02:30:00-05:00", New_York);
+        let both = |exdate: &str| {
+            let got = expand(
+                &lines(&["RRULE:FREQ=DAILY;COUNT=2", exdate]),
+                &start,
+                &end,
+                None,
+                None,
+                10,
+            )
+            .expect("valid rule");
+            utc_starts(&got)
+        };
+        assert_eq!(both("EXDATE:20261101T063000Z"), ["2026-11-02T06:30Z"]);
+        // The first 01:30 (05:30Z) is another instant: nothing is removed.
+        assert_eq!(
+            both("EXDATE:20261101T053000Z"),
+            ["2026-11-01T06:30Z", "2026-11-02T06:30Z"]
+        );
+    }
+
+    #[test]
+    fn a_utc_until_is_compared_with_the_instant_the_start_was_given() {
+        let start = zoned("2026-11-01T01:30:00-05:00", New_York);
+        let end = zoned("2026-11-01T02:30:00-05:00", New_York);
+        let got = expand(
+            &lines(&["RRULE:FREQ=DAILY;UNTIL=20261101T060000Z"]),
+            &start,
+            &end,
+            None,
+            None,
+            10,
+        )
+        .expect("valid rule");
+        // 06:30Z is past an UNTIL of 06:00Z, although the wall time's first reading is not.
+        assert!(got.is_empty(), "{:?}", utc_starts(&got));
+    }
     #[test]
     fn an_end_in_another_zone_keeps_the_elapsed_duration() {
         let start = timed("2026-03-07 09:00", New_York);
@@ -2096,7 +2248,7 @@ mod tests {
             let start = if all_day {
                 Start::Date(date)
             } else {
-                Start::DateTime { local: date.and_hms_opt(hour, minute, 0).expect("valid"), tz }
+                Start::local(date.and_hms_opt(hour, minute, 0).expect("valid"), tz)
             };
             let id = instance_id(&series, &start);
             prop_assert_eq!(parse_instance_id(&id), Some((series.as_str(), start.key())));
@@ -2111,8 +2263,8 @@ mod tests {
             max in 1usize..60,
         ) {
             let local = date.and_hms_opt(hour, 30, 0).expect("valid");
-            let start = Start::DateTime { local, tz };
-            let end = Start::DateTime { local: local + TimeDelta::minutes(45), tz };
+            let start = Start::local(local, tz);
+            let end = Start::local(local + TimeDelta::minutes(45), tz);
             let got = expand(&[rule], &start, &end, None, None, max).expect("generated rules are valid");
             prop_assert!(got.len() <= max);
             prop_assert!(!got.is_empty());
@@ -2130,14 +2282,14 @@ mod tests {
             tz in zone(),
         ) {
             let local = date.and_hms_opt(hour, 0, 0).expect("valid");
-            let start = Start::DateTime { local, tz };
-            let end = Start::DateTime { local: local + TimeDelta::hours(1), tz };
+            let start = Start::local(local, tz);
+            let end = Start::local(local + TimeDelta::hours(1), tz);
             let rule = format!("RRULE:FREQ=DAILY;COUNT={count}");
             let got = expand(&[rule], &start, &end, None, None, 1000).expect("valid");
             prop_assert_eq!(got.len(), usize::try_from(count).expect("small"));
             for (n, occurrence) in got.iter().enumerate() {
                 let expected = local + TimeDelta::days(i64::try_from(n).expect("small"));
-                prop_assert_eq!(&occurrence.start, &Start::DateTime { local: expected, tz });
+                prop_assert_eq!(&occurrence.start, &Start::local(expected, tz));
             }
         }
 
@@ -2150,8 +2302,8 @@ mod tests {
             len_days in 0i64..400,
         ) {
             let local = date.and_hms_opt(10, 0, 0).expect("valid");
-            let start = Start::DateTime { local, tz };
-            let end = Start::DateTime { local: local + TimeDelta::hours(2), tz };
+            let start = Start::local(local, tz);
+            let end = Start::local(local + TimeDelta::hours(2), tz);
             let ws = start.to_utc() + TimeDelta::days(from_days);
             let we = ws + TimeDelta::days(len_days);
             let recurrence = [rule];

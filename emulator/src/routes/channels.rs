@@ -1,4 +1,4 @@
-//! `events.watch` and `channels.stop`, with Google's validations (reference §5).
+//! `events.watch` and `channels.stop`, with Google's validations (docs/emulator.md, "Push").
 use crate::auth::{authorize, resolve_calendar, scopes};
 use crate::error::ApiError;
 use crate::push::{self, Channel};

@@ -3,6 +3,11 @@
 //! Each handler authorizes through [`crate::auth::authorize`], then works under the target
 //! calendar's lock: a change takes its sequence number while holding that lock, and a listing
 //! reads its snapshot number under the same lock, so a sync token never skips a change.
+//!
+//! Bodies are type-checked against the discovery document ([`crate::schema`]) before anything
+//! else. A write to an occurrence id of a series starts from that occurrence (see
+//! [`crate::events::virtual_instance`]); a write to a series reaches its stored exceptions:
+//! deletion cancels them, other changes carry over to the fields they do not override.
 use crate::auth::{authorize, resolve_calendar, scopes, Caller};
 use crate::error::ApiError;
 use crate::events::{
@@ -13,6 +18,7 @@ use crate::events::{
 use crate::push;
 use crate::recurrence::{self, InstanceKey};
 use crate::routes::{b64d, b64e, json_object, json_response, Params};
+use crate::schema;
 use crate::state::{Calendar, CalendarData, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -26,7 +32,7 @@ use std::sync::Arc;
 type Result<T> = std::result::Result<T, ApiError>;
 
 const SEND_UPDATES: &[&str] = &["all", "externalOnly", "none"];
-/// Parameters that may not be combined with `syncToken` (reference §3.3).
+/// Parameters that may not be combined with `syncToken` (docs/emulator.md, "List / sync").
 const NOT_WITH_SYNC_TOKEN: &[&str] = &[
     "iCalUID",
     "orderBy",
@@ -156,6 +162,7 @@ pub async fn insert(
     write_params(&p)?;
     let display = display_zone(&cal, &p)?;
     let mut body = json_object(&body)?;
+    schema::check_event(&mut body)?;
     strip_read_only(&mut body);
     strip_nulls(&mut body);
     body.remove("recurringEventId");
@@ -275,6 +282,7 @@ async fn modify(
     let display = display_zone(&cal, &p)?;
     let zone = zone_of(&cal);
     let mut incoming = json_object(&body)?;
+    schema::check_event(&mut incoming)?;
     strip_read_only(&mut incoming);
     incoming.remove("recurringEventId");
     incoming.remove("originalStartTime");
@@ -346,12 +354,19 @@ async fn modify(
             a == b && !time_changed
         };
         let cancelled = new_body.get("status").and_then(Value::as_str) == Some("cancelled");
+        let was_series = current.is_series() && !current.deleted;
+        let old_body = current.body.clone();
         let mut ev = current;
         ev.body = new_body;
         ev.start = v.start;
         ev.end = v.end;
         ev.deleted = cancelled && !is_instance;
         let stored = commit(&shared, &mut data, ev, !only_reminders);
+        if was_series && stored.deleted {
+            cancel_exceptions(&shared, &mut data, &stored.id);
+        } else if was_series {
+            propagate_to_exceptions(&shared, &mut data, &stored.id, &old_body, &stored.body);
+        }
         (stored, data.channels.clone())
     };
     notify_after(&shared, channels);
@@ -388,28 +403,102 @@ pub async fn delete(
         if ev.recurring_event_id.is_none() {
             ev.deleted = true;
         }
+        let id = ev.id.clone();
         commit(&shared, &mut data, ev, true);
         if is_series {
-            let exceptions: Vec<String> = data
-                .events
-                .values()
-                .filter(|e| {
-                    e.recurring_event_id.as_deref() == Some(event_id.as_str()) && !e.deleted
-                })
-                .map(|e| e.id.clone())
-                .collect();
-            for id in exceptions {
-                if let Some(mut exc) = data.events.get(&id).cloned() {
-                    exc.deleted = true;
-                    exc.body.insert("status".into(), json!("cancelled"));
-                    commit(&shared, &mut data, exc, true);
-                }
-            }
+            cancel_exceptions(&shared, &mut data, &id);
         }
         data.channels.clone()
     };
     notify_after(&shared, channels);
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The ids of the stored exceptions of `series_id`.
+fn exception_ids(data: &CalendarData, series_id: &str) -> Vec<String> {
+    data.events
+        .values()
+        .filter(|e| e.recurring_event_id.as_deref() == Some(series_id))
+        .map(|e| e.id.clone())
+        .collect()
+}
+
+/// A deleted series takes its exceptions with it: each live exception becomes a tombstone (a
+/// change of its own, so incremental syncs list it); an exception that was already cancelled
+/// is only marked deleted, since nothing a client can see changes.
+fn cancel_exceptions(shared: &Arc<Shared>, data: &mut CalendarData, series_id: &str) {
+    for id in exception_ids(data, series_id) {
+        let Some(mut exc) = data.events.get(&id).cloned() else {
+            continue;
+        };
+        if exc.deleted {
+            continue;
+        }
+        let was_cancelled = exc.is_cancelled();
+        exc.deleted = true;
+        exc.body.insert("status".into(), json!("cancelled"));
+        if was_cancelled {
+            data.events.insert(id, exc);
+        } else {
+            commit(shared, data, exc, true);
+        }
+    }
+}
+
+/// Fields of a series that never carry over to its exceptions: each occurrence has its own
+/// times and identity, and deletion is handled by [`cancel_exceptions`].
+const NOT_PROPAGATED: &[&str] = &[
+    "id",
+    "start",
+    "end",
+    "recurrence",
+    "sequence",
+    "status",
+    "iCalUID",
+    "eventType",
+];
+
+/// A change to a series reaches every live exception that did not override the changed field
+/// (its value still equals the series' old one); fields an exception overrides stay its own.
+fn propagate_to_exceptions(
+    shared: &Arc<Shared>,
+    data: &mut CalendarData,
+    series_id: &str,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) {
+    let changed: std::collections::BTreeSet<&String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| !NOT_PROPAGATED.contains(&k.as_str()) && old.get(*k) != new.get(*k))
+        .collect();
+    // As for any event, a reminders-only change leaves `updated` alone.
+    let bump_updated = changed.iter().any(|k| k.as_str() != "reminders");
+    if changed.is_empty() {
+        return;
+    }
+    for id in exception_ids(data, series_id) {
+        let Some(mut exc) = data.events.get(&id).cloned() else {
+            continue;
+        };
+        if exc.is_cancelled() {
+            continue;
+        }
+        let mut touched = false;
+        for key in &changed {
+            if exc.body.get(*key) != old.get(*key) {
+                continue;
+            }
+            match new.get(*key) {
+                Some(v) => exc.body.insert((*key).clone(), v.clone()),
+                None => exc.body.remove(*key),
+            };
+            touched = true;
+        }
+        if touched {
+            commit(shared, data, exc, bump_updated);
+        }
+    }
 }
 
 /// The parsed and validated parameters of `events.list` / `events.watch`.
@@ -450,7 +539,7 @@ fn decode_sync_token(token: &str, calendar_id: &str) -> Option<u64> {
     (cal == calendar_id).then(|| seq.parse().ok()).flatten()
 }
 
-/// Validates the list parameters (the 400s and 410s of reference §3).
+/// Validates the list parameters (the 400s and 410s listed in docs/emulator.md).
 pub fn parse_list_query(shared: &Shared, cal: &Calendar, p: &Params) -> Result<ListQuery> {
     let mut lq = ListQuery {
         max_results: p
@@ -678,9 +767,10 @@ fn collect_items(
         if !changed(ev) || (!incremental && ev.deleted) || !passes_filters(ev, lq) {
             continue;
         }
-        let window_end = lq
-            .time_max
-            .or(Some(horizon.max(ev.start.instant(zone)) + horizon_len));
+        let window_end = lq.time_max.or_else(|| {
+            ev.is_open_ended()
+                .then(|| horizon.max(ev.start.instant(zone)) + horizon_len)
+        });
         for (s, e) in series_occurrences(ev, zone, lq.time_min, window_end, MAX_INSTANCES) {
             if !in_window(&s, &e, lq, zone) {
                 continue;
@@ -855,13 +945,8 @@ pub async fn instances(
         }
         let mut items = Vec::new();
         let horizon = shared.clock.now().max(master.start.instant(zone)) + horizon_len;
-        for (s, e) in series_occurrences(
-            master,
-            zone,
-            time_min,
-            time_max.or(Some(horizon)),
-            MAX_INSTANCES,
-        ) {
+        let window_end = time_max.or_else(|| master.is_open_ended().then_some(horizon));
+        for (s, e) in series_occurrences(master, zone, time_min, window_end, MAX_INSTANCES) {
             if time_min.is_some_and(|m| e.instant(zone) <= m)
                 || time_max.is_some_and(|m| s.instant(zone) >= m)
             {

@@ -1,7 +1,6 @@
 //! The control API and the batch endpoint.
-mod common;
 
-use common::{timed, TestEmu};
+use crate::support::{timed, TestEmu};
 use reqwest::Method;
 use serde_json::{json, Value};
 

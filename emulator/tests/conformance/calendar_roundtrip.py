@@ -1,6 +1,7 @@
 """Google's own Python client (google-api-python-client), built from Google's discovery
-document, drives the emulator: list, insert, patch, delete. Run by tests/stock_client.rs when
-the library is installed (scripts/test.sh installs it with pip)."""
+document, drives the emulator: list, insert, patch, delete. Run by
+tests/conformance/stock_client.rs when the library is installed (scripts/test.sh installs it
+with pip)."""
 import json
 import sys
 import urllib.parse

@@ -1,7 +1,6 @@
-//! Quotas and faults through the control API (reference §6, §13 "Limits & faults").
-mod common;
+//! Quotas and faults through the control API (docs/emulator.md, "Fault rules").
 
-use common::{error_reason, timed, TestEmu};
+use crate::support::{error_reason, timed, TestEmu};
 use reqwest::Method;
 use serde_json::json;
 

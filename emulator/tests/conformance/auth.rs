@@ -1,9 +1,8 @@
 //! Auth: bearer tokens, expiry, scopes, the consent page, /token (PKCE, refresh, revoked),
-//! /revoke and userinfo (reference §7, §13 "Auth").
-mod common;
+//! /revoke and userinfo (docs/emulator.md, "Auth" and "OAuth details").
 
+use crate::support::{error_reason, TestEmu};
 use base64::Engine;
-use common::{error_reason, TestEmu};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -93,7 +92,7 @@ async fn scopes_are_checked_per_method() {
             Method::POST,
             EV,
             &readonly,
-            Some(common::timed(
+            Some(crate::support::timed(
                 "x",
                 "2030-01-01T10:00:00Z",
                 "2030-01-01T11:00:00Z",

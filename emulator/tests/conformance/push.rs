@@ -1,8 +1,7 @@
 //! Push: events.watch validations, the sync message, exists notifications with every
-//! X-Goog-* header, retries, expiry and channels.stop (reference §5, §13 "Push").
-mod common;
+//! X-Goog-* header, retries, expiry and channels.stop (docs/emulator.md, "Push").
 
-use common::{error_reason, eventually, timed, Receiver, TestEmu};
+use crate::support::{error_reason, eventually, timed, Receiver, TestEmu};
 use reqwest::Method;
 use serde_json::json;
 

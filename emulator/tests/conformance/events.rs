@@ -1,8 +1,7 @@
-//! Conformance: routing, format and event semantics (reference §13 "Routing & format" and
-//! "Events").
-mod common;
+//! Conformance: routing, format and event semantics (docs/emulator.md, "Google API surface"
+//! and "Events").
 
-use common::{error_reason, timed, TestEmu};
+use crate::support::{error_reason, timed, TestEmu};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -1,8 +1,7 @@
-//! Conformance: events.list, pagination, sync tokens and the recurrence views (reference §3,
-//! §13 "List / sync").
-mod common;
+//! Conformance: events.list, pagination, sync tokens and the recurrence views
+//! (docs/emulator.md, "List / sync").
 
-use common::{error_reason, timed, TestEmu};
+use crate::support::{error_reason, timed, TestEmu};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! Google's own client library (Python `google-api-python-client`, built from Google's
-//! discovery document in ../shared/reference) lists, inserts, patches and deletes events
-//! on the emulator binary's printed base URL.
+//! discovery document, the copy in `emulator/data/calendar.v3.json`) lists, inserts, patches
+//! and deletes events on the emulator binary's printed base URL.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -20,10 +20,7 @@ fn googles_own_client_library_works_against_the_emulator_binary() {
         return;
     }
     assert!(have_library, "CI installs google-api-python-client");
-    let discovery = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/calendar.v3.json"
-    );
+    let discovery = concat!(env!("CARGO_MANIFEST_DIR"), "/data/calendar.v3.json");
     assert!(std::path::Path::new(discovery).exists(), "{discovery}");
 
     let started = Instant::now();
@@ -46,7 +43,7 @@ fn googles_own_client_library_works_against_the_emulator_binary() {
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/stock_client/calendar_roundtrip.py"
+        "/tests/conformance/calendar_roundtrip.py"
     );
     let out = Command::new("python3")
         .args([
