@@ -149,18 +149,37 @@ async fn a_busy_occurrence_under_a_series_made_free_keeps_its_block(backend: Bac
         )
         .await;
     in_step(&app, "the moved occurrence's block").await;
-
+    // The whole series made free: the moved occurrence follows (it never chose otherwise).
     app.user(0)
         .patch(&id, json!({"transparency": "transparent"}))
+        .await;
+    assert!(busy(&app, 0).await.is_empty());
+    in_step(&app, "the free series to lose every block").await;
+
+    // That one occurrence is busy after all, under a series that stays free.
+    app.user(0)
+        .patch(
+            &id_of(&instances[2]),
+            occurrence_patch(&instances[2], 2, json!({"transparency": "opaque"})),
+        )
         .await;
 
     let busy_now = busy(&app, 0).await;
     assert_eq!(
         busy_now.len(),
         1,
-        "only the moved occurrence stays busy: {busy_now:?}"
+        "only the moved occurrence is busy: {busy_now:?}"
     );
-    in_step(&app, "only the moved occurrence to stay blocked").await;
+    in_step(&app, "the busy occurrence of a free series to be blocked").await;
+    app.user(0)
+        .patch(&id, json!({"transparency": "opaque"}))
+        .await;
+    assert_eq!(busy(&app, 0).await.len(), 4);
+    in_step(
+        &app,
+        "the series busy again, the moved occurrence where it moved",
+    )
+    .await;
 }
 
 async fn moving_one_then_freeing_and_rebusying_the_series_blocks_every_occurrence_again(
