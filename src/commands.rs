@@ -15,17 +15,6 @@ use crate::services::Services;
 use crate::startup::Application;
 use crate::store::Store;
 
-/// Options of `mcss demo`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
-    /// Port of the dashboard and API (0 picks a free one).
-    #[arg(long, env = "PORT", default_value_t = 3000)]
-    pub port: u16,
-    /// Run a scripted scenario after start-up (see `--help` of the dashboard's demo panel).
-    #[arg(long)]
-    pub scenario: Option<String>,
-}
-
 /// `mcss accounts …`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AccountsCommand {
@@ -134,20 +123,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("ADMIN_PASSWORD is not set: the admin pages are off");
     }
     let app = Application::build(settings).await?;
-    run_with_signals(app).await
-}
-
-/// Runs a built application, tripping its shutdown on SIGTERM/SIGINT.
-pub async fn run_with_signals(app: Application) -> anyhow::Result<()> {
-    let shutdown = app.shutdown();
-    let mut signals = crate::shutdown::Signals::install()?;
-    tokio::spawn(async move {
-        let which = signals.recv().await;
-        tracing::info!(signal = which, "shutting down");
-        shutdown.trigger();
-    });
-    app.run_until_stopped().await?;
-    Ok(())
+    app.run_with_signals().await
 }
 
 /// `mcss migrate`
@@ -445,7 +421,7 @@ pub async fn purge(settings: Settings, args: PurgeArgs) -> anyhow::Result<()> {
 }
 
 /// `mcss demo`: a temporary SQLite database and demo settings.
-pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn demo(args: crate::demo::DemoArgs) -> anyhow::Result<()> {
     crate::demo::run(args).await
 }
 

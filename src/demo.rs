@@ -25,8 +25,8 @@ use parking_lot::Mutex;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::commands::DemoArgs;
 use crate::config::Settings;
+use crate::http::{DemoAction, DemoActions};
 use crate::domain::{AccountId, CalendarId, EventId};
 use crate::google::{AccountClient, GoogleClient, TokenSource};
 use crate::ops::{self, ConnectRequest};
@@ -34,57 +34,19 @@ use crate::services::Services;
 use crate::startup::Application;
 use crate::store::Store;
 
+/// Options of `mcss demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Port of the dashboard and API (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Run a scripted scenario after start-up (see `--help` of the dashboard's demo panel).
+    #[arg(long)]
+    pub scenario: Option<String>,
+}
+
 /// Demo calendars the emulator creates (user01@example.test …).
 pub const DEMO_ACCOUNTS: usize = 5;
-
-/// What the dashboard's demo panel can do on a calendar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DemoAction {
-    /// A one-hour meeting starting in about an hour.
-    Meeting,
-    /// An all-day event tomorrow.
-    AllDay,
-    /// A weekly series of ten meetings.
-    Weekly,
-    /// Delete the event the panel made last.
-    DeleteLast,
-}
-
-impl DemoAction {
-    pub const ALL: [DemoAction; 4] = [Self::Meeting, Self::AllDay, Self::Weekly, Self::DeleteLast];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Meeting => "meeting",
-            Self::AllDay => "all-day",
-            Self::Weekly => "weekly",
-            Self::DeleteLast => "delete-last",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == raw)
-    }
-
-    /// The button's words.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Meeting => "One-hour meeting in 1 h",
-            Self::AllDay => "All-day event tomorrow",
-            Self::Weekly => "Weekly series (10 weeks)",
-            Self::DeleteLast => "Delete the last one",
-        }
-    }
-}
-
-/// The demo panel's back end, held by the admin pages in `mcss demo` only.
-#[async_trait]
-pub trait DemoActions: Send + Sync {
-    /// Calendars the panel offers, by alias.
-    fn calendars(&self) -> Vec<String>;
-    /// Performs `action` on `calendar`; `Ok` says what was done, in words for the page.
-    async fn perform(&self, calendar: &str, action: DemoAction) -> Result<String, String>;
-}
 
 /// One demo calendar, edited as its owner through the emulator.
 struct DemoCalendar {
@@ -561,7 +523,7 @@ async fn serve_demo(args: DemoArgs, dir: &Path, log_level: String) -> anyhow::Re
             }
         });
     }
-    let result = crate::commands::run_with_signals(app).await;
+    let result = app.run_with_signals().await;
     emulator.shutdown().await;
     result
 }

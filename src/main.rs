@@ -27,7 +27,7 @@ enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Run everything embedded: Google emulator, temporary SQLite, five demo calendars.
-    Demo(commands::DemoArgs),
+    Demo(mcss::demo::DemoArgs),
     /// Manage connected accounts.
     #[command(subcommand)]
     Accounts(commands::AccountsCommand),

@@ -93,6 +93,19 @@ impl Application {
         })
     }
 
+    /// Runs until SIGTERM or SIGINT (logged by name), then stops in order.
+    pub async fn run_with_signals(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown();
+        let mut signals = crate::shutdown::Signals::install()?;
+        tokio::spawn(async move {
+            let which = signals.recv().await;
+            tracing::info!(signal = which, "shutting down");
+            shutdown.trigger();
+        });
+        self.run_until_stopped().await?;
+        Ok(())
+    }
+
     /// The port actually bound (useful with `PORT=0`).
     pub fn port(&self) -> u16 {
         self.port

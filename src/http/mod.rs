@@ -13,7 +13,7 @@ mod replay;
 pub(crate) mod security;
 mod webhook;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, DemoAction, DemoActions};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,8 +3,9 @@
 //! Role: every SQL statement of the service lives here, behind named query functions on
 //! [`Store`] that take and return validated ids and records ([`records`]). Collaborators: the
 //! `CalendarActor` (sync state, source events, [`Store::commit_sync`], channels), the
-//! `BlockWriter` (the outbox: [`Store::due_blocks`], `mark_*`), the CLI and the admin pages
-//! (accounts, the sync log, queue depths). The schema itself belongs to the `migration` crate.
+//! `BlockWriter` (the outbox: [`Store::claim_due`], [`Store::record_writes`]), operations
+//! (queued deletions and repairs), the CLI and the admin pages (accounts, the sync log, queue
+//! depths). The schema itself belongs to the `migration` crate.
 //!
 //! Lifecycle: [`Store::connect`] opens a pool once at start (creating the SQLite file and its
 //! key file when missing), [`Store::migrate`] brings the schema up to date, and clones of the

@@ -1,11 +1,11 @@
 //! The outbox: desired blocks per target calendar, and what the `BlockWriter` did with them.
 //!
-//! A writer loop reads [`Store::due_blocks`], makes Google match each row, and reports back
-//! with exactly one of [`Store::mark_applied`], [`Store::mark_deleted`],
-//! [`Store::schedule_retry`], [`Store::mark_failed`] or [`Store::mark_excluded`]. The
-//! `mark_applied`/`mark_deleted` reports are conditional on the row still wanting what was
-//! written, because a sync may have committed newer content while the write was in flight:
-//! such a row stays `pending` and is picked up again.
+//! Rows are written by a sync's commit (`sync_state.rs`), by operations that queue deletions
+//! and repairs (purge, removal, reconciliation: [`Store::queue_deletions`],
+//! [`Store::retract_blocks_on_target`], [`Store::retract_blocks_from_source`],
+//! [`Store::requeue_applied_block`]) and by the writers' protocol (`writes.rs`: claim, then
+//! record). This file holds those operator-side transitions and the reads (counts, queue
+//! depths, a calendar's rows, a source event's rows).
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, SimpleExpr};

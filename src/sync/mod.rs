@@ -1,9 +1,13 @@
-//! The pure planner: source event in, desired block out.
+//! The pure sync pass and the planner beneath it.
 //!
-//! Given one event of a connected calendar, the account it came from, a target account, the
-//! sync options and what the target already holds, the planner decides the block that target
-//! must hold for it — or that it must hold none. It does no I/O and reads no clock (`now` is
-//! an argument), so every rule below is covered by table tests and property tests.
+//! [`sync_pass`] is everything one sync of one calendar decides: given what was listed, what
+//! the store holds, the planner config and `now`, it returns one [`SyncPlan`] — events to
+//! store and forget, the desired state of every affected (target, block id), exclusions, the
+//! mass-deletion hold. Beneath it, the per-occurrence model ([`plan_family`]) plans a whole
+//! series onto a target at once, and [`mirror_decision`] judges one event. Nothing here does
+//! I/O or reads a clock (`now` is an argument), so every rule below is covered by table
+//! tests (`tests.rs`, `pass_tests.rs`) and property tests (`proptests.rs`,
+//! `series_proptests.rs`).
 //!
 //! # The rules, in plain words (docs/sync-rules.md)
 //!
@@ -35,11 +39,17 @@
 //! series keeps Google's instance suffix, so a moved occurrence patches the matching
 //! occurrence of the block series and a cancelled one cancels it.
 //!
+//! **Series** are planned occurrence by occurrence ([`occurrences`]): an occurrence that must
+//! not be blocked is always a cancelled block occurrence; a series whose block must go takes
+//! its occurrences with it, and each of its exceptions that is still busy gets a detached
+//! single block.
+//!
 //! # Collaborators and lifecycle
-//! The CalendarActor converts listed events into [`SourceEvent`]s, calls [`plan_changes`]
-//! after each incremental sync and commits the [`PlannedBlock`]s with the sync token; the
-//! BlockWriter converges Google to each [`DesiredBlock`] and compares [`DesiredBlock::hash`]
-//! with what it applied. Nothing here holds state between calls.
+//! The CalendarActor's sync job (`actors/sync_job.rs`) converts listed events into
+//! [`SourceEvent`]s ([`convert`]), reads what the pass needs from the store, calls
+//! [`sync_pass`] and commits the plan with the sync token; the BlockWriter converges Google
+//! to each [`DesiredBlock`] and compares [`DesiredBlock::hash`] with what it applied. Nothing
+//! here holds state between calls.
 
 mod block;
 pub mod convert;

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use mcss::demo::{Demo, DemoActions as _, DemoOptions};
+use mcss::demo::{Demo, DemoOptions};
+use mcss::http::{DemoAction, DemoActions as _};
 use mcss::shutdown::Shutdown;
 use mcss::store::{AccountStatus, Store};
 
@@ -314,11 +315,11 @@ async fn a_demo_event_shows_up_as_counted_blocks_and_an_account_can_be_paused_an
         // A little more to look at: a series and an all-day event elsewhere.
         let _ = app
             .demo_actions
-            .perform("Calendar 02", mcss::demo::DemoAction::Weekly)
+            .perform("Calendar 02", DemoAction::Weekly)
             .await;
         let _ = app
             .demo_actions
-            .perform("Calendar 03", mcss::demo::DemoAction::AllDay)
+            .perform("Calendar 03", DemoAction::AllDay)
             .await;
         eventually("blocks of the series and the all-day event", || async {
             blocks_of(&browser, &app, "Calendar 01")

@@ -6,7 +6,7 @@
 //! resume, remove, latency samples), the [`crate::store::Store`] (accounts, sync state,
 //! channels, the outbox's queue depths, the sync log), the OAuth onboarding in
 //! [`super::oauth`] (the Connect and Reconnect buttons lead there) and, in `mcss demo` only,
-//! the demo panel ([`crate::demo::DemoActions`]).
+//! the demo panel ([`DemoActions`], which `mcss demo` implements).
 //!
 //! Security: sign-in with `ADMIN_PASSWORD` (constant-time compare, at most
 //! [`AdminConfig::login_attempts_per_minute`] attempts per client per minute, then 429), a
@@ -18,6 +18,7 @@
 //! Lifecycle: one [`Runtime`] (sessions, login limiter, pending OAuth consents) is built with
 //! the router and lives as long as the server.
 
+mod demo_panel;
 mod pages;
 mod session;
 
@@ -36,10 +37,10 @@ use serde::Deserialize;
 use super::AppState;
 use crate::actors::control::Control;
 use crate::config::Settings;
-use crate::demo::{DemoAction, DemoActions};
 use crate::domain::AccountId;
 use crate::store::{LogQuery, LogResult};
 
+pub use demo_panel::{DemoAction, DemoActions};
 pub(crate) use pages::message as pages_message;
 pub(crate) use session::{same_secret, SessionInfo};
 

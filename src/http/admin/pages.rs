@@ -374,7 +374,7 @@ fn demo_panel(page: &Page, calendars: &[String]) -> Markup {
                     @for c in calendars { option value=(c) { (c) } }
                 }
                 div.buttons {
-                    @for action in crate::demo::DemoAction::ALL {
+                    @for action in super::DemoAction::ALL {
                         button type="submit" name="action" value=(action.as_str()) { (action.label()) }
                     }
                 }
