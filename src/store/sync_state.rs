@@ -36,6 +36,7 @@ fn to_record(row: sync_state::Model) -> SyncState {
         last_error: row.last_error,
         mass_delete_hold: row.mass_delete_hold,
         updated_at: row.updated_at,
+        replan_requested_at: row.replan_requested_at,
     }
 }
 
@@ -162,6 +163,18 @@ async fn write_commit(
     outcome.excluded = exclude_blocks(txn, account_id, &commit.exclusions, at).await?;
     write_hold(txn, account_id, &commit.hold, at).await?;
     insert_log_rows(txn, commit.log).await?;
+    if let Some(asked_by) = commit.replan_done {
+        // A replan asked for after this one read the store is still to come.
+        sync_state::Entity::update_many()
+            .col_expr(
+                sync_state::Column::ReplanRequestedAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
+            .filter(sync_state::Column::AccountId.eq(account_id.get()))
+            .filter(sync_state::Column::ReplanRequestedAt.lte(asked_by))
+            .exec(txn)
+            .await?;
+    }
 
     let mut state = sync_state::ActiveModel {
         account_id: Set(account_id.get()),
@@ -172,6 +185,7 @@ async fn write_commit(
         last_error: Set(None),
         mass_delete_hold: Set(false),
         updated_at: Set(at),
+        replan_requested_at: Set(None),
     };
     let mut update = vec![
         sync_state::Column::LastResult,

@@ -89,6 +89,9 @@ pub struct PassInput<'a> {
     /// Outbox rows on this calendar for the block ids the listing shows deleted.
     pub rows_on_me: HashMap<BlockId, RowView>,
     pub guard: GuardInput,
+    /// Plan every stored event again, not only the listed ones (the calendar joined a group,
+    /// a link or a rule changed). `known` then holds every stored event.
+    pub replan_all: bool,
 }
 
 /// An event to store (insert or update).
@@ -145,11 +148,17 @@ pub fn sync_pass(input: &PassInput<'_>) -> SyncPlan {
         _ => missing.iter().map(|e| tombstone_of(e)).collect(),
     };
 
+    let missing_ids: HashSet<&EventId> = missing.iter().map(|e| &e.id).collect();
+    let replanned = input
+        .known
+        .iter()
+        .filter(|e| input.replan_all && !listed_ids.contains(&e.id) && !missing_ids.contains(&e.id));
     let changed: Vec<&SourceEvent> = input
         .listed
         .iter()
         .map(|l| &l.event)
         .chain(&tombstones)
+        .chain(replanned)
         .collect();
     let families = gather_families(&changed, &known);
     record_events(&mut plan, input, &families, &tombstones, installation);
@@ -280,7 +289,8 @@ fn record_events(
     plan.forget.retain(|id| seen.insert(id.clone()));
 }
 
-/// The changed events grouped by series, each family completed from the store.
+/// The changed events (listed, missing, or stored and replanned) grouped by series, each
+/// family completed from the store.
 struct Families<'a> {
     by_series: BTreeMap<EventId, Family<'a>>,
     singles: Vec<&'a SourceEvent>,
@@ -431,15 +441,16 @@ fn plan_onto_targets(
     if mine.is_empty() {
         return;
     }
-    let ctx = PlanContext {
-        cfg: input.cfg,
-        source: &input.source,
-        now: input.now,
-    };
     let installation = input.cfg.installation.as_str();
     let nothing = TargetHoldings::new();
     let me = input.source.id;
     for target in input.targets.iter().filter(|t| t.id != me) {
+        let cfg = input.cfg.for_pair(&input.source.rules, &target.rules);
+        let ctx = PlanContext {
+            cfg: &cfg,
+            source: &input.source,
+            now: input.now,
+        };
         let held = holdings.get(&target.id).unwrap_or(&nothing);
         for single in families
             .singles
@@ -491,8 +502,9 @@ fn replan_copies_onto_me(
         if events.is_empty() {
             continue;
         }
+        let cfg = input.cfg.for_pair(&other.rules, &me_as_target.rules);
         let ctx = PlanContext {
-            cfg: input.cfg,
+            cfg: &cfg,
             source: other,
             now: input.now,
         };

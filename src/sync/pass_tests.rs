@@ -28,6 +28,7 @@ fn account(n: i64) -> Account {
         alias: format!("Calendar {n:02}"),
         calendar_id: CalendarId::parse(&format!("cal{n}@example.com")).unwrap(),
         time_zone: Some("UTC".to_owned()),
+        rules: Rules::default(),
     }
 }
 
@@ -118,6 +119,7 @@ impl Pass {
             meetings: self.meetings.clone(),
             rows_on_me: self.rows_on_me.clone(),
             guard: self.guard.clone(),
+            replan_all: false,
         };
         sync_pass(&input)
     }

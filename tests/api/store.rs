@@ -111,6 +111,8 @@ on_both_backends!(
 async fn add_account(store: &Store, alias: &str) -> AccountId {
     store
         .create_account(NewAccount {
+            group: mcss::store::DEFAULT_GROUP.to_owned(),
+            rules: mcss::store::CalendarRules::default(),
             alias: alias.to_owned(),
             email: Some(format!("{}@example.com", alias.replace(' ', "."))),
             calendar_id: CalendarId::parse(&format!("{}@example.com", alias.replace(' ', ".")))
@@ -418,6 +420,8 @@ async fn a_duplicate_alias_is_a_conflict(db: &StoreDb) {
     let again = db
         .store
         .create_account(NewAccount {
+            group: mcss::store::DEFAULT_GROUP.to_owned(),
+            rules: mcss::store::CalendarRules::default(),
             alias: "Calendar 01".to_owned(),
             email: None,
             calendar_id: CalendarId::primary(),

@@ -304,6 +304,7 @@ pub async fn spawn_app(options: AppOptions) -> Option<TestApp> {
         let account = connect_account(
             control.services(),
             ConnectRequest {
+                group: None,
                 alias: alias.clone(),
                 refresh_token: SecretString::from(info.refresh_token.clone()),
                 calendar_id: Some(CalendarId::parse(&info.calendar_id).expect("a calendar id")),
