@@ -35,12 +35,12 @@ async fn a_seeded_chaos_soak_converges_to_exactly_the_busy_occurrences(backend: 
     soak.calm().await;
     let settled = match soak.settle(&users, soak.config.settle).await {
         Ok(settled) => settled,
-        Err(report) => {
+        Err(unsettled) => {
             let what = format!(
                 "the calendars did not converge within {:?} after the chaos",
                 soak.config.settle
             );
-            panic!("{}", soak.failure(&what, &report, &users).await);
+            panic!("{}", soak.failure(&what, &unsettled, &users).await);
         }
     };
 
@@ -73,7 +73,10 @@ async fn every_step_of_a_seeded_edit_sequence_keeps_blocked_occurrences_equal_to
     took.sort();
     let settled = match soak.settle(&users, soak.config.settle).await {
         Ok(settled) => settled,
-        Err(report) => panic!("{}", soak.failure("the last check", &report, &users).await),
+        Err(unsettled) => panic!(
+            "{}",
+            soak.failure("the last check", &unsettled, &users).await
+        ),
     };
     eprintln!(
         "{}; per step: median {:.1} s, slowest {:.1} s",
@@ -323,7 +326,7 @@ mod checker {
             "{report}"
         );
         assert!(
-            has(&format!("orphan block {orphan}")) && has("it is free"),
+            has(&format!("orphan block {orphan}")) && has("\"Free #2\" is not busy: it is free"),
             "{report}"
         );
         assert!(

@@ -335,6 +335,17 @@ pub enum Finding {
 }
 
 impl Finding {
+    /// The source occurrence the finding is about, when it names one.
+    pub fn key(&self) -> Option<&OccurrenceKey> {
+        match self {
+            Finding::Missing { key, .. }
+            | Finding::Duplicate { key, .. }
+            | Finding::Orphan { key, .. }
+            | Finding::WrongTime { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// A short name per kind, for counting.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -662,9 +673,12 @@ impl Checker {
                 }
                 None => {
                     let why = match sources.get(key) {
-                        Some(o) if !o.is_live() => "the source occurrence is cancelled".to_owned(),
+                        Some(o) if !o.is_live() => {
+                            format!("the source occurrence {:?} is cancelled", o.summary())
+                        }
                         Some(o) => format!(
-                            "the source occurrence is not busy: {}",
+                            "the source occurrence {:?} is not busy: {}",
+                            o.summary(),
                             o.not_busy_because().unwrap_or("?")
                         ),
                         None => "no such source occurrence (deleted, moved away or never there)"

@@ -39,7 +39,8 @@ use crate::support::{
 use chaos::{Chaos, ChaosTally, Disruption};
 use client::Owners;
 pub use config::SoakConfig;
-use invariants::{Checker, Report, Topology, Window};
+use invariants::{Checker, Finding, OccurrenceKey, Report, Topology, Window};
+use mcss::domain::{AccountId, EventId};
 use users::{Mix, Outcome, Step, Users};
 
 /// The checker compares occurrences starting within this many days of the start.
@@ -50,6 +51,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(400);
 const HISTORY_SHOWN: usize = 40;
 /// Warnings of the service log shown in a failure message.
 const LOG_SHOWN: usize = 12;
+/// Source events whose outbox rows a failure message shows.
+const OUTBOX_SHOWN: usize = 8;
 
 /// A running soak: service, emulator, database and the checker over them.
 pub struct Soak {
@@ -68,6 +71,15 @@ pub struct Soak {
     _log_dir: tempfile::TempDir,
     /// Last: the database outlives the store's pool.
     _db: TestDb,
+}
+
+/// What the calendars looked like when a soak ran out of patience.
+#[derive(Debug)]
+pub struct Unsettled {
+    pub report: Report,
+    /// Block writes still pending when the invariants last held (`None`: they did not hold,
+    /// or the store did not answer).
+    pub pending: Option<u64>,
 }
 
 /// The figures of one settled soak.
@@ -312,15 +324,19 @@ impl Soak {
     }
 
     /// Waits, within `patience`, until the invariants hold, no block write is pending, and
-    /// they still hold; `Err` with the last report otherwise.
-    pub async fn settle(&self, users: &Users, patience: Duration) -> Result<Settled, Report> {
+    /// they still hold; otherwise what was last seen.
+    pub async fn settle(&self, users: &Users, patience: Duration) -> Result<Settled, Unsettled> {
         let started = Instant::now();
-        let mut last = Report::default();
+        let mut last = Unsettled {
+            report: Report::default(),
+            pending: None,
+        };
         while started.elapsed() < patience {
-            last = self.checker.check(users.titles()).await;
-            if last.holds() {
+            last.report = self.checker.check(users.titles()).await;
+            if last.report.holds() {
                 let after = started.elapsed();
-                if self.store.pending_count(None).await.is_ok_and(|n| n == 0) {
+                last.pending = self.store.pending_count(None).await.ok();
+                if last.pending == Some(0) {
                     let again = self.checker.check(users.titles()).await;
                     if again.holds() {
                         return Ok(Settled {
@@ -328,7 +344,7 @@ impl Soak {
                             report: again,
                         });
                     }
-                    last = again;
+                    last.report = again;
                 }
             }
             tokio::time::sleep(CHECK_EVERY).await;
@@ -346,12 +362,12 @@ impl Soak {
             let step = self.edit(users).await;
             match self.settle(users, patience).await {
                 Ok(settled) => took.push(settled.after),
-                Err(report) => {
+                Err(unsettled) => {
                     let what = format!(
                         "step {n} ({}) did not converge within {patience:?}",
                         step.kind
                     );
-                    panic!("{}", self.failure(&what, &report, users).await);
+                    panic!("{}", self.failure(&what, &unsettled, users).await);
                 }
             }
         }
@@ -390,15 +406,22 @@ impl Soak {
 
     /// A failure message: what failed, the seed and replay line, the findings, what Google
     /// refused, the service's last warnings and the recent history of edits and disruptions.
-    pub async fn failure(&self, what: &str, report: &Report, users: &Users) -> String {
+    pub async fn failure(&self, what: &str, unsettled: &Unsettled, users: &Users) -> String {
         let mut message = format!(
-            "soak on {:?}, seed {}: {what}\nreplay: {}\n{report}\nedits: {} applied, {} refused\n",
+            "soak on {:?}, seed {}: {what}\nreplay: {}\n{}\nedits: {} applied, {} refused\n",
             self.backend,
             self.config.seed,
             self.config.replay(),
+            unsettled.report,
             users.tally.applied_total(),
             users.tally.refused_total(),
         );
+        if let Some(pending) = unsettled.pending.filter(|n| *n > 0) {
+            let _ = writeln!(
+                message,
+                "the invariants held, but {pending} block writes were still pending"
+            );
+        }
         let counters = self.control(reqwest::Method::GET, "counters", None).await;
         let _ = writeln!(
             message,
@@ -421,6 +444,8 @@ impl Soak {
         {
             let _ = writeln!(message, "  {line}");
         }
+        let _ = writeln!(message, "{}", self.outbox_rows(&unsettled.report).await);
+        let _ = writeln!(message, "{}", self.keep_evidence(&unsettled.report, &log));
         let skip = self.history.len().saturating_sub(HISTORY_SHOWN);
         let _ = writeln!(
             message,
@@ -432,6 +457,79 @@ impl Soak {
             let _ = writeln!(message, "  {:>4}. {entry}", n + 1);
         }
         message
+    }
+
+    /// The service's own view of the source events the findings name: its outbox rows
+    /// (state, attempts, last error), read from the store. For debugging only: the verdict
+    /// is the checker's.
+    async fn outbox_rows(&self, report: &Report) -> String {
+        let keys: std::collections::BTreeSet<&OccurrenceKey> =
+            report.findings.iter().filter_map(Finding::key).collect();
+        let mut text = String::from("the service's outbox for those source events:");
+        for key in keys.iter().take(OUTBOX_SHOWN) {
+            let Ok(account) = AccountId::parse(&key.account) else {
+                continue;
+            };
+            let mut ids = vec![key.event.clone()];
+            ids.extend(
+                key.occurrence
+                    .as_ref()
+                    .map(|o| format!("{}_{o}", key.event)),
+            );
+            for id in ids.iter().filter_map(|id| EventId::parse(id).ok()) {
+                for row in self
+                    .store
+                    .blocks_for_source(account, &id)
+                    .await
+                    .unwrap_or_default()
+                {
+                    let _ = write!(
+                        text,
+                        "\n  {id} → account {}: block {} {} (attempts {}, last error {:?}, updated {})",
+                        row.target_account_id,
+                        row.block_id,
+                        row.state,
+                        row.attempts,
+                        row.last_error.as_deref().unwrap_or("none"),
+                        row.updated_at.format("%H:%M:%S%.3f"),
+                    );
+                }
+            }
+        }
+        text
+    }
+
+    /// Writes the whole history, the report and the service log under the temp directory
+    /// (they outlive the test); says where.
+    fn keep_evidence(&self, report: &Report, log: &str) -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "mcss-soak-{}-{:?}-{}",
+            self.config.seed,
+            self.backend,
+            std::process::id()
+        ));
+        let history: String = self
+            .history
+            .iter()
+            .enumerate()
+            .map(|(n, entry)| format!("{:>5}. {entry}\n", n + 1))
+            .collect();
+        let mut findings = format!("{}\n", self.config.replay());
+        for finding in &report.findings {
+            let _ = writeln!(findings, "{finding}");
+        }
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            std::fs::write(dir.join("history.txt"), history)?;
+            std::fs::write(dir.join("findings.txt"), findings)?;
+            std::fs::write(dir.join("serve.log"), log)
+        });
+        match written {
+            Ok(()) => format!(
+                "the whole history, every finding and the service log are in {}",
+                dir.display()
+            ),
+            Err(e) => format!("could not keep the evidence in {}: {e}", dir.display()),
+        }
     }
 
     /// The soak's figures in one paragraph, for the test output and the report.

@@ -169,6 +169,7 @@ impl Thing {
 }
 
 const RESHAPE: &str = "switch event timed/all-day";
+const SPLIT: &str = "split series this-and-following";
 
 /// The edit kinds with their weights in the mix.
 const SINGLE_EDITS: [(&str, u32); 9] = [
@@ -194,7 +195,7 @@ const SERIES_EDITS: [(&str, u32); 12] = [
     ("free series", 2),
     ("busy series", 2),
     ("delete series", 1),
-    ("split series this-and-following", 2),
+    (SPLIT, 2),
 ];
 
 /// The seeded script and the model it keeps.
@@ -322,8 +323,17 @@ impl Users {
             "switch event free/busy" | "decline/accept event" | RESHAPE => {
                 has(Thing::is_plain_single)
             }
+            SPLIT => !self.splittable().is_empty(),
             _ => has(Thing::is_series),
         }
+    }
+
+    /// Series that may be split: a split adds a series, so only where there is room.
+    fn splittable(&self) -> Vec<usize> {
+        let room = self.calendar_with_room(true).unwrap_or_default();
+        (0..self.things.len())
+            .filter(|i| self.things[*i].is_series() && room.contains(&self.things[*i].calendar))
+            .collect()
     }
 
     fn calendar_with_room(&self, series: bool) -> Option<Vec<usize>> {
@@ -366,7 +376,7 @@ impl Users {
             "free series" => self.series_transparency(owners, true).await,
             "busy series" => self.series_transparency(owners, false).await,
             "delete series" => self.delete(owners, true).await,
-            "split series this-and-following" => self.split_series(owners).await,
+            SPLIT => self.split_series(owners).await,
             other => unreachable!("no edit named {other}"),
         }
     }
@@ -914,7 +924,10 @@ impl Users {
     /// it (UNTIL), a new series (new title, sometimes an hour later) starts there with what
     /// is left of a COUNT.
     async fn split_series(&mut self, owners: &Owners) -> Edit {
-        let i = self.pick(Thing::is_series);
+        let i = *self
+            .splittable()
+            .choose(&mut self.rng)
+            .expect("possible() checked there is a series to split");
         let thing = self.things[i].clone();
         let Shape::Series { span, zone, rule } = &thing.shape else {
             unreachable!("picked a series")
