@@ -3,7 +3,7 @@
 //! zero orphans and every block present — on SQLite, and on PostgreSQL when configured.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::support::{
@@ -69,9 +69,11 @@ impl Service {
             .append(true)
             .open(&self.log)
             .expect("the service log file");
+        // The service logs to stdout; panics also reach stderr.
+        let stdout = log.try_clone().expect("the service log file, twice");
         self.command()
             .arg("serve")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("mcss serve starts")

@@ -429,13 +429,19 @@ impl Soak {
             error_answers(&counters)
         );
         let log = std::fs::read_to_string(&self.service.log).unwrap_or_default();
+        // Failed block writes are logged at info: they are shown with the warnings.
+        let marks = [
+            "\"level\":\"WARN\"",
+            "\"level\":\"ERROR\"",
+            "\"result\":\"failed\"",
+        ];
         let warnings: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+            .filter(|l| marks.iter().any(|mark| l.contains(mark)))
             .collect();
         let _ = writeln!(
             message,
-            "the service's last warnings ({} in all):",
+            "the service's last warnings and failed block writes ({} in all):",
             warnings.len()
         );
         for line in warnings
