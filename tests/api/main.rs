@@ -16,6 +16,7 @@ mod engine;
 mod google_client;
 mod ops;
 mod serve;
+mod soak;
 mod store;
 mod supervision;
 mod sync_propagation;
