@@ -13,6 +13,9 @@
 //! - `credentials`: one row per Google account, holding its refresh token; `accounts.
 //!   credential_id` points at it. The tokens move there in the application's first start
 //!   after this migration (`Store::migrate`), because moving them needs the encryption key.
+//! - `desired_blocks.applied_updated`: Google's `updated` of the writer's last write of a
+//!   block, so a tombstone listed later can be told from a deletion by the user (it is a
+//!   user's only when Google deleted the block after our last write of it);
 //! - `sync_state.replan_requested_at`: set when a calendar's blocks must be planned again
 //!   from the stored events (it joined a group, a link or a rule changed); the calendar's
 //!   actor does it and clears it in the same commit.
@@ -71,6 +74,12 @@ enum Accounts {
 enum SyncState {
     Table,
     ReplanRequestedAt,
+}
+
+#[derive(DeriveIden)]
+enum DesiredBlocks {
+    Table,
+    AppliedUpdated,
 }
 
 fn account_fk(name: &str, column: DisabledLinks) -> ForeignKeyCreateStatement {
@@ -163,9 +172,15 @@ impl MigrationTrait for Migration {
             ),
             ("block_details", string_null(Accounts::BlockDetails)),
             ("skip_all_day", boolean_null(Accounts::SkipAllDay)),
-            ("skip_out_of_office", boolean_null(Accounts::SkipOutOfOffice)),
+            (
+                "skip_out_of_office",
+                boolean_null(Accounts::SkipOutOfOffice),
+            ),
             ("skip_focus_time", boolean_null(Accounts::SkipFocusTime)),
-            ("exclude_title_regex", text_null(Accounts::ExcludeTitleRegex)),
+            (
+                "exclude_title_regex",
+                text_null(Accounts::ExcludeTitleRegex),
+            ),
             ("look_back_days", integer_null(Accounts::LookBackDays)),
         ];
         for (name, column) in account_columns {
@@ -177,6 +192,14 @@ impl MigrationTrait for Migration {
             "replan_requested_at",
             SyncState::Table,
             timestamp_with_time_zone_null(SyncState::ReplanRequestedAt),
+        )
+        .await?;
+        add_column(
+            manager,
+            "desired_blocks",
+            "applied_updated",
+            DesiredBlocks::Table,
+            timestamp_with_time_zone_null(DesiredBlocks::AppliedUpdated),
         )
         .await?;
         Ok(())

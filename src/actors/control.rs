@@ -380,7 +380,11 @@ impl Control {
 
     /// Moves a calendar to another group (see `ops::settings::set_group`) and acts on it at
     /// once: its old blocks are deleted, the new group's made.
-    pub async fn set_group(&self, alias: &str, group: &str) -> Result<SettingsChange, ControlError> {
+    pub async fn set_group(
+        &self,
+        alias: &str,
+        group: &str,
+    ) -> Result<SettingsChange, ControlError> {
         let change = crate::ops::settings::set_group(self.services(), alias, group).await?;
         self.apply(&change).await;
         Ok(change)

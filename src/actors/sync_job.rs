@@ -354,7 +354,9 @@ impl Reads {
             .iter()
             .find(|a| a.id == me)
             .cloned()
-            .unwrap_or_else(|| planner_account(&job.services, &job.account, listing.time_zone.as_deref()));
+            .unwrap_or_else(|| {
+                planner_account(&job.services, &job.account, listing.time_zone.as_deref())
+            });
         let others = || self.group.iter().filter(|a| a.id != me);
         PassInput {
             cfg: &job.services.planner,
@@ -440,6 +442,7 @@ async fn read_rows_on_me(
             let view = RowView {
                 wants_live: row.wants_live(),
                 written: row.written(),
+                written_at: row.applied_updated,
             };
             (row.block_id, view)
         })
@@ -507,7 +510,10 @@ pub(crate) fn planner_account(
 
 /// A calendar's rules: its own where set, the environment's otherwise. A stored regex that
 /// no longer compiles (it was checked when set) falls back to no regex, with a warning.
-pub(crate) fn resolve_rules(own: &CalendarRules, defaults: &crate::config::SyncSettings) -> sync::Rules {
+pub(crate) fn resolve_rules(
+    own: &CalendarRules,
+    defaults: &crate::config::SyncSettings,
+) -> sync::Rules {
     let base = sync::Rules::from_settings(defaults);
     let exclude_title = match own.exclude_title_regex.as_deref() {
         None => base.exclude_title,

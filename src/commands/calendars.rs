@@ -62,7 +62,11 @@ pub(super) async fn set_account(services: &Services, args: SetAccountArgs) -> an
     let alias = args.alias.trim().to_owned();
     let rules = CalendarRules {
         block_title_template: args.block_title,
-        block_details: args.details.as_deref().map(settings::parse_details).transpose()?,
+        block_details: args
+            .details
+            .as_deref()
+            .map(settings::parse_details)
+            .transpose()?,
         skip_all_day: args.skip_all_day,
         skip_out_of_office: args.skip_out_of_office,
         skip_focus_time: args.skip_focus_time,
@@ -77,7 +81,10 @@ pub(super) async fn set_account(services: &Services, args: SetAccountArgs) -> an
     let mut said = false;
     if let Some(group) = &args.group {
         let change = settings::set_group(services, &alias, group).await?;
-        report(&format!("{alias:?} is in group {:?}", group.trim()), &change);
+        report(
+            &format!("{alias:?} is in group {:?}", group.trim()),
+            &change,
+        );
         said = true;
     }
     if rules != CalendarRules::default() {
@@ -94,7 +101,10 @@ pub(super) async fn set_account(services: &Services, args: SetAccountArgs) -> an
 fn report(what: &str, change: &SettingsChange) {
     println!("{what}");
     if change.retracted > 0 {
-        println!("  {} blocks that no longer belong are queued for deletion", change.retracted);
+        println!(
+            "  {} blocks that no longer belong are queued for deletion",
+            change.retracted
+        );
     }
     if !change.replanned.is_empty() {
         println!(

@@ -109,7 +109,10 @@ pub async fn connect_account_with(
     // it names the Google account, whose calendars share one refresh token.
     let email = match req.email {
         Some(email) => Some(email),
-        None if entry.primary => calendar_id.as_str().contains('@').then(|| calendar_id.to_string()),
+        None if entry.primary => calendar_id
+            .as_str()
+            .contains('@')
+            .then(|| calendar_id.to_string()),
         None => read_calendar(&client, &CalendarId::primary(), on_retry)
             .await
             .ok()

@@ -43,7 +43,11 @@ pub fn validate_rules(rules: &CalendarRules) -> Result<(), OpsError> {
     if let Some(template) = &rules.block_title_template {
         crate::config::title_template(template).map_err(|p| bad("block title", p))?;
     }
-    if let Some(regex) = rules.exclude_title_regex.as_deref().filter(|r| !r.is_empty()) {
+    if let Some(regex) = rules
+        .exclude_title_regex
+        .as_deref()
+        .filter(|r| !r.is_empty())
+    {
         regex::Regex::new(regex).map_err(|e| {
             bad(
                 "exclude title regex",
@@ -107,7 +111,10 @@ pub async fn set_link(
     target: &str,
     on: bool,
 ) -> Result<SettingsChange, OpsError> {
-    let (source, target) = (calendar(services, source).await?, calendar(services, target).await?);
+    let (source, target) = (
+        calendar(services, source).await?,
+        calendar(services, target).await?,
+    );
     if source.id == target.id {
         return Err(OpsError::InvalidSetting {
             field: "link",
@@ -134,7 +141,10 @@ pub async fn link_matrices(
     let off = services.store.disabled_links().await?;
     let mut groups: BTreeMap<String, Vec<Account>> = BTreeMap::new();
     for account in services.store.list_accounts().await? {
-        groups.entry(account.group.clone()).or_default().push(account);
+        groups
+            .entry(account.group.clone())
+            .or_default()
+            .push(account);
     }
     if let Some(name) = group {
         if !groups.contains_key(name.trim()) {

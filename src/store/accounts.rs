@@ -52,7 +52,9 @@ fn to_record(row: accounts::Model, groups: &HashMap<i64, String>) -> Result<Acco
 }
 
 /// The rule columns of a row, from rules (set fields only).
-pub(super) fn rule_columns(rules: &CalendarRules) -> Vec<(accounts::Column, sea_orm::sea_query::SimpleExpr)> {
+pub(super) fn rule_columns(
+    rules: &CalendarRules,
+) -> Vec<(accounts::Column, sea_orm::sea_query::SimpleExpr)> {
     use accounts::Column as C;
     let mut columns = Vec::new();
     if let Some(v) = &rules.block_title_template {
@@ -166,7 +168,9 @@ impl Store {
                 .id
             }
         };
-        let sealed = self.cipher().seal(token.expose_secret(), &credential_aad(id))?;
+        let sealed = self
+            .cipher()
+            .seal(token.expose_secret(), &credential_aad(id))?;
         credentials::Entity::update_many()
             .col_expr(credentials::Column::RefreshTokenEnc, sealed.into())
             .col_expr(credentials::Column::UpdatedAt, at.into())
@@ -223,7 +227,10 @@ impl Store {
 
     /// The calendars reached through the same Google account (credential) as `id`, `id`
     /// included.
-    pub async fn calendars_sharing_token(&self, id: AccountId) -> Result<Vec<AccountId>, StoreError> {
+    pub async fn calendars_sharing_token(
+        &self,
+        id: AccountId,
+    ) -> Result<Vec<AccountId>, StoreError> {
         let row = self.account_row(id).await?;
         let Some(credential) = row.credential_id else {
             return Ok(vec![id]);
@@ -285,12 +292,21 @@ impl Store {
                     .await?;
                 credential
             }
-            None => self.save_credential(&txn, row.email.as_deref(), token).await?,
+            None => {
+                self.save_credential(&txn, row.email.as_deref(), token)
+                    .await?
+            }
         };
         accounts::Entity::update_many()
             .col_expr(accounts::Column::CredentialId, Some(credential).into())
-            .col_expr(accounts::Column::Status, AccountStatus::Active.as_str().into())
-            .col_expr(accounts::Column::StatusReason, Option::<String>::None.into())
+            .col_expr(
+                accounts::Column::Status,
+                AccountStatus::Active.as_str().into(),
+            )
+            .col_expr(
+                accounts::Column::StatusReason,
+                Option::<String>::None.into(),
+            )
             .col_expr(accounts::Column::UpdatedAt, now().into())
             .filter(
                 sea_orm::Condition::any()
@@ -334,7 +350,9 @@ impl Store {
                 .cipher()
                 .open(&row.refresh_token_enc, &account_aad(&row.alias))?;
             let txn = self.write_txn().await?;
-            let credential = self.save_credential(&txn, row.email.as_deref(), &token).await?;
+            let credential = self
+                .save_credential(&txn, row.email.as_deref(), &token)
+                .await?;
             accounts::Entity::update_many()
                 .col_expr(accounts::Column::CredentialId, Some(credential).into())
                 .col_expr(accounts::Column::RefreshTokenEnc, String::new().into())

@@ -96,7 +96,11 @@ pub(super) async fn request_replan(
 
 /// The outbox rows matching `which` now want no block (excluded ones are dropped: their
 /// block is gone already). Returns how many wait for a delete.
-async fn retract(conn: &impl ConnectionTrait, which: Condition, at: DateTime<Utc>) -> Result<u64, StoreError> {
+async fn retract(
+    conn: &impl ConnectionTrait,
+    which: Condition,
+    at: DateTime<Utc>,
+) -> Result<u64, StoreError> {
     use desired_blocks::Column as C;
     desired_blocks::Entity::delete_many()
         .filter(which.clone())

@@ -211,7 +211,10 @@ impl Store {
         self.adopt_default_group().await?;
         let moved = self.adopt_legacy_tokens().await?;
         if moved > 0 {
-            tracing::info!(moved, "refresh tokens moved to one credential per Google account");
+            tracing::info!(
+                moved,
+                "refresh tokens moved to one credential per Google account"
+            );
         }
         Ok(())
     }

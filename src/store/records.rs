@@ -365,6 +365,8 @@ pub struct OutboxRow {
     pub claimed_by: Option<String>,
     pub claim_expires_at: Option<DateTime<Utc>>,
     pub sync_id: Option<String>,
+    /// Google's `updated` of the writer's last write of this block.
+    pub applied_updated: Option<DateTime<Utc>>,
 }
 
 impl OutboxRow {

@@ -45,12 +45,14 @@ pub struct ListedEvent {
 }
 
 /// An outbox row on this calendar, as the exclusion rule needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RowView {
     /// The row wants a live (not cancelled) block.
     pub wants_live: bool,
     /// The writer wrote it, and the row is applied or pending (not excluded or failed).
     pub written: bool,
+    /// Google's `updated` of that last write, when known.
+    pub written_at: Option<DateTime<Utc>>,
 }
 
 /// The mass-deletion guard's state before this pass.
@@ -149,10 +151,9 @@ pub fn sync_pass(input: &PassInput<'_>) -> SyncPlan {
     };
 
     let missing_ids: HashSet<&EventId> = missing.iter().map(|e| &e.id).collect();
-    let replanned = input
-        .known
-        .iter()
-        .filter(|e| input.replan_all && !listed_ids.contains(&e.id) && !missing_ids.contains(&e.id));
+    let replanned = input.known.iter().filter(|e| {
+        input.replan_all && !listed_ids.contains(&e.id) && !missing_ids.contains(&e.id)
+    });
     let changed: Vec<&SourceEvent> = input
         .listed
         .iter()
@@ -176,20 +177,24 @@ pub fn sync_pass(input: &PassInput<'_>) -> SyncPlan {
 }
 
 /// Our blocks that the listing shows deleted although the outbox wrote them and still wants
-/// them: the user deleted them.
+/// them, deleted after our last write of them: the user deleted them. A tombstone older than
+/// our last write is our own delete seen late (the block was restored since).
 fn exclusions(input: &PassInput<'_>, installation: &str) -> Vec<BlockId> {
     input
         .listed
         .iter()
-        .map(|l| &l.event)
-        .filter(|e| e.status == EventStatus::Cancelled && is_ours(e, installation))
-        .filter_map(|e| BlockId::parse(e.id.as_str()).ok())
-        .filter(|id| {
-            input
-                .rows_on_me
-                .get(id)
-                .is_some_and(|row| row.wants_live && row.written)
+        .filter(|l| l.event.status == EventStatus::Cancelled && is_ours(&l.event, installation))
+        .filter_map(|l| Some((BlockId::parse(l.event.id.as_str()).ok()?, l.google_updated)))
+        .filter(|(id, deleted_at)| {
+            input.rows_on_me.get(id).is_some_and(|row| {
+                let after_our_write = match (deleted_at, row.written_at) {
+                    (Some(deleted), Some(written)) => *deleted > written,
+                    _ => true,
+                };
+                row.wants_live && row.written && after_our_write
+            })
         })
+        .map(|(id, _)| id)
         .collect()
 }
 

@@ -351,47 +351,54 @@ fn blocks_are_neither_stored_nor_planned_and_their_echo_plans_nothing() {
 
 #[test]
 fn a_written_block_the_user_deleted_is_excluded_and_no_other() {
-    let ours = |raw: &str| {
+    let written = Utc.with_ymd_and_hms(2026, 3, 1, 11, 0, 0).unwrap();
+    let ours = |raw: &str, deleted_at: chrono::DateTime<Utc>| {
         let block = block_id(
             INSTALLATION,
             &account(2).calendar_id,
             &id(raw),
             &account(1).calendar_id,
         );
-        (
-            block.clone(),
-            SourceEvent::tombstone(EventId::parse(block.as_str()).unwrap()),
-        )
+        let mut listed = listed_event(&SourceEvent::tombstone(
+            EventId::parse(block.as_str()).unwrap(),
+        ));
+        listed.google_updated = Some(deleted_at);
+        (block, listed)
     };
-    let (user_deleted, t1) = ours("a");
-    let (we_deleted, t2) = ours("b");
-    let (never_written, t3) = ours("c");
-    let mut pass = Pass::listing(vec![t1, t2, t3]);
-    pass.rows_on_me = HashMap::from([
-        (
-            user_deleted.clone(),
-            RowView {
-                wants_live: true,
-                written: true,
-            },
-        ),
-        (
-            we_deleted,
-            RowView {
-                wants_live: false,
-                written: true,
-            },
-        ),
-        (
-            never_written,
-            RowView {
-                wants_live: true,
-                written: false,
-            },
-        ),
-    ]);
+    let later = written + chrono::TimeDelta::minutes(1);
+    let earlier = written - chrono::TimeDelta::minutes(1);
+    let (user_deleted, t1) = ours("a", later);
+    let (we_deleted, t2) = ours("b", later);
+    let (never_written, t3) = ours("c", later);
+    // Our own delete, listed only after the block was restored (written again) since.
+    let (restored_since, t4) = ours("d", earlier);
+    let row = |wants_live, written_ok| RowView {
+        wants_live,
+        written: written_ok,
+        written_at: Some(written),
+    };
+    let cfg = cfg();
+    let input = PassInput {
+        cfg: &cfg,
+        now: now(),
+        source: account(1),
+        full: false,
+        listed: vec![t1, t2, t3, t4],
+        known: Vec::new(),
+        targets: vec![account(2)],
+        sources_of_me: Vec::new(),
+        meetings: Vec::new(),
+        rows_on_me: HashMap::from([
+            (user_deleted.clone(), row(true, true)),
+            (we_deleted, row(false, true)),
+            (never_written, row(true, false)),
+            (restored_since, row(true, true)),
+        ]),
+        guard: GuardInput::default(),
+        replan_all: false,
+    };
 
-    assert_eq!(pass.run().exclusions, [user_deleted]);
+    assert_eq!(sync_pass(&input).exclusions, [user_deleted]);
 }
 
 // -- the mass-deletion guard ---------------------------------------------------------------

@@ -618,6 +618,7 @@ async fn applied_block(
         outcome: WriteOutcome::Applied {
             hash: Some(hash(&body)),
             etag: etag.map(str::to_owned),
+            updated: None,
             recreated: false,
         },
     }];
