@@ -134,7 +134,12 @@ impl Control {
                 status: account.status,
             });
         }
-        self.add_children(id).await
+        self.add_children(id).await?;
+        // A calendar that joins is backfilled: its group's calendars plan onto it now.
+        for calendar in self.store().replans_requested().await? {
+            self.replan(calendar);
+        }
+        Ok(())
     }
 
     /// Status paused + stop both actors. Blocks stay where they are.

@@ -14,6 +14,7 @@ mod config_env;
 mod crash_restart;
 mod engine;
 mod google_client;
+mod groups;
 mod ops;
 mod serve;
 mod soak;
