@@ -63,6 +63,14 @@ impl Service {
         );
     }
 
+    /// `mcss ARGS` (a CLI command beside the service), waiting for it to finish.
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("the mcss binary runs")
+    }
+
     pub(crate) fn serve(&self) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
