@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Settings as EmuSettings};
+use gcal_emulator::EmulatorHandle;
 use serde_json::{json, Value};
 
-use crate::crash_restart::{free_port, token, Running, Service};
-use crate::support::{base_vars, eventually_within, Backend, TestDb};
+use crate::crash_restart::{free_port, push_emulator, serve_env, token, Running, Service};
+use crate::support::{eventually_within, Backend, TestDb};
 
 const TITLE: &str = "Quarterly numbers with the auditors";
 
@@ -45,32 +45,11 @@ impl Served {
         let db = TestDb::create(Backend::Sqlite, name)
             .await
             .expect("SQLite needs no server");
-        let emulator = Emulator::start(EmulatorConfig {
-            accounts: n,
-            settings: EmuSettings {
-                allow_http_webhooks: true,
-                rate_limit_per_minute: None,
-                ..EmuSettings::default()
-            },
-            ..EmulatorConfig::default()
-        })
-        .await
-        .expect("the emulator starts");
+        let emulator = push_emulator(n).await;
         let dir = tempfile::tempdir().expect("a temp dir");
         let port = free_port();
-        let mut env = base_vars(&emulator, &db.url());
-        env.retain(|(k, _)| !["PORT", "LOG_LEVEL", "POLL_INTERVAL_SECS"].contains(&k.as_str()));
-        env.extend([
-            ("PORT".to_owned(), port.to_string()),
-            (
-                "WEBHOOK_BASE_URL".to_owned(),
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("LOG_FORMAT".to_owned(), "json".to_owned()),
-            ("LOG_LEVEL".to_owned(), "info".to_owned()),
-            // Only pushes start syncs.
-            ("POLL_INTERVAL_SECS".to_owned(), "3600".to_owned()),
-        ]);
+        // Only pushes start syncs.
+        let env = serve_env(&emulator, &db.url(), port, 3600);
         let service = Service {
             env,
             port,
