@@ -270,6 +270,53 @@ fn a_series_made_busy_again_brings_back_its_moved_occurrence_and_drops_the_detac
     );
 }
 
+/// Found by the chaos soak (seed 7): a busy exception kept as a detached block under a free
+/// series, then the series ended before it ("this and following" from an earlier
+/// occurrence). Google no longer shows that occurrence, so nothing may block it.
+#[test]
+fn an_exception_past_the_end_of_its_shortened_series_is_blocked_nowhere() {
+    let mut ended = series();
+    ended.recurrence = vec!["RRULE:FREQ=WEEKLY;UNTIL=20260315T085959Z".to_owned()];
+    let busy_late = exception(16);
+    for master in [ended.clone(), free(ended)] {
+        let plan = Pass::listing(vec![master])
+            .knowing(vec![free(series()), busy_late.clone()])
+            .run();
+
+        for detached in [false, true] {
+            assert_eq!(
+                want_on_2(&plan, "weekly_20260316T090000Z", detached),
+                Some(Want::Absent),
+                "detached {detached}"
+            );
+        }
+    }
+    // Inside the series the same exception is still blocked.
+    let plan = Pass::listing(vec![free(series())])
+        .knowing(vec![series(), busy_late])
+        .run();
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260316T090000Z", true),
+        Some(Want::Live)
+    );
+}
+
+#[test]
+fn an_all_day_exception_past_a_date_until_is_outside_and_one_on_it_inside() {
+    let day = |d: u32| EventTime::all_day(chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap());
+    let recurrence = vec!["RRULE:FREQ=WEEKLY;UNTIL=20260309".to_owned()];
+    let beyond = |d: u32| super::rules::beyond_series_end(&recurrence, &day(2), &day(d), None);
+
+    assert!(!beyond(9), "the UNTIL date itself still holds an occurrence");
+    assert!(beyond(16));
+    assert!(!super::rules::beyond_series_end(
+        &["RRULE:FREQ=WEEKLY".to_owned()],
+        &day(2),
+        &day(30),
+        None
+    ));
+}
+
 // -- families ------------------------------------------------------------------------------
 
 #[test]

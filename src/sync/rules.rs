@@ -2,7 +2,7 @@
 //! meeting"). [`mirror_decision`] answers with the first rule that applies, so a skipped
 //! event always names one reason (logged and counted by the caller).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
 
 use super::marker::is_block;
 use super::model::{
@@ -186,7 +186,8 @@ pub(crate) fn series_last_end(
             continue;
         };
         rules += 1;
-        let last_start = rule_last_start(rule, first_start)?;
+        // An extra day absorbs daylight-saving shifts of a series expanded in a local zone.
+        let last_start = rule_last_start(rule, first_start, TimeDelta::days(1))?;
         let rule_end = last_start + duration;
         last = Some(last.map_or(rule_end, |l| l.max(rule_end)));
     }
@@ -196,7 +197,80 @@ pub(crate) fn series_last_end(
     last
 }
 
-fn rule_last_start(rule: &str, first_start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// Whether an exception whose original start is `original` lies past the last occurrence
+/// the rules of its series (starting `first_start`) still allow — a "this and following"
+/// split ended the series before it, so Google shows it no more. Only a certain answer is
+/// yes: rules beyond this simple reading (RDATE, BYMONTHDAY, …) keep it in its series.
+pub(crate) fn beyond_series_end(
+    recurrence: &[String],
+    first_start: &EventTime,
+    original: &EventTime,
+    zone: Option<&str>,
+) -> bool {
+    // Dates of an all-day series are read alike, so their zone does not matter.
+    let zone = match (first_start, original) {
+        (EventTime::AllDay { .. }, EventTime::AllDay { .. }) => Some("UTC"),
+        _ => zone,
+    };
+    let mut rules = 0;
+    for line in recurrence {
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("RDATE") {
+            return false;
+        }
+        let Some(rule) = upper.strip_prefix("RRULE:") else {
+            continue;
+        };
+        rules += 1;
+        if !beyond_rule(rule, first_start, original, zone) {
+            return false;
+        }
+    }
+    rules > 0
+}
+
+fn beyond_rule(
+    rule: &str,
+    first_start: &EventTime,
+    original: &EventTime,
+    zone: Option<&str>,
+) -> bool {
+    let until = rule
+        .split(';')
+        .find_map(|p| p.strip_prefix("UNTIL="))
+        .and_then(|raw| NaiveDate::parse_from_str(raw, "%Y%m%d").ok());
+    if let (EventTime::AllDay { date }, Some(until)) = (original, until) {
+        return *date > until;
+    }
+    // Daylight saving moves a local occurrence by an hour at most (half an hour on Lord
+    // Howe), so two hours past the last start is certainly past the series.
+    let slack = TimeDelta::hours(2);
+    rule_last_start(rule, first_start.latest_instant(zone), slack)
+        .is_some_and(|last| earliest_instant(original, zone) > last)
+}
+
+/// The earliest instant a boundary can denote (an all-day date: its first midnight anywhere
+/// on Earth unless its zone is known).
+fn earliest_instant(time: &EventTime, zone: Option<&str>) -> DateTime<Utc> {
+    match time {
+        EventTime::Timed { instant, .. } => *instant,
+        EventTime::AllDay { date } => {
+            let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+            zone.and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+                .and_then(|tz| tz.from_local_datetime(&midnight).earliest())
+                .map(|local| local.with_timezone(&Utc))
+                .unwrap_or_else(|| midnight.and_utc() - TimeDelta::hours(14))
+        }
+    }
+}
+
+/// An upper bound on the last start a rule allows, `slack` past the exact one for counted
+/// rules.
+fn rule_last_start(
+    rule: &str,
+    first_start: DateTime<Utc>,
+    slack: TimeDelta,
+) -> Option<DateTime<Utc>> {
     let parts: Vec<(&str, &str)> = rule.split(';').filter_map(|p| p.split_once('=')).collect();
     let get = |name: &str| parts.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     if let Some(until) = get("UNTIL") {
@@ -234,9 +308,7 @@ fn rule_last_start(rule: &str, first_start: DateTime<Utc>) -> Option<DateTime<Ut
         _ => return None,
     };
     let steps = count.checked_sub(1)?.checked_mul(interval.max(1))?;
-    // An extra day absorbs daylight-saving shifts of a series expanded in a local zone.
-    first_start
-        .checked_add_signed(period.checked_mul(i32::try_from(steps).ok()?)? + TimeDelta::days(1))
+    first_start.checked_add_signed(period.checked_mul(i32::try_from(steps).ok()?)? + slack)
 }
 
 /// `(instant, exact)`: exact for a UTC `…Z` value, a local reading otherwise.

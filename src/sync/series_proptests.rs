@@ -213,6 +213,9 @@ enum Edit {
     DeclineAll,
     Delete,
     Split(i64),
+    /// A split as a client that only shortens the old series makes it: the old series'
+    /// later exceptions stay stored (and unlisted) but are past its end.
+    SplitKeepingExceptions(i64),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -228,6 +231,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         Just(Edit::DeclineAll),
         Just(Edit::Delete),
         (1i64..7).prop_map(Edit::Split),
+        (1i64..7).prop_map(Edit::SplitKeepingExceptions),
     ]
 }
 
@@ -295,13 +299,14 @@ impl Calendar {
                 }
                 changed
             }
-            Edit::Split(k) => self.split(index, k, next_id),
+            Edit::Split(k) => self.split(index, k, next_id, true),
+            Edit::SplitKeepingExceptions(k) => self.split(index, k, next_id, false),
         }
     }
 
     /// "This and following" from occurrence `k`: the old series ends before it (its later
     /// exceptions are cancelled), a new series starts there.
-    fn split(&mut self, index: usize, k: i64, id: String) -> Vec<SourceEvent> {
+    fn split(&mut self, index: usize, k: i64, id: String, cancel_later: bool) -> Vec<SourceEvent> {
         let old = &mut self.series[index];
         if k >= old.count {
             return Vec::new();
@@ -309,7 +314,7 @@ impl Calendar {
         let cut = old.original(k);
         let mut changed = Vec::new();
         let later: Vec<DateTime<Utc>> = old.exceptions.range(cut..).map(|(o, _)| *o).collect();
-        for original in later {
+        for original in later.into_iter().filter(|_| cancel_later) {
             old.exceptions.insert(original, Exception::Cancelled);
             changed.push(old.exception_event(original));
         }
