@@ -307,7 +307,10 @@ fn an_all_day_exception_past_a_date_until_is_outside_and_one_on_it_inside() {
     let recurrence = vec!["RRULE:FREQ=WEEKLY;UNTIL=20260309".to_owned()];
     let beyond = |d: u32| super::rules::beyond_series_end(&recurrence, &day(2), &day(d), None);
 
-    assert!(!beyond(9), "the UNTIL date itself still holds an occurrence");
+    assert!(
+        !beyond(9),
+        "the UNTIL date itself still holds an occurrence"
+    );
     assert!(beyond(16));
     assert!(!super::rules::beyond_series_end(
         &["RRULE:FREQ=WEEKLY".to_owned()],
@@ -315,6 +318,70 @@ fn an_all_day_exception_past_a_date_until_is_outside_and_one_on_it_inside() {
         &day(30),
         None
     ));
+}
+
+#[test]
+fn an_exception_the_moved_series_no_longer_produces_is_outside_it() {
+    let timed = |day: u32, hour: u32| at(day, hour);
+    let weekly = vec!["RRULE:FREQ=WEEKLY".to_owned()];
+    let outside = |recurrence: &[String], first: &EventTime, original: &EventTime, zone| {
+        super::rules::beyond_series_end(recurrence, first, original, zone)
+    };
+
+    assert!(!outside(&weekly, &timed(2, 9), &timed(16, 9), Some("UTC")));
+    assert!(
+        outside(&weekly, &timed(2, 11), &timed(16, 9), Some("UTC")),
+        "moved by two hours"
+    );
+    assert!(
+        outside(&weekly, &timed(3, 9), &timed(16, 9), Some("UTC")),
+        "moved by a day"
+    );
+    assert!(
+        outside(&weekly, &timed(9, 9), &timed(2, 9), Some("UTC")),
+        "before its start"
+    );
+    let daily_2 = vec!["RRULE:FREQ=DAILY;INTERVAL=2".to_owned()];
+    assert!(!outside(&daily_2, &timed(2, 9), &timed(6, 9), Some("UTC")));
+    assert!(outside(&daily_2, &timed(2, 9), &timed(5, 9), Some("UTC")));
+    let mo_we = vec!["RRULE:FREQ=WEEKLY;BYDAY=MO,WE".to_owned()];
+    assert!(
+        !outside(&mo_we, &timed(2, 9), &timed(11, 9), Some("UTC")),
+        "a Wednesday"
+    );
+    assert!(
+        outside(&mo_we, &timed(2, 9), &timed(12, 9), Some("UTC")),
+        "a Thursday"
+    );
+    // A wall time is kept across daylight saving: 9:00 Berlin is 8:00Z in winter, 7:00Z in
+    // summer.
+    let berlin = |d: u32, m: u32, h: u32| {
+        EventTime::from_instant(
+            Utc.with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap(),
+            Some("Europe/Berlin"),
+        )
+    };
+    assert!(!outside(
+        &weekly,
+        &berlin(2, 3, 8),
+        &berlin(6, 4, 7),
+        Some("Europe/Berlin")
+    ));
+    assert!(outside(
+        &weekly,
+        &berlin(2, 3, 8),
+        &berlin(6, 4, 8),
+        Some("Europe/Berlin")
+    ));
+    // Rules beyond the plain reading, or no zone, are never judged.
+    let monthly = vec!["RRULE:FREQ=MONTHLY;BYMONTHDAY=2".to_owned()];
+    assert!(!outside(
+        &monthly,
+        &timed(2, 9),
+        &timed(16, 11),
+        Some("UTC")
+    ));
+    assert!(!outside(&weekly, &timed(2, 11), &timed(16, 9), None));
 }
 
 // -- families ------------------------------------------------------------------------------

@@ -240,13 +240,93 @@ fn beyond_rule(
         .find_map(|p| p.strip_prefix("UNTIL="))
         .and_then(|raw| NaiveDate::parse_from_str(raw, "%Y%m%d").ok());
     if let (EventTime::AllDay { date }, Some(until)) = (original, until) {
-        return *date > until;
+        if *date > until {
+            return true;
+        }
+    }
+    if off_the_rule(rule, first_start, original, zone) {
+        return true;
     }
     // Daylight saving moves a local occurrence by an hour at most (half an hour on Lord
     // Howe), so two hours past the last start is certainly past the series.
     let slack = TimeDelta::hours(2);
     rule_last_start(rule, first_start.latest_instant(zone), slack)
         .is_some_and(|last| earliest_instant(original, zone) > last)
+}
+
+/// Whether `original` is certainly no instance of a plain DAILY or WEEKLY rule (INTERVAL,
+/// BYDAY on WEEKLY, COUNT and UNTIL allowed): a wall time of day, a day step or a weekday
+/// the rule never produces — the series was moved after the exception was made. Any other
+/// rule, or a zone that cannot be read, answers no.
+fn off_the_rule(
+    rule: &str,
+    first_start: &EventTime,
+    original: &EventTime,
+    zone: Option<&str>,
+) -> bool {
+    let parts: Vec<(&str, &str)> = rule.split(';').filter_map(|p| p.split_once('=')).collect();
+    let get = |name: &str| parts.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let plain = parts.iter().all(|(k, _)| {
+        matches!(*k, "FREQ" | "INTERVAL" | "COUNT" | "UNTIL")
+            || (*k == "BYDAY" && get("FREQ") == Some("WEEKLY"))
+    });
+    let interval: i64 = match get("INTERVAL").map_or(Some(1), |v| v.parse().ok()) {
+        Some(n) if n >= 1 => n,
+        _ => return false,
+    };
+    let (Some((first_day, first_time)), Some((day, time))) = (
+        local_reading(first_start, zone),
+        local_reading(original, zone),
+    ) else {
+        return false;
+    };
+    if !plain || in_a_gap(original, zone, day, first_time) {
+        return false;
+    }
+    if time != first_time || day < first_day {
+        return true; // every instance starts at the series' wall time, from its start on
+    }
+    let days = (day - first_day).num_days();
+    match (get("FREQ"), get("BYDAY")) {
+        (Some("DAILY"), _) => days % interval != 0,
+        (Some("WEEKLY"), None) => days % (7 * interval) != 0,
+        (Some("WEEKLY"), Some(by_day)) => {
+            let weekday = day.format("%a").to_string()[..2].to_ascii_uppercase();
+            let on_a_rule_day = by_day.split(',').any(|d| d == weekday);
+            let weeks = (day.week(chrono::Weekday::Mon).first_day()
+                - first_day.week(chrono::Weekday::Mon).first_day())
+            .num_days()
+                / 7;
+            !on_a_rule_day || weeks % interval != 0
+        }
+        _ => false,
+    }
+}
+
+/// Whether the series' wall time does not exist on `day` (a daylight-saving gap moves that
+/// instance to another wall time).
+fn in_a_gap(time: &EventTime, zone: Option<&str>, day: NaiveDate, wall: chrono::NaiveTime) -> bool {
+    let EventTime::Timed { .. } = time else {
+        return false;
+    };
+    zone.and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+        .is_some_and(|tz| {
+            tz.from_local_datetime(&day.and_time(wall))
+                .single()
+                .is_none()
+        })
+}
+
+/// A boundary as (local date, local wall time) in `zone`; an all-day date at midnight.
+fn local_reading(time: &EventTime, zone: Option<&str>) -> Option<(NaiveDate, chrono::NaiveTime)> {
+    match time {
+        EventTime::AllDay { date } => Some((*date, chrono::NaiveTime::MIN)),
+        EventTime::Timed { instant, .. } => {
+            let tz: chrono_tz::Tz = zone?.parse().ok()?;
+            let local = instant.with_timezone(&tz).naive_local();
+            Some((local.date(), local.time()))
+        }
+    }
 }
 
 /// The earliest instant a boundary can denote (an all-day date: its first midnight anywhere

@@ -216,6 +216,9 @@ enum Edit {
     /// A split as a client that only shortens the old series makes it: the old series'
     /// later exceptions stay stored (and unlisted) but are past its end.
     SplitKeepingExceptions(i64),
+    /// The whole series moved by a client after which Google kept the old exceptions
+    /// stored: they no longer match any occurrence.
+    MoveAllKeepingExceptions(i64),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -232,6 +235,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         Just(Edit::Delete),
         (1i64..7).prop_map(Edit::Split),
         (1i64..7).prop_map(Edit::SplitKeepingExceptions),
+        (1i64..5).prop_map(Edit::MoveAllKeepingExceptions),
     ]
 }
 
@@ -277,6 +281,15 @@ impl Calendar {
                 series.start += shift;
                 changed.push(series.master_event());
                 changed
+            }
+            Edit::MoveAllKeepingExceptions(hours) => {
+                let shift = if series.all_day {
+                    TimeDelta::days(hours)
+                } else {
+                    TimeDelta::hours(hours)
+                };
+                series.start += shift;
+                vec![series.master_event()]
             }
             Edit::FreeAll => {
                 (series.free, series.declined) = (true, false);
