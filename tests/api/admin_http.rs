@@ -601,3 +601,201 @@ async fn a_garbage_authorization_code_is_a_clear_400_asking_to_start_again() {
         .unwrap()
         .is_none());
 }
+
+// ---------------------------------------------------------------------------------------
+// Confirmation steps, the new pages and the demo panel's POST
+// ---------------------------------------------------------------------------------------
+
+async fn signed_in(app: &TestApp) -> (Client, String) {
+    let mut client = Client::new();
+    client.log_in(app, PASSWORD).await;
+    let token = client.csrf(app).await;
+    (client, token)
+}
+
+#[tokio::test]
+async fn removing_an_account_first_shows_what_it_does_and_removes_only_when_confirmed() {
+    let app = app().await;
+    let (mut client, token) = signed_in(&app).await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    let remove = format!("{}/admin/accounts/{}/remove", app.base, account.id);
+
+    let asked = client
+        .post(&remove, &[("csrf", &token), ("purge", "1")])
+        .await;
+
+    assert_eq!(asked.status(), StatusCode::OK);
+    let page = asked.text().await.unwrap();
+    assert!(page.contains("Remove Calendar 01?"), "{page}");
+    assert!(
+        page.contains("own calendar"),
+        "the purge is spelled out: {page}"
+    );
+    assert!(
+        app.store.account(account.id).await.is_ok(),
+        "nothing removed yet"
+    );
+
+    let confirmed = client
+        .post(
+            &remove,
+            &[("csrf", &token), ("purge", "1"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
+    assert!(app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_full_resync_and_confirming_held_deletions_ask_first() {
+    let app = app().await;
+    let (mut client, token) = signed_in(&app).await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    let before = app.store.sync_state(account.id).await.unwrap().sync_token;
+    assert!(before.is_some(), "the first sync has a token");
+
+    for action in ["resync", "confirm-deletions"] {
+        let url = format!("{}/admin/accounts/{}/{action}", app.base, account.id);
+        let asked = client.post(&url, &[("csrf", &token)]).await;
+        assert_eq!(asked.status(), StatusCode::OK, "{action}");
+        assert!(
+            asked
+                .text()
+                .await
+                .unwrap()
+                .contains("form class=\"confirm\""),
+            "{action}"
+        );
+    }
+    let after = app.store.sync_state(account.id).await.unwrap().sync_token;
+    assert_eq!(after, before, "the sync token is kept until confirmed");
+}
+
+#[tokio::test]
+async fn a_confirmed_action_still_needs_the_csrf_token() {
+    let app = app().await;
+    let (mut client, _) = signed_in(&app).await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    let remove = format!("{}/admin/accounts/{}/remove", app.base, account.id);
+
+    let refused = client.post(&remove, &[("confirm", "yes")]).await;
+
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(app.store.account(account.id).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_demo_panel_needs_a_session_and_a_csrf_token() {
+    let app = app().await;
+    let mut anonymous = Client::new();
+    let demo = format!("{}/admin/demo", app.base);
+
+    let without_session = anonymous
+        .post(&demo, &[("calendar", "Calendar 01"), ("action", "meeting")])
+        .await;
+    let (mut client, _) = signed_in(&app).await;
+    let without_token = client
+        .post(&demo, &[("calendar", "Calendar 01"), ("action", "meeting")])
+        .await;
+
+    assert_eq!(without_session.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&without_session), "/admin/login");
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_failed_demo_action_is_shown_as_an_error() {
+    let app = app().await;
+    let (mut client, token) = signed_in(&app).await;
+
+    let done = client
+        .post(
+            &format!("{}/admin/demo", app.base),
+            &[
+                ("csrf", &token),
+                ("calendar", "Calendar 01"),
+                ("action", "delete-last"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let page = client.get(&format!("{}/admin", app.base)).await;
+    let html = page.text().await.unwrap();
+
+    assert!(html.contains("class=\"flash error\""), "{html}");
+    assert!(html.contains("role=\"alert\""), "{html}");
+}
+
+#[tokio::test]
+async fn the_week_and_event_pages_need_a_session_and_answer_to_one() {
+    let app = app().await;
+    let mut anonymous = Client::new();
+    for page in ["/admin/week", "/admin/events"] {
+        let response = anonymous.get(&format!("{}{page}", app.base)).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(location(&response), "/admin/login", "{page}");
+    }
+    let (mut client, _) = signed_in(&app).await;
+    for page in [
+        "/admin/week",
+        "/admin/week?tz=Europe%2FBerlin&titles=1",
+        "/admin/events",
+    ] {
+        let response = client.get(&format!("{}{page}", app.base)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{page}");
+    }
+    let bad_zone = client
+        .get(&format!("{}/admin/week?tz=Mars%2FOlympus", app.base))
+        .await;
+    assert_eq!(bad_zone.status(), StatusCode::BAD_REQUEST);
+    assert!(bad_zone.text().await.unwrap().contains("Mars/Olympus"));
+}
+
+#[tokio::test]
+async fn connecting_a_calendar_that_is_already_connected_under_another_name_says_so() {
+    let app = app().await;
+    let mut client = Client::new();
+    let consent = begin_consent(
+        &mut client,
+        &app,
+        "alias=Calendar%2009&login_hint=user01%40example.test",
+    )
+    .await;
+
+    let approved = client.get(&consent).await;
+    let page = client.get(&location(&approved)).await;
+
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("already connected as Calendar 01"), "{html}");
+    assert!(
+        html.contains("Calendar 09"),
+        "the unused name is named: {html}"
+    );
+    assert!(app
+        .store
+        .account_by_alias("Calendar 09")
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -44,12 +44,21 @@ fn free_port() -> u16 {
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most [`PATIENCE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    eventually_within(what, PATIENCE, check).await
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `patience`.
+async fn eventually_within<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(value) = check().await {
             return value;
@@ -122,7 +131,8 @@ struct App {
     store: Store,
     demo_actions: std::sync::Arc<mcss::demo::EmulatorDemo>,
     shutdown: Shutdown,
-    _emulator: gcal_emulator::EmulatorHandle,
+    emulator: gcal_emulator::EmulatorHandle,
+    http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -152,7 +162,8 @@ async fn start_demo(connect: usize) -> App {
         store,
         demo_actions: demo.actions,
         shutdown,
-        _emulator: demo.emulator,
+        emulator: demo.emulator,
+        http: reqwest::Client::new(),
         _dir: dir,
     }
 }
@@ -410,6 +421,481 @@ async fn a_demo_event_shows_up_as_counted_blocks_and_an_account_can_be_paused_an
         })
         .await;
         save_screenshot(&browser, "live").await;
+    }
+    browser.close().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// The operator's view: honest status, live pages, the week, the trace, safety, the demo
+// ---------------------------------------------------------------------------------------
+
+impl App {
+    /// An access token of emulator account `n` (0 is user01), as its owner's own app gets one.
+    async fn owner_token(&self, n: usize) -> String {
+        let account = &self.emulator.accounts()[n];
+        let answer: serde_json::Value = self
+            .http
+            .post(self.emulator.token_url())
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", account.refresh_token.as_str()),
+                ("client_id", self.emulator.client_id()),
+                ("client_secret", self.emulator.client_secret()),
+            ])
+            .send()
+            .await
+            .expect("the token endpoint answers")
+            .json()
+            .await
+            .expect("a token response");
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an access token: {answer}"))
+            .to_owned()
+    }
+
+    /// Creates `body` on emulator calendar `n` through the Calendar API, as its owner would.
+    async fn create_event(&self, n: usize, body: serde_json::Value) -> serde_json::Value {
+        let calendar = self.emulator.accounts()[n].calendar_id.clone();
+        let response = self
+            .http
+            .post(format!(
+                "{}/calendar/v3/calendars/{calendar}/events",
+                self.emulator.base_url()
+            ))
+            .bearer_auth(self.owner_token(n).await)
+            .json(&body)
+            .send()
+            .await
+            .expect("events.insert answers");
+        assert!(
+            response.status().is_success(),
+            "insert: {}",
+            response.status()
+        );
+        response.json().await.expect("the created event")
+    }
+
+    /// A call to the emulator's control API (`/emulator/...`).
+    async fn emulator_control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) {
+        let mut request = self.http.request(
+            method,
+            format!("{}/emulator/{path}", self.emulator.base_url()),
+        );
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the emulator answers");
+        assert!(
+            response.status().is_success(),
+            "emulator {path}: {}",
+            response.status()
+        );
+    }
+
+    async fn account_id(&self, alias: &str) -> mcss::domain::AccountId {
+        self.store
+            .account_by_alias(alias)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{alias} is connected"))
+            .id
+    }
+}
+
+/// A one-hour meeting body at `start` (UTC).
+fn meeting_at(start: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    serde_json::json!({
+        "summary": "Quarterly planning",
+        "start": {"dateTime": fmt(start), "timeZone": "UTC"},
+        "end": {"dateTime": fmt(start + chrono::TimeDelta::hours(1)), "timeZone": "UTC"},
+    })
+}
+
+/// Tomorrow at `hour`:00 UTC.
+fn tomorrow_at(hour: u32) -> chrono::DateTime<chrono::Utc> {
+    (chrono::Utc::now().date_naive() + chrono::TimeDelta::days(1))
+        .and_hms_opt(hour, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+/// The text of the first element matching `css`, without navigating.
+async fn text_of(browser: &Client, css: &str) -> Option<String> {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// An attribute of the first element matching `css`, without navigating.
+async fn attr_of(browser: &Client, css: &str, name: &str) -> Option<String> {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .attr(name)
+        .await
+        .ok()?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_blocks_of_a_new_event_without_a_reload() {
+    let app = start_demo(3).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    browser
+        .execute("window.mcssTestMarker = 42; return 1;", vec![])
+        .await
+        .unwrap();
+
+    app.create_event(1, meeting_at(tomorrow_at(9))).await;
+
+    eventually(
+        "the block counted on Calendar 01 without a reload",
+        || async {
+            let text = text_of(&browser, "tr[data-alias=\"Calendar 01\"] td.blocks").await?;
+            (text.trim() == "1").then_some(())
+        },
+    )
+    .await;
+    let marker = browser
+        .execute("return window.mcssTestMarker;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, serde_json::json!(42), "the page was not reloaded");
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_writes_are_shown_with_googles_reason_and_clear_when_the_fault_does() {
+    let app = start_demo(5).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    app.emulator_control(
+        reqwest::Method::POST,
+        "faults",
+        Some(serde_json::json!({
+            "kind": "backendError", "status": 503,
+            "account": "user05@example.test", "methods": ["events.insert"],
+        })),
+    )
+    .await;
+
+    let event = app.create_event(0, meeting_at(tomorrow_at(11))).await;
+
+    let row = "tr[data-alias=\"Calendar 05\"]";
+    eventually("Calendar 05 shown with failing writes", || async {
+        let health = attr_of(&browser, row, "data-health").await?;
+        let text = text_of(&browser, row).await?;
+        (health == "writes-failing" && text.contains("503") && text.contains("backendError"))
+            .then_some(())
+    })
+    .await;
+    let summary = text_of(&browser, "#summary").await.unwrap();
+    assert!(
+        summary.contains("Calendar 05"),
+        "the first line names it: {summary}"
+    );
+
+    // The trace of the event says the same for that target.
+    let source = app.account_id("Calendar 01").await;
+    let trace = format!(
+        "{}/admin/events/{}/{}",
+        app.base,
+        source,
+        event["id"].as_str().unwrap()
+    );
+    browser.goto(&trace).await.unwrap();
+    let target = app.account_id("Calendar 05").await;
+    let cell = format!("table.targets tr[data-target=\"{target}\"]");
+    assert_eq!(
+        attr_of(&browser, &cell, "data-state").await.as_deref(),
+        Some("failing")
+    );
+    assert!(text_of(&browser, &cell).await.unwrap().contains("503"));
+
+    app.emulator_control(reqwest::Method::DELETE, "faults", None)
+        .await;
+    browser.goto(&format!("{}/admin", app.base)).await.unwrap();
+    eventually_within(
+        "Calendar 05 back to active",
+        Duration::from_secs(90),
+        || async { (attr_of(&browser, row, "data-health").await? == "active").then_some(()) },
+    )
+    .await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_account_is_shown_as_needing_reauth_with_why_and_a_reconnect_button() {
+    let app = start_demo(3).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    app.emulator_control(
+        reqwest::Method::POST,
+        "accounts/user02@example.test/revoke",
+        None,
+    )
+    .await;
+
+    // A change elsewhere makes Calendar 02's writer call Google with the dead token.
+    app.create_event(0, meeting_at(tomorrow_at(13))).await;
+
+    let row = "tr[data-alias=\"Calendar 02\"]";
+    eventually("Calendar 02 shown as needing reauth", || async {
+        (attr_of(&browser, row, "data-health").await? == "needs-reauth").then_some(())
+    })
+    .await;
+    let reconnect = browser
+        .find(Locator::Css(&format!(
+            "{row} a.button[href^=\"/auth/google/start\"]"
+        )))
+        .await
+        .expect("a Reconnect button in the row");
+    assert_eq!(reconnect.text().await.unwrap().trim(), "Reconnect");
+    assert!(text_of(&browser, row)
+        .await
+        .unwrap()
+        .contains("needs reauth"));
+
+    let id = app.account_id("Calendar 02").await;
+    browser
+        .goto(&format!("{}/admin/accounts/{id}", app.base))
+        .await
+        .unwrap();
+    let problem = text_of(&browser, "dd.last-error").await.unwrap();
+    assert!(
+        problem.contains("invalid_grant") || problem.contains("revoked"),
+        "the account page says why: {problem}"
+    );
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_week_shows_an_event_and_its_four_blocks_and_the_trace_has_them_in_step() {
+    let app = start_demo(5).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    let start = tomorrow_at(10);
+    let event = app.create_event(0, meeting_at(start)).await;
+    let event_id = event["id"].as_str().unwrap().to_owned();
+    let monday = start.date_naive()
+        - chrono::TimeDelta::days(i64::from(
+            chrono::Datelike::weekday(&start.date_naive()).num_days_from_monday(),
+        ));
+    let week = format!("{}/admin/week?start={monday}", app.base);
+    let when = start.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+
+    let blocks = eventually("four blocks drawn in the week", || async {
+        browser.goto(&week).await.ok()?;
+        let found = browser
+            .find_all(Locator::Css(&format!(
+                "a.item[data-kind=block][data-source-event=\"{event_id}\"]"
+            )))
+            .await
+            .ok()?;
+        (found.len() == 4).then_some(found)
+    })
+    .await;
+    let own = browser
+        .find(Locator::Css(&format!(
+            "a.item[data-kind=event][data-source-event=\"{event_id}\"]"
+        )))
+        .await
+        .expect("the event drawn on its own calendar");
+    assert_eq!(
+        own.attr("data-start").await.unwrap().as_deref(),
+        Some(when.as_str())
+    );
+    let own_y = own
+        .find(Locator::Css("rect"))
+        .await
+        .unwrap()
+        .attr("y")
+        .await
+        .unwrap();
+    let mut lanes = std::collections::BTreeSet::new();
+    for block in &blocks {
+        assert_eq!(
+            block.attr("data-start").await.unwrap().as_deref(),
+            Some(when.as_str())
+        );
+        let y = block
+            .find(Locator::Css("rect"))
+            .await
+            .unwrap()
+            .attr("y")
+            .await
+            .unwrap();
+        assert_eq!(y, own_y, "a block is drawn at its event's time");
+        lanes.insert(block.attr("data-account").await.unwrap());
+    }
+    assert_eq!(lanes.len(), 4, "one block on each other calendar");
+
+    // The block links to its source's trace, which lists four targets in step.
+    let href = blocks[0].attr("href").await.unwrap().expect("a link");
+    browser.goto(&format!("{}{href}", app.base)).await.unwrap();
+    eventually("four targets in step on the trace", || async {
+        let rows = browser
+            .find_all(Locator::Css("table.targets tr[data-target]"))
+            .await
+            .ok()?;
+        let mut in_step = 0;
+        for row in &rows {
+            if row.attr("data-state").await.ok()?.as_deref() == Some("in-step") {
+                in_step += 1;
+            }
+        }
+        (rows.len() == 4 && in_step == 4).then_some(())
+    })
+    .await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_account_asks_for_confirmation_before_anything_happens() {
+    let app = start_demo(3).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    let id = app.account_id("Calendar 02").await;
+    browser
+        .goto(&format!("{}/admin/accounts/{id}", app.base))
+        .await
+        .unwrap();
+
+    browser
+        .find(Locator::Css("form.remove input[name=purge]"))
+        .await
+        .expect("the purge box")
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form.remove button.danger"))
+        .await
+        .expect("the Remove button")
+        .click()
+        .await
+        .unwrap();
+
+    let heading = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap();
+    assert!(heading.text().await.unwrap().contains("Remove Calendar 02"));
+    assert!(
+        app.store.account(id).await.is_ok(),
+        "nothing is removed before the confirmation"
+    );
+    browser
+        .find(Locator::Css("form.confirm button.danger"))
+        .await
+        .expect("a confirm button")
+        .click()
+        .await
+        .unwrap();
+    eventually("the account removed after the confirmation", || async {
+        app.store
+            .account_by_alias("Calendar 02")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_connects_a_sixth_calendar_through_a_new_test_account() {
+    let app = start_demo(5).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    browser
+        .goto(&format!("{}/admin/connect", app.base))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#alias"))
+        .await
+        .unwrap()
+        .send_keys("Calendar 06")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let email = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("form#add-account input[name=email]"))
+        .await
+        .expect("the consent page offers a new test account");
+    assert_eq!(
+        email.prop("value").await.unwrap().as_deref(),
+        Some("user06@example.test")
+    );
+    browser
+        .find(Locator::Css("form#add-account button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let crumbs = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("p.crumbs"))
+        .await
+        .expect("the new account's page");
+    assert!(crumbs.text().await.unwrap().contains("Calendar 06"));
+    let account = app
+        .store
+        .account_by_alias("Calendar 06")
+        .await
+        .unwrap()
+        .expect("a sixth calendar");
+    assert_eq!(account.email.as_deref(), Some("user06@example.test"));
+
+    // The demo panel acts on it like on the others: its meeting is blocked on all five.
+    browser.goto(&format!("{}/admin", app.base)).await.unwrap();
+    browser
+        .find(Locator::Css("#demo-calendar"))
+        .await
+        .unwrap()
+        .select_by_value("Calendar 06")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#demo button[value=meeting]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for n in 1..=5 {
+        let alias = format!("Calendar {n:02}");
+        eventually(&format!("a block of Calendar 06 on {alias}"), || async {
+            blocks_of(&browser, &app, &alias).await.filter(|b| *b == 1)
+        })
+        .await;
     }
     browser.close().await.unwrap();
 }

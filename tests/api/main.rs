@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod config_env;
 mod crash_restart;
+mod demo_cli;
 mod engine;
 mod google_client;
 mod ops;
