@@ -107,10 +107,12 @@ pub struct WriterState {
     timer: Option<AbortHandle>,
     /// No write before this instant (a rate limit or quota answer applies to the calendar).
     paused_until: Option<Instant>,
-    /// The earliest trigger whose writes are not yet all applied, and its source account.
-    waiting_since: Option<(Instant, Option<AccountId>)>,
-    /// Writes made since `waiting_since` was set.
-    writes: u32,
+    /// Per source account (`None`: a trigger that named none), the earliest trigger whose
+    /// writes are not yet all applied.
+    waiting_since: HashMap<Option<AccountId>, Instant>,
+    /// Writes made since the first of `waiting_since`, per source account of the row, with
+    /// the sync id of the latest of them.
+    writes: HashMap<AccountId, (u32, Option<String>)>,
     /// Consent was revoked: nothing more to do until the account is reconnected.
     halted: bool,
 }
@@ -138,8 +140,8 @@ impl Actor for BlockWriter {
             bucket: TokenBucket::new(rate),
             timer: None,
             paused_until: None,
-            waiting_since: None,
-            writes: 0,
+            waiting_since: HashMap::new(),
+            writes: HashMap::new(),
             halted: false,
         })
     }
@@ -162,10 +164,8 @@ impl Actor for BlockWriter {
     ) -> Result<(), ActorProcessingErr> {
         let WriterMsg::Converge { trigger, source } = msg;
         if let Some(at) = trigger {
-            state.waiting_since = match state.waiting_since {
-                Some((earlier, s)) if earlier <= at => Some((earlier, s)),
-                _ => Some((at, source)),
-            };
+            let earliest = state.waiting_since.entry(source).or_insert(at);
+            *earliest = (*earliest).min(at);
         }
         state.converge(&myself).await;
         Ok(())
@@ -270,8 +270,12 @@ impl WriterState {
                 break;
             }
             let applied = self.apply(&row, &series).await;
-            if applied.wrote {
-                self.writes = self.writes.saturating_add(1);
+            if applied.wrote && !self.waiting_since.is_empty() {
+                let counted = self.writes.entry(row.source_account_id).or_default();
+                counted.0 = counted.0.saturating_add(1);
+                if row.sync_id.is_some() {
+                    counted.1.clone_from(&row.sync_id);
+                }
             }
             if row.role == RowRole::Series {
                 remember_series(&mut series, &row, &applied.outcome);
@@ -352,24 +356,31 @@ impl WriterState {
         self.drained();
     }
 
-    /// Nothing is due now: the writes a trigger caused are all done.
+    /// Nothing is due now: the writes the triggers caused are all done. One sample per
+    /// source account, measured from that source's own trigger (or a trigger that named no
+    /// source, when its did not come through one).
     fn drained(&mut self) {
-        let Some((since, source)) = self.waiting_since.take() else {
-            return;
-        };
+        let triggers = std::mem::take(&mut self.waiting_since);
         let writes = std::mem::take(&mut self.writes);
-        if writes == 0 {
-            return;
+        for (source, (count, sync_id)) in writes {
+            let Some(since) = triggers
+                .get(&Some(source))
+                .or_else(|| triggers.get(&None))
+                .copied()
+            else {
+                continue;
+            };
+            let latency = since.elapsed();
+            metrics::histogram!(PROPAGATION_LATENCY).record(latency.as_secs_f64());
+            self.latency.push(LatencySample {
+                at: Utc::now(),
+                account: source,
+                target: self.account.id,
+                latency,
+                writes: count,
+                sync_id,
+            });
         }
-        let latency = since.elapsed();
-        metrics::histogram!(PROPAGATION_LATENCY).record(latency.as_secs_f64());
-        self.latency.push(LatencySample {
-            at: Utc::now(),
-            account: source.unwrap_or(self.account.id),
-            target: self.account.id,
-            latency,
-            writes,
-        });
     }
 
     fn schedule(&mut self, myself: &ActorRef<WriterMsg>, after: Duration) {
