@@ -309,6 +309,8 @@ async fn callback(
         }
     };
     services.forget_tokens(account.id);
+    // A calendar already connected under another name was reconnected under that name.
+    let existed = existed || account.alias != alias;
     let started = if existed {
         control.resume(account.id).await
     } else {
@@ -318,7 +320,7 @@ async fn callback(
         tracing::warn!(account = %account.id, error = %e, "connected, but its actors did not start");
     }
     tracing::info!(account = %account.id, alias = %account.alias, reconnected = existed, "account connected through consent");
-    super::admin::connected_page(&account, existed)
+    super::admin::connected_page(&account, existed, &alias)
 }
 
 /// The page for a code Google would not exchange. A refused code (used, expired, forged,

@@ -114,7 +114,7 @@ async fn start_browser() -> (Driver, Client) {
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--disable-quic",
                 format!("--user-data-dir={}", driver._profile.path().display()),
-                "--window-size=1280,900",
+                "--window-size=1280,800",
             ],
         }),
     );
@@ -146,6 +146,7 @@ async fn start_demo(connect: usize) -> App {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(DemoOptions {
         port: 0,
+        host: None,
         connect,
         data_dir: dir.path().to_owned(),
         admin_password: Some(PASSWORD.into()),
@@ -322,25 +323,6 @@ async fn a_demo_event_shows_up_as_counted_blocks_and_an_account_can_be_paused_an
     }
     assert_eq!(blocks_of(&browser, &app, "Calendar 01").await, Some(0));
 
-    if screenshots_wanted() {
-        // A little more to look at: a series and an all-day event elsewhere.
-        let _ = app
-            .demo_actions
-            .perform("Calendar 02", DemoAction::Weekly)
-            .await;
-        let _ = app
-            .demo_actions
-            .perform("Calendar 03", DemoAction::AllDay)
-            .await;
-        eventually("blocks of the series and the all-day event", || async {
-            blocks_of(&browser, &app, "Calendar 01")
-                .await
-                .filter(|n| *n == 2)
-        })
-        .await;
-        save_screenshot(&browser, "overview").await;
-    }
-
     // Pause Calendar 02 from its page, then resume it.
     let account = app
         .store
@@ -397,31 +379,6 @@ async fn a_demo_event_shows_up_as_counted_blocks_and_an_account_can_be_paused_an
         AccountStatus::Active
     );
 
-    if screenshots_wanted() {
-        save_screenshot(&browser, "account").await;
-        browser
-            .goto(&format!("{}/admin/activity", app.base))
-            .await
-            .unwrap();
-        browser.find(Locator::Css("table.log")).await.unwrap();
-        save_screenshot(&browser, "activity").await;
-        browser
-            .goto(&format!("{}/admin/live", app.base))
-            .await
-            .unwrap();
-        eventually("the live view to load", || async {
-            let text = browser
-                .find(Locator::Css("#pending-total"))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            (text != "…").then_some(())
-        })
-        .await;
-        save_screenshot(&browser, "live").await;
-    }
     browser.close().await.unwrap();
 }
 
@@ -896,6 +853,129 @@ async fn the_demo_connects_a_sixth_calendar_through_a_new_test_account() {
             blocks_of(&browser, &app, &alias).await.filter(|b| *b == 1)
         })
         .await;
+    }
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_with_five_calendars_and_their_events() {
+    let app = start_demo(5).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    for scenario in ["busy-week", "recurring", "conflict"] {
+        app.demo_actions.scenario(scenario).await.unwrap();
+    }
+    app.demo_actions
+        .perform("Calendar 04", None, DemoAction::AllDay)
+        .await
+        .unwrap();
+    eventually("the scenarios' blocks written", || async {
+        let waiting = app.store.pending_count(None).await.ok()?;
+        let blocks = app
+            .store
+            .block_count(None, mcss::store::BlockState::Applied)
+            .await
+            .ok()?;
+        (waiting == 0 && blocks >= 40).then_some(())
+    })
+    .await;
+    let shots = screenshots_wanted();
+
+    browser.goto(&format!("{}/admin", app.base)).await.unwrap();
+    let rows = browser
+        .find_all(Locator::Css("table.accounts tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    let summary = text_of(&browser, "#summary").await.unwrap();
+    assert!(summary.contains("Everything is in step"), "{summary}");
+    if shots {
+        save_screenshot(&browser, "overview").await;
+    }
+
+    let id = app.account_id("Calendar 01").await;
+    browser
+        .goto(&format!("{}/admin/accounts/{id}", app.base))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("p.state[data-health=active]"))
+        .await
+        .unwrap();
+    if shots {
+        save_screenshot(&browser, "account").await;
+    }
+
+    let day = chrono::Utc::now().date_naive() + chrono::TimeDelta::days(1);
+    browser
+        .goto(&format!("{}/admin/week?start={day}", app.base))
+        .await
+        .unwrap();
+    let items = browser
+        .find_all(Locator::Css("svg.week a.item"))
+        .await
+        .unwrap();
+    assert!(
+        items.len() >= 20,
+        "the week is drawn: {} items",
+        items.len()
+    );
+    if shots {
+        save_screenshot(&browser, "week").await;
+    }
+
+    browser
+        .goto(&format!("{}/admin/events", app.base))
+        .await
+        .unwrap();
+    let lines = browser
+        .find_all(Locator::Css("table.events tbody tr"))
+        .await
+        .unwrap();
+    assert!(!lines.is_empty(), "events are listed");
+    let trace = browser
+        .find(Locator::Css(
+            "table.events tbody tr a[href^=\"/admin/events/\"]",
+        ))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    if shots {
+        save_screenshot(&browser, "events").await;
+    }
+    browser.goto(&format!("{}{trace}", app.base)).await.unwrap();
+    browser.find(Locator::Css("table.targets")).await.unwrap();
+    if shots {
+        save_screenshot(&browser, "trace").await;
+    }
+
+    browser
+        .goto(&format!("{}/admin/activity", app.base))
+        .await
+        .unwrap();
+    let linked = browser
+        .find_all(Locator::Css("table.log a.trace"))
+        .await
+        .unwrap();
+    assert!(!linked.is_empty(), "block writes link to their trace");
+    if shots {
+        save_screenshot(&browser, "activity").await;
+    }
+
+    browser
+        .goto(&format!("{}/admin/live", app.base))
+        .await
+        .unwrap();
+    let changes = browser
+        .find_all(Locator::Css("table.changes tbody tr"))
+        .await
+        .unwrap();
+    assert!(!changes.is_empty(), "the changes are listed");
+    if shots {
+        save_screenshot(&browser, "live").await;
     }
     browser.close().await.unwrap();
 }
