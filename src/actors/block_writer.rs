@@ -65,6 +65,18 @@ const VANISHED_SERIES_PATIENCE: u32 = 2;
 /// there, but Google has no such instance: the series' rule changed under it).
 const VANISHED_OCCURRENCE_LIMIT: u32 = 6;
 
+/// How long writes wait for the trigger of their source's change before they are not
+/// measured (they came from a reconciliation or an operation, which has none).
+const UNCLAIMED_WRITES: Duration = Duration::from_secs(60);
+
+/// The writes made for one source's changes since the writer last drained.
+struct SourceWrites {
+    count: u32,
+    /// The sync that queued the latest of them.
+    sync_id: Option<String>,
+    first: Instant,
+}
+
 /// Everything a `BlockWriter` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriterMsg {
@@ -110,9 +122,9 @@ pub struct WriterState {
     /// Per source account (`None`: a trigger that named none), the earliest trigger whose
     /// writes are not yet all applied.
     waiting_since: HashMap<Option<AccountId>, Instant>,
-    /// Writes made since the first of `waiting_since`, per source account of the row, with
-    /// the sync id of the latest of them.
-    writes: HashMap<AccountId, (u32, Option<String>)>,
+    /// Writes made since the first of `waiting_since`, per source account of the row: how
+    /// many, the sync id of the latest, and when the first was made.
+    writes: HashMap<AccountId, SourceWrites>,
     /// Consent was revoked: nothing more to do until the account is reconnected.
     halted: bool,
 }
@@ -271,10 +283,17 @@ impl WriterState {
             }
             let applied = self.apply(&row, &series).await;
             if applied.wrote && !self.waiting_since.is_empty() {
-                let counted = self.writes.entry(row.source_account_id).or_default();
-                counted.0 = counted.0.saturating_add(1);
+                let counted =
+                    self.writes
+                        .entry(row.source_account_id)
+                        .or_insert_with(|| SourceWrites {
+                            count: 0,
+                            sync_id: None,
+                            first: Instant::now(),
+                        });
+                counted.count = counted.count.saturating_add(1);
                 if row.sync_id.is_some() {
-                    counted.1.clone_from(&row.sync_id);
+                    counted.sync_id.clone_from(&row.sync_id);
                 }
             }
             if row.role == RowRole::Series {
@@ -357,17 +376,21 @@ impl WriterState {
     }
 
     /// Nothing is due now: the writes the triggers caused are all done. One sample per
-    /// source account, measured from that source's own trigger (or a trigger that named no
-    /// source, when its did not come through one).
+    /// source account, measured from that source's own trigger (or from a trigger that named
+    /// no source). Writes of a source whose trigger has not arrived yet (another source's
+    /// wake-up claimed its rows first) wait for it, for at most [`UNCLAIMED_WRITES`].
     fn drained(&mut self) {
         let triggers = std::mem::take(&mut self.waiting_since);
         let writes = std::mem::take(&mut self.writes);
-        for (source, (count, sync_id)) in writes {
+        for (source, counted) in writes {
             let Some(since) = triggers
                 .get(&Some(source))
                 .or_else(|| triggers.get(&None))
                 .copied()
             else {
+                if counted.first.elapsed() < UNCLAIMED_WRITES {
+                    self.writes.insert(source, counted);
+                }
                 continue;
             };
             let latency = since.elapsed();
@@ -377,8 +400,8 @@ impl WriterState {
                 account: source,
                 target: self.account.id,
                 latency,
-                writes: count,
-                sync_id,
+                writes: counted.count,
+                sync_id: counted.sync_id,
             });
         }
     }

@@ -701,7 +701,7 @@ async fn a_full_resync_and_confirming_held_deletions_ask_first() {
 }
 
 #[tokio::test]
-async fn a_confirmed_action_still_needs_the_csrf_token() {
+async fn a_confirmed_action_still_needs_a_session_and_the_csrf_token() {
     let app = app().await;
     let (mut client, _) = signed_in(&app).await;
     let account = app
@@ -713,8 +713,13 @@ async fn a_confirmed_action_still_needs_the_csrf_token() {
     let remove = format!("{}/admin/accounts/{}/remove", app.base, account.id);
 
     let refused = client.post(&remove, &[("confirm", "yes")]).await;
+    let anonymous = Client::new()
+        .post(&remove, &[("confirm", "yes"), ("csrf", &"0".repeat(64))])
+        .await;
 
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&anonymous), "/admin/login");
     assert!(app.store.account(account.id).await.is_ok());
 }
 

@@ -114,7 +114,7 @@ async fn start_browser() -> (Driver, Client) {
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--disable-quic",
                 format!("--user-data-dir={}", driver._profile.path().display()),
-                "--window-size=1280,800",
+                "--window-size=1280,943",
             ],
         }),
     );
@@ -581,6 +581,22 @@ async fn failing_writes_are_shown_with_googles_reason_and_clear_when_the_fault_d
     );
     assert!(text_of(&browser, &cell).await.unwrap().contains("503"));
 
+    // The activity of Calendar 05 names the failed writes' source, and Google's answer.
+    browser
+        .goto(&format!(
+            "{}/admin/activity?account={target}&result=error",
+            app.base
+        ))
+        .await
+        .unwrap();
+    let log = text_of(&browser, "table.log").await.unwrap();
+    assert!(log.contains("503 backendError"), "{log}");
+    assert!(log.contains("Calendar 01"), "{log}");
+    if screenshots_wanted() {
+        browser.goto(&format!("{}/admin", app.base)).await.unwrap();
+        save_screenshot(&browser, "overview-failing").await;
+    }
+
     app.emulator_control(reqwest::Method::DELETE, "faults", None)
         .await;
     browser.goto(&format!("{}/admin", app.base)).await.unwrap();
@@ -752,6 +768,9 @@ async fn removing_an_account_asks_for_confirmation_before_anything_happens() {
         .await
         .unwrap();
     assert!(heading.text().await.unwrap().contains("Remove Calendar 02"));
+    if screenshots_wanted() {
+        save_screenshot(&browser, "confirm-remove").await;
+    }
     assert!(
         app.store.account(id).await.is_ok(),
         "nothing is removed before the confirmation"
@@ -805,6 +824,9 @@ async fn the_demo_connects_a_sixth_calendar_through_a_new_test_account() {
         .for_element(Locator::Css("form#add-account input[name=email]"))
         .await
         .expect("the consent page offers a new test account");
+    if screenshots_wanted() {
+        save_screenshot(&browser, "consent").await;
+    }
     assert_eq!(
         email.prop("value").await.unwrap().as_deref(),
         Some("user06@example.test")

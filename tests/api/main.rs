@@ -15,6 +15,7 @@ mod crash_restart;
 mod demo_cli;
 mod engine;
 mod google_client;
+mod live_view;
 mod ops;
 mod serve;
 mod store;

@@ -119,15 +119,16 @@ fn detail(entry: &LogEntry, calendars: &Calendars, notes: &BlockNotes) -> Markup
     if let Some(line) = BlockLine::parse(&entry.detail) {
         let target = entry.account_id;
         let note = target.and_then(|t| notes.get(&(t, line.block.to_owned())));
+        let failed = !matches!(line.result, "ok" | "gone");
         return html! {
-            "block of " (calendars.link(line.source)) "'s event " (short_id(line.event))
-            @if let Some(t) = target { " on " (calendars.link(t)) }
-            " · " span.result { (line.result) }
-            " · block " (short_id(line.block)) " · sync " (short_id(line.sync))
+            "for " (calendars.link(line.source)) "'s event " (short_id(line.event))
+            @if let Some(t) = target { " → block on " (calendars.link(t)) }
+            @if failed { " " span.error { "(" (line.result) ")" } }
+            " " a.trace href=(trace_href(line.source, line.event)) { "trace ›" }
             @if let Some(error) = note.and_then(|n| n.failing.as_deref()) {
                 br; span.error { "still failing: Google answered " (google_reason(error)) }
             }
-            " " a.trace href=(trace_href(line.source, line.event)) { "trace ›" }
+            br; small.muted { "block " (short_id(line.block)) " · sync " (short_id(line.sync)) }
         };
     }
     if let (Some(block), Some(target)) = (excluded_block(&entry.detail), entry.account_id) {

@@ -3,9 +3,10 @@
 //! the time from the change being noticed to its last write. Times in UTC, named.
 //!
 //! The writers measure propagation per target (`actors::LatencySample`: one sample per
-//! source account and target, with the sync id of the writes); [`changes`] puts the samples
-//! of one change on every target back together — by sync id, or, for samples without one,
-//! by source and trigger instant.
+//! source account and target, from that source's trigger); [`changes`] puts the samples of
+//! one change on every target back together by source and trigger instant — every writer a
+//! change wakes is handed the same trigger, while the sync ids of a burst of changes merged
+//! by one writer differ from writer to writer.
 
 use std::time::Duration;
 
@@ -22,8 +23,9 @@ use crate::store::StoreError;
 
 /// Changes shown on the page.
 const RECENT_CHANGES: usize = 20;
-/// Samples without a sync id whose triggers are this close are one change.
-const SAME_TRIGGER: chrono::TimeDelta = chrono::TimeDelta::milliseconds(250);
+/// Samples of one source whose triggers are this close are one change (the trigger is read
+/// back from the sample's time and latency, to within a few milliseconds).
+const SAME_TRIGGER: chrono::TimeDelta = chrono::TimeDelta::milliseconds(100);
 
 /// One change as it reached the calendars.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub(crate) struct Change {
     pub at: DateTime<Utc>,
     pub source: AccountId,
     pub sync_id: Option<String>,
-    /// The calendars written to, in the order their writers finished.
+    /// The calendars written to, by id.
     pub targets: Vec<AccountId>,
     pub writes: u32,
     /// From the change being noticed to its last write.
@@ -48,17 +50,16 @@ pub(crate) fn changes(samples: &[LatencySample]) -> Vec<Change> {
     let mut out: Vec<(DateTime<Utc>, Change)> = Vec::new();
     for sample in samples {
         let trigger = trigger_of(sample);
-        let same = out.iter_mut().rev().find(|(t, c)| {
-            c.source == sample.account
-                && match (&c.sync_id, &sample.sync_id) {
-                    (Some(a), Some(b)) => a == b,
-                    (None, None) => (trigger - *t).abs() <= SAME_TRIGGER,
-                    _ => false,
-                }
-        });
+        let same = out
+            .iter_mut()
+            .rev()
+            .find(|(t, c)| c.source == sample.account && (trigger - *t).abs() <= SAME_TRIGGER);
         match same {
             Some((_, change)) => {
                 change.at = change.at.max(sample.at);
+                if change.sync_id.is_none() {
+                    change.sync_id.clone_from(&sample.sync_id);
+                }
                 if !change.targets.contains(&sample.target) {
                     change.targets.push(sample.target);
                 }
@@ -77,6 +78,9 @@ pub(crate) fn changes(samples: &[LatencySample]) -> Vec<Change> {
                 },
             )),
         }
+    }
+    for (_, change) in &mut out {
+        change.targets.sort();
     }
     out.sort_by_key(|(_, c)| std::cmp::Reverse(c.at));
     out.into_iter().map(|(_, c)| c).collect()
@@ -212,8 +216,9 @@ pub(crate) fn page(page: &Page, live: &Live) -> Markup {
                     div.card.metric { h2 { "p95" } p.big #latency-p95 { (or_dash(snapshot.latency.p95_ms)) } }
                     div.card.metric { h2 { "Changes measured" } p.big #latency-count { (snapshot.latency.samples) } }
                 }
+                div.columns {
                 section.card {
-                    h2 { "Writes waiting, by calendar" }
+                    h2 { "Waiting, by calendar" }
                     table.live { thead { tr { th { "Calendar" } th.num { "Waiting" } } } tbody #queue {
                         @for q in &snapshot.queue {
                             tr data-alias=(q.alias) { td { (q.alias) } td.num { (q.pending) } }
@@ -248,6 +253,7 @@ pub(crate) fn page(page: &Page, live: &Live) -> Markup {
                             }
                         }
                     }
+                }
                 }
             }))
         },
@@ -310,6 +316,19 @@ mod tests {
         assert_eq!(rows[0].targets, [AccountId::new(1), AccountId::new(3)]);
         assert_eq!(rows[1].source, AccountId::new(1));
         assert_eq!(rows[1].targets, [AccountId::new(2), AccountId::new(3)]);
+    }
+
+    #[test]
+    fn a_burst_merged_differently_by_two_writers_is_still_one_change() {
+        let samples = [
+            sample(30, 30, 1, 2, Some("s1")),
+            sample(60, 60, 1, 3, Some("s2")),
+        ];
+
+        let rows = changes(&samples);
+
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].writes, 2);
     }
 
     #[test]

@@ -304,7 +304,7 @@ pub(crate) fn google_reason(error: &str) -> String {
         };
     }
     if error.contains("rate limited") {
-        return "rate limited (429)".into();
+        return "rate limited (429 or 403 rateLimitExceeded)".into();
     }
     let mut text: String = error.chars().take(160).collect();
     if error.chars().count() > 160 {
