@@ -1,7 +1,8 @@
 //! The two background loops `serve` runs beside the actor tree, both until shutdown:
 //! - [`watch_accounts`] keeps the supervisor's children in step with the accounts table, so
 //!   accounts added, paused or removed by another process (`mcss accounts add` while `serve`
-//!   runs) are noticed within [`super::ACCOUNT_WATCH_INTERVAL`];
+//!   runs) are noticed within [`super::ACCOUNT_WATCH_INTERVAL`], and so are the replans and
+//!   queued deletions a settings change of another process left in the store;
 //! - [`reconcile_periodically`] runs [`crate::ops::reconcile`] every
 //!   `RECONCILE_INTERVAL_SECS`; what it finds is queued in the outbox and the running writers
 //!   are woken through [`Control`].
@@ -25,6 +26,9 @@ pub(crate) async fn watch_accounts(control: Control, every: Duration, shutdown: 
         }
         if let Err(e) = reconcile_children(&control).await {
             tracing::warn!(error = %e, "could not compare accounts with running actors");
+        }
+        if let Err(e) = nudge(&control).await {
+            tracing::warn!(error = %e, "could not look for requested replans and queued writes");
         }
     }
 }
@@ -52,6 +56,20 @@ pub(crate) async fn reconcile_children(control: &Control) -> Result<(), ControlE
             tracing::info!(account_id = %id, "stopping actors of a removed account");
             control.remove_children(id).await?;
         }
+    }
+    Ok(())
+}
+
+/// Changes made by another process (`mcss accounts set`, `mcss links set`, `mcss accounts
+/// add`) leave replan requests and queued deletions in the store: start those syncs and wake
+/// those writers.
+pub(crate) async fn nudge(control: &Control) -> Result<(), ControlError> {
+    let store = &control.services().store;
+    for calendar in store.replans_requested().await? {
+        control.replan(calendar);
+    }
+    for (target, _) in store.queue_depths().await? {
+        control.wake_writer(target);
     }
     Ok(())
 }

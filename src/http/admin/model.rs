@@ -7,7 +7,7 @@
 //! engine applies, asked again here to explain a missing block) and [`super::calendar`]
 //! (the occurrences inside a window).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,7 @@ use crate::domain::{AccountId, EventId};
 use crate::http::AppState;
 use crate::store::{Account, OutboxRow, RowRole, StoreError, StoredEvent};
 use crate::sync::{
-    self, convert, BlockBody, Decision, EventStatus, PlannerConfig, SkipReason, SourceEvent,
+    self, convert, BlockBody, Decision, EventStatus, SkipReason, SourceEvent,
     TargetHoldings,
 };
 
@@ -187,23 +187,40 @@ pub(crate) fn block_families(rows: Vec<OutboxRow>) -> BTreeMap<AccountId, Vec<Bl
     out
 }
 
-/// The planner's view of a connected calendar.
-pub(crate) fn planner_account(account: &Account) -> sync::Account {
-    sync::Account {
-        id: account.id,
-        alias: account.alias.clone(),
-        calendar_id: account.calendar_id.clone(),
-        time_zone: account.time_zone.clone(),
-    }
-}
-
-/// Asks the planner's rules again, to say why an event has no block.
+/// Asks the planner's rules again, to say why an event has no block: the source's and the
+/// target's own rules (as the engine resolves them), the group and the links.
 pub(crate) struct Explainer<'a> {
-    pub cfg: &'a PlannerConfig,
+    pub services: &'a crate::services::Services,
+    /// (source, target) links turned off.
+    pub off: HashSet<(AccountId, AccountId)>,
     pub now: DateTime<Utc>,
 }
 
-impl Explainer<'_> {
+/// Why an event gets no block on a calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoBlock {
+    /// One of the planner's rules (free, declined, filtered, same meeting, …).
+    Rule(SkipReason),
+    /// The target is in another group; blocks never cross groups.
+    OtherGroup,
+    /// The link from the source to the target is turned off.
+    LinkOff,
+}
+
+impl<'a> Explainer<'a> {
+    /// Reads the links; `now` decides what has ended.
+    pub async fn new(state: &'a AppState) -> Result<Explainer<'a>, StoreError> {
+        Ok(Explainer {
+            services: state.control.services(),
+            off: state.store.disabled_links().await?,
+            now: Utc::now(),
+        })
+    }
+
+    fn planner(&self, account: &Account) -> sync::Account {
+        crate::actors::sync_job::planner_account(self.services, account, None)
+    }
+
     /// The reason `event` of `source` gets no block on `target`, or `None` when it does.
     pub fn reason(
         &self,
@@ -211,31 +228,44 @@ impl Explainer<'_> {
         event: &SourceEvent,
         target: &Account,
         holdings: &TargetHoldings,
-    ) -> Option<SkipReason> {
-        match sync::mirror_decision(
-            self.cfg,
-            &planner_account(source),
-            event,
-            &planner_account(target),
-            holdings,
-            self.now,
-        ) {
+    ) -> Option<NoBlock> {
+        if source.id != target.id && source.group != target.group {
+            return Some(NoBlock::OtherGroup);
+        }
+        let (from, to) = (self.planner(source), self.planner(target));
+        let cfg = self.services.planner.for_pair(&from.rules, &to.rules);
+        match sync::mirror_decision(&cfg, &from, event, &to, holdings, self.now) {
+            Decision::Skip(reason) => Some(NoBlock::Rule(reason)),
+            Decision::Mirror if self.off.contains(&(source.id, target.id)) => {
+                Some(NoBlock::LinkOff)
+            }
             Decision::Mirror => None,
-            Decision::Skip(reason) => Some(reason),
         }
     }
 
-    /// The reason that holds for every other calendar (free, declined, …), judged against
-    /// any other calendar without the same meeting; `None` when the event is mirrored.
+    /// The reason that holds for every calendar of the group (free, declined, …, or every
+    /// link off), judged against a linked calendar without the same meeting; `None` when
+    /// the event is mirrored somewhere.
     pub fn source_reason(
         &self,
         source: &Account,
         event: &SourceEvent,
         others: &[Account],
-    ) -> Option<SkipReason> {
-        let target = others.iter().find(|a| a.id != source.id)?;
-        self.reason(source, event, target, &TargetHoldings::new())
-            .filter(|r| *r != SkipReason::SameMeetingOnTarget)
+    ) -> Option<NoBlock> {
+        let mut group = others
+            .iter()
+            .filter(|a| a.id != source.id && a.group == source.group)
+            .peekable();
+        group.peek()?;
+        let mut verdict = Some(NoBlock::LinkOff);
+        for target in group {
+            match self.reason(source, event, target, &TargetHoldings::new()) {
+                None | Some(NoBlock::Rule(SkipReason::SameMeetingOnTarget)) => return None,
+                Some(NoBlock::LinkOff) => {}
+                other => verdict = other,
+            }
+        }
+        verdict
     }
 }
 
@@ -257,22 +287,34 @@ pub(crate) async fn holdings(
     Ok(TargetHoldings::from_events(&on_target))
 }
 
-/// A skip reason in plain words; `target` names the calendar for the same-meeting rule.
-pub(crate) fn reason_words(reason: SkipReason, target: &str) -> String {
-    match reason {
+/// Why there is no block, in plain words; `target` names the calendar for the
+/// same-meeting rule.
+pub(crate) fn reason_words(reason: NoBlock, target: &str) -> String {
+    let rule = match reason {
+        NoBlock::OtherGroup => {
+            return "it is in another group; blocks never cross groups".into();
+        }
+        NoBlock::LinkOff => return "the link to it is off (Links page)".into(),
+        NoBlock::Rule(rule) => rule,
+    };
+    match rule {
         SkipReason::OwnCalendar => "it is this calendar's own event".into(),
         SkipReason::IsBlock => "it is a block itself; blocks are never mirrored".into(),
         SkipReason::Cancelled => "it is cancelled".into(),
         SkipReason::Declined => "the calendar's owner declined it".into(),
         SkipReason::WorkingLocation => "it is a working-location entry".into(),
         SkipReason::Birthday => "it is a birthday".into(),
-        SkipReason::OutOfOffice => "it is out of office, and SKIP_OUT_OF_OFFICE is set".into(),
-        SkipReason::FocusTime => "it is focus time, and SKIP_FOCUS_TIME is set".into(),
+        SkipReason::OutOfOffice => {
+            "it is out of office, and its calendar's rules skip out of office".into()
+        }
+        SkipReason::FocusTime => "it is focus time, and its calendar's rules skip focus time".into(),
         SkipReason::Transparent => "it is marked free".into(),
-        SkipReason::AllDay => "it is all-day, and SKIP_ALL_DAY is set".into(),
-        SkipReason::TitleExcluded => "its title matches EXCLUDE_TITLE_REGEX".into(),
+        SkipReason::AllDay => "it is all-day, and its calendar's rules skip all-day events".into(),
+        SkipReason::TitleExcluded => {
+            "its title matches its calendar's exclude-title regex".into()
+        }
         SkipReason::Malformed => "its start and end cannot be read".into(),
-        SkipReason::Ended => "it ended before the look-back (SYNC_LOOKBACK_DAYS)".into(),
+        SkipReason::Ended => "it ended before its calendar's look-back".into(),
         SkipReason::SameMeetingOnTarget => {
             format!("{target} is in the same meeting already (accepted and busy there)")
         }
@@ -280,7 +322,12 @@ pub(crate) fn reason_words(reason: SkipReason, target: &str) -> String {
 }
 
 /// A short label of a skip reason (`free`, `declined`, …) for lists.
-pub(crate) fn reason_label(reason: SkipReason) -> &'static str {
+pub(crate) fn reason_label(reason: NoBlock) -> &'static str {
+    let reason = match reason {
+        NoBlock::OtherGroup => return "other group",
+        NoBlock::LinkOff => return "links off",
+        NoBlock::Rule(rule) => rule,
+    };
     match reason {
         SkipReason::Transparent => "free",
         SkipReason::Declined => "declined",

@@ -336,6 +336,9 @@ mod tests {
             time_zone: None,
             created_at: now(),
             updated_at: now(),
+            group: crate::store::DEFAULT_GROUP.to_owned(),
+            credential_id: None,
+            rules: crate::store::CalendarRules::default(),
         }
     }
 
@@ -348,6 +351,7 @@ mod tests {
             last_result: Some("ok".into()),
             last_error: None,
             mass_delete_hold: false,
+            replan_requested_at: None,
             updated_at: now(),
         }
     }
@@ -531,7 +535,7 @@ mod tests {
         assert_eq!(google_reason("not found (404)"), "404");
         assert_eq!(
             google_reason("rate limited by Google"),
-            "rate limited (429)"
+            "rate limited (429 or 403 rateLimitExceeded)"
         );
         assert_eq!(
             google_reason("the refresh token was revoked or has expired (invalid_grant)"),

@@ -15,7 +15,9 @@ use maud::{html, Markup};
 
 use super::activity::BlockLine;
 use super::calendar::Window;
-use super::model::{families, holdings, reason_label, reason_words, Explainer, Family, Source};
+use super::model::{
+    families, holdings, reason_label, reason_words, Explainer, Family, NoBlock, Source,
+};
 use super::pages::{
     ago, layout, live_region, millis, short_id, time, until, Calendars, Page, Zone,
 };
@@ -169,17 +171,18 @@ impl Trace {
         let id_refs: Vec<&EventId> = ids.iter().collect();
         let rows = store.rows_for_source_events(source.id, &id_refs).await?;
         let history = store.log_for_event(source.id, &series_id, 200).await?;
-        let explain = Explainer {
-            cfg: &state.control.services().planner,
-            now: Utc::now(),
-        };
+        let explain = Explainer::new(state).await?;
         let source_reason = focus.as_ref().and_then(|f| {
             explain
                 .source_reason(&source, &f.event, &accounts)
                 .map(|r| reason_words(r, ""))
         });
         let mut lines = Vec::new();
-        for target in accounts.iter().filter(|a| a.id != source.id) {
+        // Calendars of other groups never get its blocks: only the group's are listed.
+        for target in accounts
+            .iter()
+            .filter(|a| a.id != source.id && a.group == source.group)
+        {
             let reason = match &focus {
                 Some(f) => {
                     let held = holdings(state, &f.event, target.id).await?;
@@ -510,10 +513,7 @@ impl EventList {
             first_day: query.from,
             end_day,
         };
-        let explain = Explainer {
-            cfg: &state.control.services().planner,
-            now: Utc::now(),
-        };
+        let explain = Explainer::new(state).await?;
         let mut lines = Vec::new();
         for account in accounts
             .iter()
@@ -559,7 +559,7 @@ impl EventList {
 
 /// The blocks of one event (or one occurrence) in a few words, and their colour.
 fn summary(
-    reason: Option<crate::sync::SkipReason>,
+    reason: Option<NoBlock>,
     rows: &[OutboxRow],
     event: &str,
     family: &EventId,

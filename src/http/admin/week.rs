@@ -131,10 +131,7 @@ impl Week {
             by_account.insert(account.id, families(stored));
         }
         let blocks = block_families(state.store.wanted_blocks().await?);
-        let explain = Explainer {
-            cfg: &state.control.services().planner,
-            now: Utc::now(),
-        };
+        let explain = Explainer::new(state).await?;
         let mut items = Vec::new();
         for (lane, account) in accounts.iter().enumerate() {
             let zone = account.time_zone.as_deref();
