@@ -43,7 +43,7 @@ use crate::startup::Application;
 use crate::store::Store;
 
 /// The scripted scenarios of `mcss demo --scenario NAME`, with one line each.
-pub const SCENARIOS: [(&str, &str); 3] = [
+pub const SCENARIOS: [(&str, &str); 4] = [
     (
         "busy-week",
         "meetings on three calendars across the next five days",
@@ -56,7 +56,19 @@ pub const SCENARIOS: [(&str, &str); 3] = [
         "conflict",
         "overlapping meetings on two calendars and a free-time event that is not mirrored",
     ),
+    (
+        "two-people",
+        "a second person's three calendars in a group of their own (family); blocks never cross groups",
+    ),
 ];
+
+/// The group and the calendars of the second person in `--scenario two-people`: a primary
+/// calendar and two secondary ones of one Google account.
+pub const FAMILY_GROUP: &str = "family";
+/// The second person's e-mail at the emulator.
+pub const PARTNER_EMAIL: &str = "partner@example.test";
+/// Their calendars' names: the primary one first.
+pub const FAMILY_CALENDARS: [&str; 3] = ["Partner", "Partner family", "Kids"];
 
 fn scenario_values() -> PossibleValuesParser {
     PossibleValuesParser::new(
@@ -154,10 +166,12 @@ impl EmulatorDemo {
             .account_by_alias(alias)
             .await
             .map_err(|e| format!("cannot read the accounts: {e}"))?;
+        // A secondary calendar is reached through the account that owns it.
         let info = match &connected {
-            Some(account) => infos
-                .into_iter()
-                .find(|i| i.calendar_id == account.calendar_id.as_str()),
+            Some(account) => self
+                .shared
+                .calendar(account.calendar_id.as_str())
+                .and_then(|cal| infos.into_iter().find(|i| i.email == cal.owner)),
             None => alias
                 .strip_prefix("Calendar ")
                 .and_then(|n| n.parse::<usize>().ok())
@@ -176,10 +190,14 @@ impl EmulatorDemo {
                 ))
             })
             .clone();
+        let calendar = match connected {
+            Some(account) => account.calendar_id,
+            None => CalendarId::parse(&info.calendar_id)
+                .map_err(|e| format!("emulator calendar id: {e}"))?,
+        };
         Ok(Owner {
             alias: alias.to_owned(),
-            calendar: CalendarId::parse(&info.calendar_id)
-                .map_err(|e| format!("emulator calendar id: {e}"))?,
+            calendar,
             email: info.email,
             client,
         })
@@ -390,16 +408,10 @@ fn tomorrow_at(hour: u32) -> DateTime<Utc> {
 #[async_trait]
 impl DemoActions for EmulatorDemo {
     async fn calendars(&self) -> Vec<String> {
-        let emulated: Vec<String> = self
-            .shared
-            .account_infos()
-            .into_iter()
-            .map(|i| i.calendar_id)
-            .collect();
         match self.store.list_accounts().await {
             Ok(accounts) => accounts
                 .into_iter()
-                .filter(|a| emulated.iter().any(|c| c == a.calendar_id.as_str()))
+                .filter(|a| self.shared.calendar(a.calendar_id.as_str()).is_some())
                 .map(|a| a.alias)
                 .collect(),
             Err(e) => {
@@ -561,6 +573,43 @@ impl EmulatorDemo {
                     alias(2)
                 ));
             }
+            "two-people" => {
+                let start = tomorrow_at(10);
+                self.insert(
+                    &alias(0),
+                    timed("Planning", start, 60),
+                    "a planning meeting",
+                )
+                .await?;
+                self.insert(
+                    FAMILY_CALENDARS[0],
+                    timed("Dentist", start, 60),
+                    "a dentist appointment",
+                )
+                .await?;
+                self.insert(
+                    FAMILY_CALENDARS[2],
+                    timed("School play", tomorrow_at(16), 90),
+                    "a school play",
+                )
+                .await?;
+                done.push(format!(
+                    "{}: planning {} UTC — blocks on the other four calendars of group default only",
+                    alias(0),
+                    start.format("%a %d %b %H:%M")
+                ));
+                done.push(format!(
+                    "{}: dentist at the same time — blocks on {} and {} only (group {FAMILY_GROUP})",
+                    FAMILY_CALENDARS[0], FAMILY_CALENDARS[1], FAMILY_CALENDARS[2]
+                ));
+                done.push(format!(
+                    "{}: school play {} UTC — blocks on {} and {}",
+                    FAMILY_CALENDARS[2],
+                    tomorrow_at(16).format("%H:%M"),
+                    FAMILY_CALENDARS[0],
+                    FAMILY_CALENDARS[1]
+                ));
+            }
             other => return Err(format!("unknown scenario {other:?}")),
         }
         Ok(done)
@@ -582,6 +631,9 @@ pub struct DemoOptions {
     /// `None` generates one.
     pub admin_password: Option<String>,
     pub log_level: String,
+    /// Also connect the second person's calendars in their own group (`--scenario
+    /// two-people`).
+    pub two_people: bool,
 }
 
 /// A started demo: emulator, built (not yet running) service, and how to reach it.
@@ -659,6 +711,9 @@ impl Demo {
             .with_context(|| format!("cannot connect {}", alias(i)))?;
             connected.push(account.id);
         }
+        if options.two_people {
+            connected.extend(connect_family(&emulator, &services).await?);
+        }
         store.close().await;
 
         let mut app = Application::build_on(settings.clone(), Some(host)).await?;
@@ -684,6 +739,40 @@ impl Demo {
             connected,
         })
     }
+}
+
+/// The second person of `--scenario two-people`: one Google account with a primary and two
+/// secondary calendars, connected in [`FAMILY_GROUP`] through the one refresh token.
+async fn connect_family(
+    emulator: &EmulatorHandle,
+    services: &Services,
+) -> anyhow::Result<Vec<AccountId>> {
+    let shared = emulator.shared();
+    let info = shared.create_account(Some(PARTNER_EMAIL.to_owned()), None, None);
+    let mut calendars = vec![info.calendar_id.clone()];
+    for name in &FAMILY_CALENDARS[1..] {
+        let calendar = shared
+            .create_secondary_calendar(PARTNER_EMAIL, (*name).to_owned(), None)
+            .context("cannot create the second person's calendars")?;
+        calendars.push(calendar.id.clone());
+    }
+    let mut connected = Vec::new();
+    for (name, calendar) in FAMILY_CALENDARS.iter().zip(calendars) {
+        let account = ops::connect_account(
+            services,
+            ConnectRequest {
+                group: Some(FAMILY_GROUP.to_owned()),
+                alias: (*name).to_owned(),
+                refresh_token: SecretString::from(info.refresh_token.clone()),
+                calendar_id: Some(CalendarId::parse(&calendar)?),
+                email: Some(info.email.clone()),
+            },
+        )
+        .await
+        .with_context(|| format!("cannot connect {name}"))?;
+        connected.push(account.id);
+    }
+    Ok(connected)
 }
 
 fn free_port(host: IpAddr) -> anyhow::Result<u16> {
@@ -774,6 +863,7 @@ async fn serve_demo(
         data_dir: dir.to_owned(),
         admin_password: None,
         log_level,
+        two_people: args.scenario.as_deref() == Some("two-people"),
     })
     .await?;
     let Demo {
@@ -795,6 +885,13 @@ async fn serve_demo(
         println!("  Listening on every interface ({}).", args.host);
     }
     println!("  {DEMO_ACCOUNTS} calendars are connected (\"Calendar 01\"..\"Calendar {DEMO_ACCOUNTS:02}\") on an emulated Google");
+    if args.scenario.as_deref() == Some("two-people") {
+        println!(
+            "  and {} more of a second person in group {FAMILY_GROUP:?} ({}).",
+            FAMILY_CALENDARS.len(),
+            FAMILY_CALENDARS.join(", ")
+        );
+    }
     println!(
         "  (its Calendar API, consent page and /emulator control API are at the emulator address)."
     );

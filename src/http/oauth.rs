@@ -98,7 +98,7 @@ struct StartQuery {
 }
 
 /// Why an alias or login hint from the form is refused, in words for the page.
-fn check_alias(alias: &str) -> Result<String, String> {
+pub(crate) fn check_alias(alias: &str) -> Result<String, String> {
     let alias = alias.trim();
     if alias.is_empty() {
         return Err("Give the calendar a name (for example \"Calendar 06\").".into());
@@ -281,6 +281,14 @@ async fn callback(
         );
     };
     let existed = matches!(state.store.account_by_alias(&alias).await, Ok(Some(_)));
+    // A new name for an account with several calendars: the operator picks which.
+    if !existed {
+        if let Some(page) =
+            admin::offer_calendars(&state, &rt, &alias, &refresh_token, granted.email.clone()).await
+        {
+            return page;
+        }
+    }
     let account = match ops::connect_account(
         services,
         ConnectRequest {

@@ -143,6 +143,12 @@ impl Drop for App {
 }
 
 async fn start_demo(connect: usize) -> App {
+    start_demo_with(connect, false).await
+}
+
+/// A demo with `connect` of the five calendars, and with `two_people` the second person's
+/// three calendars in group `family` too.
+async fn start_demo_with(connect: usize, two_people: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(DemoOptions {
         port: 0,
@@ -151,6 +157,7 @@ async fn start_demo(connect: usize) -> App {
         data_dir: dir.path().to_owned(),
         admin_password: Some(PASSWORD.into()),
         log_level: "warn".into(),
+        two_people,
     })
     .await
     .expect("the demo starts");
@@ -453,6 +460,34 @@ impl App {
             "emulator {path}: {}",
             response.status()
         );
+    }
+
+    /// The titles of the live events on emulator calendar `n`, read as its owner would.
+    async fn titles_on(&self, n: usize) -> Vec<String> {
+        let calendar = self.emulator.accounts()[n].calendar_id.clone();
+        let response = self
+            .http
+            .get(format!(
+                "{}/calendar/v3/calendars/{calendar}/events",
+                self.emulator.base_url()
+            ))
+            .bearer_auth(self.owner_token(n).await)
+            .send()
+            .await
+            .expect("events.list answers");
+        assert!(
+            response.status().is_success(),
+            "list: {}",
+            response.status()
+        );
+        let page: serde_json::Value = response.json().await.expect("an events page");
+        page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["status"].as_str() != Some("cancelled"))
+            .filter_map(|e| e["summary"].as_str().map(str::to_owned))
+            .collect()
     }
 
     async fn account_id(&self, alias: &str) -> mcss::domain::AccountId {
@@ -998,6 +1033,301 @@ async fn every_page_renders_with_five_calendars_and_their_events() {
     assert!(!changes.is_empty(), "the changes are listed");
     if shots {
         save_screenshot(&browser, "live").await;
+    }
+    browser.close().await.unwrap();
+}
+
+/// Submits the form around `css` by clicking it, and waits for the next page's heading.
+async fn click_and_wait(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("{css} on the page"))
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("main h1"))
+        .await
+        .expect("the next page");
+}
+
+/// Replaces the value of the input `css`.
+async fn fill(browser: &Client, css: &str, value: &str) {
+    let input = browser.find(Locator::Css(css)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_changed_on_the_settings_page_retitles_the_blocks_and_a_bad_regex_changes_nothing() {
+    let app = start_demo(3).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    app.create_event(0, meeting_at(tomorrow_at(11))).await;
+    eventually("the block titled by the default template", || async {
+        app.titles_on(1)
+            .await
+            .contains(&"Calendar 01 Block".to_owned())
+            .then_some(())
+    })
+    .await;
+    let target = app.account_id("Calendar 02").await;
+    let settings = format!("{}/admin/settings/{target}", app.base);
+
+    // A bad regex: one line naming the field, and nothing changes.
+    browser.goto(&settings).await.unwrap();
+    fill(&browser, "#block_title", "Busy ({alias})").await;
+    fill(&browser, "#exclude_title_regex", "(unclosed").await;
+    click_and_wait(&browser, "form.settings button[type=submit]").await;
+    let error = text_of(&browser, "p.flash.error")
+        .await
+        .expect("an error line");
+    assert!(
+        error.starts_with("Nothing was changed. exclude title regex: is not a valid regex"),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "one line: {error}");
+    if screenshots_wanted() {
+        save_screenshot(&browser, "settings-error").await;
+    }
+    let stored = app.store.account(target).await.unwrap();
+    assert_eq!(
+        stored.rules.block_title_template.as_deref(),
+        Some("{alias} Block"),
+        "the title template was not changed with the bad regex"
+    );
+
+    // A good change: the block on Calendar 02 is retitled at Google, the one on 03 is not.
+    browser.goto(&settings).await.unwrap();
+    fill(&browser, "#block_title", "Busy ({alias})").await;
+    click_and_wait(&browser, "form.settings button[type=submit]").await;
+    let done = text_of(&browser, "p.flash.done").await.expect("a notice");
+    assert!(done.contains("Settings of Calendar 02 saved"), "{done}");
+    eventually("the block retitled on Calendar 02", || async {
+        let titles = app.titles_on(1).await;
+        (titles.contains(&"Busy (Calendar 01)".to_owned())
+            && !titles.contains(&"Calendar 01 Block".to_owned()))
+        .then_some(())
+    })
+    .await;
+    assert!(app
+        .titles_on(2)
+        .await
+        .contains(&"Calendar 01 Block".to_owned()));
+    if screenshots_wanted() {
+        browser.goto(&settings).await.unwrap();
+        save_screenshot(&browser, "settings").await;
+    }
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_a_link_off_in_the_matrix_removes_exactly_its_blocks() {
+    let app = start_demo(4).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    app.create_event(0, meeting_at(tomorrow_at(9))).await;
+    app.create_event(1, meeting_at(tomorrow_at(13))).await;
+    let block = |alias: &str| format!("{alias} Block");
+    eventually("the blocks of both events everywhere", || async {
+        let on_02 = app.titles_on(1).await;
+        let on_03 = app.titles_on(2).await;
+        (on_02.contains(&block("Calendar 01")) && on_03.contains(&block("Calendar 02")))
+            .then_some(())
+    })
+    .await;
+
+    browser
+        .goto(&format!("{}/admin/links", app.base))
+        .await
+        .unwrap();
+    assert!(
+        browser
+            .find(Locator::Css(
+                "button[data-link=\"Calendar 01 → Calendar 01\"]"
+            ))
+            .await
+            .is_err(),
+        "no link from a calendar to itself is offered"
+    );
+    click_and_wait(&browser, "button[data-link=\"Calendar 01 → Calendar 02\"]").await;
+    let done = text_of(&browser, "p.flash.done").await.expect("a notice");
+    assert!(done.contains("Calendar 01 → Calendar 02 is off"), "{done}");
+    assert_eq!(
+        text_of(&browser, "button[data-link=\"Calendar 01 → Calendar 02\"]")
+            .await
+            .as_deref(),
+        Some("off")
+    );
+
+    eventually("Calendar 01's block gone from Calendar 02", || async {
+        (!app.titles_on(1).await.contains(&block("Calendar 01"))).then_some(())
+    })
+    .await;
+    // Every other block stays: 01 still blocks 03 and 04, 02 still blocks 01, 03, 04.
+    assert!(app.titles_on(2).await.contains(&block("Calendar 01")));
+    assert!(app.titles_on(3).await.contains(&block("Calendar 01")));
+    assert!(app.titles_on(0).await.contains(&block("Calendar 02")));
+    assert!(app.titles_on(2).await.contains(&block("Calendar 02")));
+    assert!(app.titles_on(3).await.contains(&block("Calendar 02")));
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_calendar_is_connected_through_the_picker_on_the_accounts_token() {
+    let app = start_demo(5).await;
+    let secondary = app
+        .emulator
+        .shared()
+        .create_secondary_calendar("user01@example.test", "Team rota".into(), None)
+        .expect("user01 exists");
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    browser
+        .goto(&format!(
+            "{}/auth/google/start?alias=Team%20rota&login_hint=user01%40example.test",
+            app.base
+        ))
+        .await
+        .unwrap();
+
+    // The emulator approves a known login hint at once; the picker lists both calendars.
+    let row = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(&format!(
+            "table.pick tr[data-calendar=\"{}\"]",
+            secondary.id
+        )))
+        .await
+        .expect("the picker lists the secondary calendar");
+    let primary = text_of(
+        &browser,
+        "table.pick tr[data-calendar=\"user01@example.test\"]",
+    )
+    .await
+    .unwrap();
+    assert!(primary.contains("as Calendar 01"), "{primary}");
+    let ticked = row
+        .find(Locator::Css("input[type=checkbox]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ticked.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
+    if screenshots_wanted() {
+        save_screenshot(&browser, "connect-pick").await;
+    }
+    click_and_wait(&browser, "table.pick ~ p button.primary").await;
+
+    let done = text_of(&browser, "p.flash.done").await.expect("a notice");
+    assert!(done.contains("Connected Team rota"), "{done}");
+    let rota = app
+        .store
+        .account_by_alias("Team rota")
+        .await
+        .unwrap()
+        .expect("the secondary calendar is connected");
+    let first = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rota.calendar_id.as_str(), secondary.id);
+    assert!(rota.credential_id.is_some());
+    assert_eq!(
+        rota.credential_id, first.credential_id,
+        "one refresh token for the Google account"
+    );
+    // It takes part: a meeting on Calendar 02 is blocked on it.
+    app.create_event(1, meeting_at(tomorrow_at(15))).await;
+    eventually("a block on the secondary calendar", || async {
+        let rows = app.store.wanted_blocks().await.ok()?;
+        rows.iter()
+            .any(|r| r.target_account_id == rota.id && r.state == mcss::store::BlockState::Applied)
+            .then_some(())
+    })
+    .await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_people_the_links_and_the_week_keep_each_group_to_itself() {
+    let app = start_demo_with(5, true).await;
+    let (_driver, browser) = start_browser().await;
+    log_in(&browser, &app).await;
+    app.demo_actions.scenario("two-people").await.unwrap();
+    eventually("the scenario's blocks written", || async {
+        let waiting = app.store.pending_count(None).await.ok()?;
+        let blocks = app
+            .store
+            .block_count(None, mcss::store::BlockState::Applied)
+            .await
+            .ok()?;
+        // 4 blocks of the planning meeting, 2 of the dentist, 2 of the school play.
+        (waiting == 0 && blocks == 8).then_some(())
+    })
+    .await;
+
+    browser
+        .goto(&format!("{}/admin/links", app.base))
+        .await
+        .unwrap();
+    let groups = browser
+        .find_all(Locator::Css("section[data-group]"))
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 2, "one matrix per group");
+    let family = text_of(&browser, "section[data-group=family]")
+        .await
+        .unwrap();
+    assert!(
+        family.contains("Kids") && !family.contains("Calendar 01"),
+        "{family}"
+    );
+    assert!(browser
+        .find(Locator::Css("button[data-link=\"Partner → Calendar 01\"]"))
+        .await
+        .is_err());
+    if screenshots_wanted() {
+        save_screenshot(&browser, "links").await;
+    }
+
+    let start = tomorrow_at(10);
+    let monday = start.date_naive()
+        - chrono::TimeDelta::days(i64::from(
+            chrono::Datelike::weekday(&start.date_naive()).num_days_from_monday(),
+        ));
+    browser
+        .goto(&format!("{}/admin/week?start={monday}", app.base))
+        .await
+        .unwrap();
+    let partner = app.account_id("Partner").await;
+    let first = app.account_id("Calendar 01").await;
+    let on_partner = browser
+        .find_all(Locator::Css(&format!(
+            "a.item[data-kind=block][data-account=\"{partner}\"]"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(on_partner.len(), 1, "only the school play blocks Partner");
+    let on_first = browser
+        .find_all(Locator::Css(&format!(
+            "a.item[data-kind=block][data-account=\"{first}\"]"
+        )))
+        .await
+        .unwrap();
+    assert!(
+        on_first.is_empty(),
+        "nothing of the family blocks Calendar 01"
+    );
+    if screenshots_wanted() {
+        save_screenshot(&browser, "week-two-people").await;
     }
     browser.close().await.unwrap();
 }

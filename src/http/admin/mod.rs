@@ -16,7 +16,7 @@
 //! Layout: `pages` (layout, formatting), `status` (the honest status), `accounts` (overview,
 //! account page, confirmations), `activity`, `live`, `calendar` + `model` (occurrences and
 //! what the week and events pages read), `week`, `trace` (events list and trace),
-//! `demo_panel`. Source event titles are shown only with "show titles" ticked and are never
+//! `settings` (a calendar's group and rules, each group's links), `demo_panel`. Source event titles are shown only with "show titles" ticked and are never
 //! logged.
 //!
 //! Security: sign-in with `ADMIN_PASSWORD` (constant-time compare, at most
@@ -32,11 +32,13 @@
 mod accounts;
 mod activity;
 mod calendar;
+mod connect;
 mod demo_panel;
 mod live;
 mod model;
 mod pages;
 mod session;
+mod settings;
 mod status;
 mod trace;
 mod week;
@@ -61,6 +63,7 @@ use crate::domain::{AccountId, BlockId, EventId};
 use crate::store::{LogEntry, LogQuery, LogResult, StoreError};
 use pages::{Calendars, Flash, Zone};
 
+pub(crate) use connect::offer_calendars;
 pub use demo_panel::{DemoAction, DemoActions};
 pub(crate) use pages::message as pages_message;
 pub(crate) use session::{same_secret, SessionInfo};
@@ -104,6 +107,8 @@ pub(crate) struct Runtime {
     pub sessions: session::Sessions,
     pub limiter: session::LoginLimiter,
     pub consents: super::oauth::PendingConsents,
+    /// Granted consents whose calendars the operator is choosing.
+    pub picks: connect::Picks,
 }
 
 impl Runtime {
@@ -120,6 +125,7 @@ impl Runtime {
             sessions: session::Sessions::new(state.admin.session_ttl, https),
             limiter: session::LoginLimiter::new(state.admin.login_attempts_per_minute),
             consents: super::oauth::PendingConsents::default(),
+            picks: connect::Picks::default(),
         })
     }
 }
@@ -158,7 +164,20 @@ pub(crate) fn routes(runtime: Arc<Runtime>) -> Router<AppState> {
         .route("/admin/week", get(week_page))
         .route("/admin/events", get(events_page))
         .route("/admin/events/{account}/{event}", get(trace_page))
+        .route("/admin/settings", get(settings::settings_index))
+        .route(
+            "/admin/settings/{id}",
+            get(settings::settings_page).post(settings::save_settings),
+        )
+        .route(
+            "/admin/links",
+            get(settings::links_page).post(settings::set_link),
+        )
         .route("/admin/connect", get(connect_page))
+        .route(
+            "/admin/connect/pick/{id}",
+            get(connect::pick_page).post(connect::pick_connect),
+        )
         .route("/admin/demo", post(demo_action))
         .route("/admin/static/style.css", get(stylesheet))
         .route("/admin/static/live.js", get(live_script))

@@ -16,8 +16,7 @@ use crate::domain::{AccountId, EventId};
 use crate::http::AppState;
 use crate::store::{Account, OutboxRow, RowRole, StoreError, StoredEvent};
 use crate::sync::{
-    self, convert, BlockBody, Decision, EventStatus, SkipReason, SourceEvent,
-    TargetHoldings,
+    self, convert, BlockBody, Decision, EventStatus, SkipReason, SourceEvent, TargetHoldings,
 };
 
 /// A stored source event with the planner's reading of it.
@@ -307,12 +306,12 @@ pub(crate) fn reason_words(reason: NoBlock, target: &str) -> String {
         SkipReason::OutOfOffice => {
             "it is out of office, and its calendar's rules skip out of office".into()
         }
-        SkipReason::FocusTime => "it is focus time, and its calendar's rules skip focus time".into(),
+        SkipReason::FocusTime => {
+            "it is focus time, and its calendar's rules skip focus time".into()
+        }
         SkipReason::Transparent => "it is marked free".into(),
         SkipReason::AllDay => "it is all-day, and its calendar's rules skip all-day events".into(),
-        SkipReason::TitleExcluded => {
-            "its title matches its calendar's exclude-title regex".into()
-        }
+        SkipReason::TitleExcluded => "its title matches its calendar's exclude-title regex".into(),
         SkipReason::Malformed => "its start and end cannot be read".into(),
         SkipReason::Ended => "it ended before its calendar's look-back".into(),
         SkipReason::SameMeetingOnTarget => {

@@ -49,14 +49,15 @@ impl Flash {
     }
 }
 
-/// The pages of the top navigation, in order. The settings pages (rules per calendar, links
-/// per group) get their slot here when the groups work lands.
-const NAV: [(&str, &str); 6] = [
+/// The pages of the top navigation, in order.
+const NAV: [(&str, &str); 8] = [
     ("/admin", "Overview"),
     ("/admin/week", "Week"),
     ("/admin/events", "Events"),
     ("/admin/activity", "Activity"),
     ("/admin/live", "Live"),
+    ("/admin/settings", "Settings"),
+    ("/admin/links", "Links"),
     ("/admin/connect", "Connect an account"),
 ];
 
