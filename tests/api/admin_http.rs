@@ -883,8 +883,13 @@ async fn the_settings_form_needs_a_session_and_its_csrf_token_and_a_bad_value_ch
                 &settings_form(&token, &[("block_title", "Busy"), (field, bad)]),
             )
             .await;
-        assert_eq!(refused.status(), StatusCode::SEE_OTHER, "{field}");
-        let page = client.get(&url).await.text().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{field}");
+        let page = refused.text().await.unwrap();
+        let typed = if field == "block_title" { bad } else { "Busy" };
+        assert!(
+            page.contains(&format!("value=\"{typed}\"")),
+            "what was typed is shown again: {page}"
+        );
         let line = page
             .split("role=\"alert\">")
             .nth(1)

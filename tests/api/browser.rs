@@ -1090,6 +1090,14 @@ async fn a_rule_changed_on_the_settings_page_retitles_the_blocks_and_a_bad_regex
         "{error}"
     );
     assert!(!error.contains('\n'), "one line: {error}");
+    let kept = browser
+        .find(Locator::Css("#exclude_title_regex"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("(unclosed"), "what was typed is kept");
     if screenshots_wanted() {
         save_screenshot(&browser, "settings-error").await;
     }
@@ -1129,7 +1137,7 @@ async fn turning_a_link_off_in_the_matrix_removes_exactly_its_blocks() {
     let app = start_demo(4).await;
     let (_driver, browser) = start_browser().await;
     log_in(&browser, &app).await;
-    app.create_event(0, meeting_at(tomorrow_at(9))).await;
+    let event = app.create_event(0, meeting_at(tomorrow_at(9))).await;
     app.create_event(1, meeting_at(tomorrow_at(13))).await;
     let block = |alias: &str| format!("{alias} Block");
     eventually("the blocks of both events everywhere", || async {
@@ -1173,6 +1181,25 @@ async fn turning_a_link_off_in_the_matrix_removes_exactly_its_blocks() {
     assert!(app.titles_on(0).await.contains(&block("Calendar 02")));
     assert!(app.titles_on(2).await.contains(&block("Calendar 02")));
     assert!(app.titles_on(3).await.contains(&block("Calendar 02")));
+
+    // The event's trace says why Calendar 02 has no block.
+    let (source, target) = (
+        app.account_id("Calendar 01").await,
+        app.account_id("Calendar 02").await,
+    );
+    let trace = format!(
+        "{}/admin/events/{source}/{}",
+        app.base,
+        event["id"].as_str().unwrap()
+    );
+    browser.goto(&trace).await.unwrap();
+    let why = text_of(
+        &browser,
+        &format!("table.targets tr[data-target=\"{target}\"]"),
+    )
+    .await
+    .expect("Calendar 02 is listed on the trace");
+    assert!(why.contains("the link to it is off"), "{why}");
     browser.close().await.unwrap();
 }
 

@@ -18,12 +18,13 @@
 //! `pages` (layout, CSRF forms). Lifecycle: stateless; one request, one read or one change.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::pages::{self, Calendars, Page};
+use super::pages::{self, Calendars, Flash, Page};
 use super::{control, internal, not_found_page, Admin};
 use crate::domain::AccountId;
 use crate::http::AppState;
@@ -113,6 +114,63 @@ fn source_summary(rules: &crate::sync::Rules) -> String {
     }
 }
 
+/// What the form shows: the values in force, or the ones just posted (kept when refused).
+struct Values {
+    group: String,
+    block_title: String,
+    details: String,
+    skip_all_day: bool,
+    skip_out_of_office: bool,
+    skip_focus_time: bool,
+    regex: String,
+    look_back_days: String,
+}
+
+impl Values {
+    fn in_force(account: &Account, rules: &crate::sync::Rules) -> Self {
+        Self {
+            group: account.group.clone(),
+            block_title: rules.title_template.clone(),
+            details: rules.details.as_str().to_owned(),
+            skip_all_day: rules.skip_all_day,
+            skip_out_of_office: rules.skip_out_of_office,
+            skip_focus_time: rules.skip_focus_time,
+            regex: rules
+                .exclude_title
+                .as_ref()
+                .map(|r| r.as_str().to_owned())
+                .unwrap_or_default(),
+            look_back_days: rules.look_back.num_days().to_string(),
+        }
+    }
+
+    fn posted(form: &SettingsForm) -> Self {
+        Self {
+            group: form.group.clone(),
+            block_title: form.block_title.clone(),
+            details: form.details.clone(),
+            skip_all_day: form.skip_all_day.is_some(),
+            skip_out_of_office: form.skip_out_of_office.is_some(),
+            skip_focus_time: form.skip_focus_time.is_some(),
+            regex: form.exclude_title_regex.clone(),
+            look_back_days: form.look_back_days.clone(),
+        }
+    }
+}
+
+async fn group_names(state: &AppState) -> Result<Vec<String>, StoreError> {
+    let mut names: Vec<String> = state
+        .store
+        .list_accounts()
+        .await?
+        .into_iter()
+        .map(|a| a.group)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 /// `GET /admin/settings/{id}`: the form of one calendar.
 pub(super) async fn settings_page(
     admin: Admin,
@@ -124,32 +182,18 @@ pub(super) async fn settings_page(
         Err(StoreError::NotFound { .. }) => return not_found_page(),
         Err(e) => return internal(e),
     };
-    let groups = match state.store.list_accounts().await {
-        Ok(list) => {
-            let mut names: Vec<String> = list.into_iter().map(|a| a.group).collect();
-            names.sort();
-            names.dedup();
-            names
-        }
+    let groups = match group_names(&state).await {
+        Ok(names) => names,
         Err(e) => return internal(e),
     };
     let page = admin.page(&state);
-    form_page(&page, &account, &resolved(&state, &account), &groups).into_response()
+    let values = Values::in_force(&account, &resolved(&state, &account));
+    form_page(&page, &account, &values, &groups).into_response()
 }
 
-fn form_page(
-    page: &Page,
-    account: &Account,
-    rules: &crate::sync::Rules,
-    groups: &[String],
-) -> Markup {
+fn form_page(page: &Page, account: &Account, values: &Values, groups: &[String]) -> Markup {
     let action = format!("/admin/settings/{}", account.id);
-    let regex = rules
-        .exclude_title
-        .as_ref()
-        .map(|r| r.as_str().to_owned())
-        .unwrap_or_default();
-    let details = rules.details.as_str();
+    let details = values.details.as_str();
     html! {
         (pages::layout(&format!("Settings of {}", account.alias), Some(page), html! {
             p.crumbs { a href="/admin/settings" { "Settings" } " › " a href={ "/admin/accounts/" (account.id) } { (account.alias) } }
@@ -159,24 +203,24 @@ fn form_page(
                 h2 { "Group" }
                 p.small.muted { "Blocks never cross groups. Moving the calendar deletes its blocks in the old group and makes the new group's." }
                 label for="group" { "Group" }
-                input #group name="group" value=(account.group) maxlength="64" list="groups" required;
+                input #group name="group" value=(values.group) maxlength="64" list="groups" required;
                 datalist #groups { @for g in groups { option value=(g) {} } }
                 h2 { "Blocks on this calendar (as target)" }
                 label for="block_title" { "Block title (" code { "{alias}" } " is the source calendar's name)" }
-                input #block_title name="block_title" value=(rules.title_template) maxlength="200" required;
+                input #block_title name="block_title" value=(values.block_title) maxlength="200" required;
                 label for="details" { "Details in a block" }
                 select #details name="details" {
-                    option value="full" selected[details == "full"] { "full (the source's title, time and place, visible only to the owner)" }
-                    option value="busy-only" selected[details == "busy-only"] { "busy-only (nothing but the title)" }
+                    option value="full" selected[details == "full"] { "full: the source's title, time and place (private)" }
+                    option value="busy-only" selected[details == "busy-only"] { "busy-only: nothing but the block title" }
                 }
                 h2 { "Events of this calendar (as source)" }
-                label.check { input type="checkbox" name="skip_all_day" value="1" checked[rules.skip_all_day]; " Skip all-day events" }
-                label.check { input type="checkbox" name="skip_out_of_office" value="1" checked[rules.skip_out_of_office]; " Skip out-of-office entries" }
-                label.check { input type="checkbox" name="skip_focus_time" value="1" checked[rules.skip_focus_time]; " Skip focus time" }
+                label.check { input type="checkbox" name="skip_all_day" value="1" checked[values.skip_all_day]; " Skip all-day events" }
+                label.check { input type="checkbox" name="skip_out_of_office" value="1" checked[values.skip_out_of_office]; " Skip out-of-office entries" }
+                label.check { input type="checkbox" name="skip_focus_time" value="1" checked[values.skip_focus_time]; " Skip focus time" }
                 label for="exclude_title_regex" { "Leave out events whose title matches (a regex; empty for none)" }
-                input #exclude_title_regex name="exclude_title_regex" value=(regex) maxlength="500";
+                input #exclude_title_regex name="exclude_title_regex" value=(values.regex) maxlength="500";
                 label for="look_back_days" { "Also mirror events that ended up to this many days ago (0 to " (ops_settings::MAX_LOOK_BACK_DAYS) ")" }
-                input #look_back_days name="look_back_days" value=(rules.look_back.num_days()) inputmode="numeric" maxlength="3";
+                input #look_back_days name="look_back_days" value=(values.look_back_days) inputmode="numeric" maxlength="3";
                 button.primary type="submit" { "Save" }
             }
         }))
@@ -254,10 +298,7 @@ pub(super) async fn save_settings(
     let back = format!("/admin/settings/{}", account.id);
     let (group, rules) = match form.checked() {
         Ok(checked) => checked,
-        Err(e) => {
-            admin.problem(format!("Nothing was changed. {e}"));
-            return Redirect::to(&back).into_response();
-        }
+        Err(e) => return refused(&admin, &state, &account, &form, &e.to_string()).await,
     };
     let control = control(&state);
     let mut changes = Vec::new();
@@ -266,8 +307,7 @@ pub(super) async fn save_settings(
             Ok(change) => changes.push(change),
             Err(e) => {
                 tracing::warn!(account = %account.id, error = %e, "group change failed");
-                admin.problem(format!("Nothing was changed. {e}"));
-                return Redirect::to(&back).into_response();
+                return refused(&admin, &state, &account, &form, &e.to_string()).await;
             }
         }
     }
@@ -291,6 +331,28 @@ pub(super) async fn save_settings(
         consequences(&changes)
     ));
     Redirect::to(&back).into_response()
+}
+
+/// The form again with what was posted and one line saying what is wrong (400): nothing
+/// typed is lost, nothing was saved.
+async fn refused(
+    admin: &Admin,
+    state: &AppState,
+    account: &Account,
+    form: &SettingsForm,
+    problem: &str,
+) -> Response {
+    let groups = match group_names(state).await {
+        Ok(names) => names,
+        Err(e) => return internal(e),
+    };
+    let mut page = admin.page(state);
+    page.flash = Some(Flash::Failed(format!("Nothing was changed. {problem}")));
+    (
+        StatusCode::BAD_REQUEST,
+        form_page(&page, account, &Values::posted(form), &groups),
+    )
+        .into_response()
 }
 
 /// What a change set in motion, in words.
