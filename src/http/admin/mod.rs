@@ -4,20 +4,24 @@
 //!
 //! Role: show every calendar honestly — a status word, a sentence, the next action
 //! ([`status`]) — draw the week ([`week`]), trace any event to its blocks ([`trace`]), show
-//! the activity and the live propagation, and turn an operator's button press into one
-//! [`Control`] call, after a confirmation step for remove, purge, full resync and confirming
-//! held deletions ([`accounts::Confirmable`]). Collaborators: [`Control`] (sync now, full
-//! resync, pause, resume, remove, latency samples), the [`crate::store::Store`] (accounts,
-//! sync state, channels, the outbox and its views in `store/views.rs`, the sync log), the
-//! planner's rules (`sync::mirror_decision`, to explain a missing block), the OAuth
-//! onboarding in [`super::oauth`] (the Connect and Reconnect buttons lead there) and, in
-//! `mcss demo` only, the demo panel ([`DemoActions`], which `mcss demo` implements).
+//! the activity and the live propagation, change a calendar's group, rules and links
+//! ([`settings`]), and turn an operator's button press into one [`Control`] call, after a
+//! confirmation step for remove, purge, full resync and confirming held deletions
+//! ([`accounts::Confirmable`]). Collaborators: [`Control`] (sync now, full resync, pause,
+//! resume, remove, latency samples, set group, rules and links), the
+//! [`crate::store::Store`] (accounts, sync state, channels, the outbox and its views in
+//! `store/views.rs`, the sync log), the planner's rules (`sync::mirror_decision`, to explain
+//! a missing block), the OAuth onboarding in [`super::oauth`] (the Connect and Reconnect
+//! buttons lead there; an account with several calendars comes back to [`connect`] to pick
+//! them) and, in `mcss demo` only, the demo panel ([`DemoActions`], which `mcss demo`
+//! implements).
 //!
 //! Layout: `pages` (layout, formatting), `status` (the honest status), `accounts` (overview,
 //! account page, confirmations), `activity`, `live`, `calendar` + `model` (occurrences and
 //! what the week and events pages read), `week`, `trace` (events list and trace),
-//! `settings` (a calendar's group and rules, each group's links), `demo_panel`. Source event titles are shown only with "show titles" ticked and are never
-//! logged.
+//! `settings` (a calendar's group and rules, each group's links), `connect` (picking the
+//! calendars of a Google account after its consent), `demo_panel`. Source event titles are
+//! shown only with "show titles" ticked and are never logged.
 //!
 //! Security: sign-in with `ADMIN_PASSWORD` (constant-time compare, at most
 //! [`AdminConfig::login_attempts_per_minute`] attempts per client per minute, then 429), a
@@ -26,8 +30,8 @@
 //! per-session CSRF token in every POST form. Without `ADMIN_PASSWORD` every admin route
 //! answers 404 with a plain note (and `serve` logs that the pages are off).
 //!
-//! Lifecycle: one [`Runtime`] (sessions, login limiter, pending OAuth consents) is built with
-//! the router and lives as long as the server.
+//! Lifecycle: one [`Runtime`] (sessions, login limiter, pending OAuth consents, calendars
+//! being picked) is built with the router and lives as long as the server.
 
 mod accounts;
 mod activity;
