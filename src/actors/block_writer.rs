@@ -65,6 +65,18 @@ const VANISHED_SERIES_PATIENCE: u32 = 2;
 /// there, but Google has no such instance: the series' rule changed under it).
 const VANISHED_OCCURRENCE_LIMIT: u32 = 6;
 
+/// How long writes wait for the trigger of their source's change before they are not
+/// measured (they came from a reconciliation or an operation, which has none).
+const UNCLAIMED_WRITES: Duration = Duration::from_secs(60);
+
+/// The writes made for one source's changes since the writer last drained.
+struct SourceWrites {
+    count: u32,
+    /// The sync that queued the latest of them.
+    sync_id: Option<String>,
+    first: Instant,
+}
+
 /// Everything a `BlockWriter` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriterMsg {
@@ -107,10 +119,12 @@ pub struct WriterState {
     timer: Option<AbortHandle>,
     /// No write before this instant (a rate limit or quota answer applies to the calendar).
     paused_until: Option<Instant>,
-    /// The earliest trigger whose writes are not yet all applied, and its source account.
-    waiting_since: Option<(Instant, Option<AccountId>)>,
-    /// Writes made since `waiting_since` was set.
-    writes: u32,
+    /// Per source account (`None`: a trigger that named none), the earliest trigger whose
+    /// writes are not yet all applied.
+    waiting_since: HashMap<Option<AccountId>, Instant>,
+    /// Writes made since the first of `waiting_since`, per source account of the row: how
+    /// many, the sync id of the latest, and when the first was made.
+    writes: HashMap<AccountId, SourceWrites>,
     /// Consent was revoked: nothing more to do until the account is reconnected.
     halted: bool,
 }
@@ -138,8 +152,8 @@ impl Actor for BlockWriter {
             bucket: TokenBucket::new(rate),
             timer: None,
             paused_until: None,
-            waiting_since: None,
-            writes: 0,
+            waiting_since: HashMap::new(),
+            writes: HashMap::new(),
             halted: false,
         })
     }
@@ -162,10 +176,8 @@ impl Actor for BlockWriter {
     ) -> Result<(), ActorProcessingErr> {
         let WriterMsg::Converge { trigger, source } = msg;
         if let Some(at) = trigger {
-            state.waiting_since = match state.waiting_since {
-                Some((earlier, s)) if earlier <= at => Some((earlier, s)),
-                _ => Some((at, source)),
-            };
+            let earliest = state.waiting_since.entry(source).or_insert(at);
+            *earliest = (*earliest).min(at);
         }
         state.converge(&myself).await;
         Ok(())
@@ -270,8 +282,19 @@ impl WriterState {
                 break;
             }
             let applied = self.apply(&row, &series).await;
-            if applied.wrote {
-                self.writes = self.writes.saturating_add(1);
+            if applied.wrote && !self.waiting_since.is_empty() {
+                let counted =
+                    self.writes
+                        .entry(row.source_account_id)
+                        .or_insert_with(|| SourceWrites {
+                            count: 0,
+                            sync_id: None,
+                            first: Instant::now(),
+                        });
+                counted.count = counted.count.saturating_add(1);
+                if row.sync_id.is_some() {
+                    counted.sync_id.clone_from(&row.sync_id);
+                }
             }
             if row.role == RowRole::Series {
                 remember_series(&mut series, &row, &applied.outcome);
@@ -352,24 +375,35 @@ impl WriterState {
         self.drained();
     }
 
-    /// Nothing is due now: the writes a trigger caused are all done.
+    /// Nothing is due now: the writes the triggers caused are all done. One sample per
+    /// source account, measured from that source's own trigger (or from a trigger that named
+    /// no source). Writes of a source whose trigger has not arrived yet (another source's
+    /// wake-up claimed its rows first) wait for it, for at most [`UNCLAIMED_WRITES`].
     fn drained(&mut self) {
-        let Some((since, source)) = self.waiting_since.take() else {
-            return;
-        };
+        let triggers = std::mem::take(&mut self.waiting_since);
         let writes = std::mem::take(&mut self.writes);
-        if writes == 0 {
-            return;
+        for (source, counted) in writes {
+            let Some(since) = triggers
+                .get(&Some(source))
+                .or_else(|| triggers.get(&None))
+                .copied()
+            else {
+                if counted.first.elapsed() < UNCLAIMED_WRITES {
+                    self.writes.insert(source, counted);
+                }
+                continue;
+            };
+            let latency = since.elapsed();
+            metrics::histogram!(PROPAGATION_LATENCY).record(latency.as_secs_f64());
+            self.latency.push(LatencySample {
+                at: Utc::now(),
+                account: source,
+                target: self.account.id,
+                latency,
+                writes: counted.count,
+                sync_id: counted.sync_id,
+            });
         }
-        let latency = since.elapsed();
-        metrics::histogram!(PROPAGATION_LATENCY).record(latency.as_secs_f64());
-        self.latency.push(LatencySample {
-            at: Utc::now(),
-            account: source.unwrap_or(self.account.id),
-            target: self.account.id,
-            latency,
-            writes,
-        });
     }
 
     fn schedule(&mut self, myself: &ActorRef<WriterMsg>, after: Duration) {

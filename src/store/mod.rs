@@ -39,6 +39,7 @@ mod outbox;
 pub mod records;
 mod sync_log;
 mod sync_state;
+pub mod views;
 mod writes;
 
 pub use crypto::{CryptoError, TokenCipher};
