@@ -730,6 +730,19 @@ fn occurrence_waits(row: &OutboxRow, series: Option<&OutboxRow>) -> Option<Write
             error: "its block series could not be written".to_owned(),
         });
     }
+    let behind = series.state == BlockState::Pending && series.applied_hash != series.desired_hash;
+    if series.applied_hash.is_some() && behind && row.body.is_some() {
+        // Its series has a change still to write: a new time at Google drops the series'
+        // exceptions, so an occurrence written before it would be lost (found by the soak).
+        return Some(WriteOutcome::Deferred {
+            at: series
+                .next_attempt_at
+                .unwrap_or_else(crate::store::now)
+                .max(crate::store::now())
+                + SERIES_WAIT,
+            reason: Some("waiting for its block series to be written".to_owned()),
+        });
+    }
     if series.applied_hash.is_none() {
         // Not at Google yet: nothing to delete, and nothing to patch before it exists.
         return Some(if row.body.is_none() {
@@ -834,6 +847,51 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(role: RowRole, desired: &str, applied: Option<&str>, state: BlockState) -> OutboxRow {
+        let now = crate::store::now();
+        OutboxRow {
+            id: crate::store::OutboxId::new(1),
+            target_account_id: AccountId::new(2),
+            source_account_id: AccountId::new(1),
+            source_event_id: EventId::parse("series").unwrap(),
+            block_id: BlockId::parse("blockseries0123456789abcdefgh").unwrap(),
+            body: Some(serde_json::json!({"summary": "Calendar 01 Block"})),
+            desired_hash: Some(desired.to_owned()),
+            applied_hash: applied.map(str::to_owned),
+            google_etag: None,
+            state,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            role,
+            series_block_id: None,
+            claimed_by: None,
+            claim_expires_at: None,
+            sync_id: None,
+            applied_updated: None,
+        }
+    }
+
+    #[test]
+    fn an_occurrence_waits_while_its_series_has_a_change_to_write() {
+        let occurrence = |series| {
+            let mut row = row(RowRole::Occurrence, "o2", Some("o1"), BlockState::Pending);
+            row.series_block_id = Some(BlockId::parse("blockseries0123456789abcdefgh").unwrap());
+            occurrence_waits(&row, Some(series))
+        };
+
+        let behind = row(RowRole::Series, "s2", Some("s1"), BlockState::Pending);
+        let in_step = row(RowRole::Series, "s2", Some("s2"), BlockState::Applied);
+
+        assert!(matches!(
+            occurrence(&behind),
+            Some(WriteOutcome::Deferred { .. })
+        ));
+        assert_eq!(occurrence(&in_step), None);
+    }
 
     #[test]
     fn a_bucket_allows_a_burst_then_paces_writes() {
