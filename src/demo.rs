@@ -26,9 +26,9 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::config::Settings;
-use crate::http::{DemoAction, DemoActions};
 use crate::domain::{AccountId, CalendarId, EventId};
 use crate::google::{AccountClient, GoogleClient, TokenSource};
+use crate::http::{DemoAction, DemoActions};
 use crate::ops::{self, ConnectRequest};
 use crate::services::Services;
 use crate::startup::Application;

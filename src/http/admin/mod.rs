@@ -16,7 +16,8 @@
 //! answers 404 with a plain note (and `serve` logs that the pages are off).
 //!
 //! Lifecycle: one [`Runtime`] (sessions, login limiter, pending OAuth consents) is built with
-//! the router and lives as long as the server.
+//! the router and lives as long as the server; what it keeps is in the database, so every
+//! replica serves every signed-in request.
 
 mod demo_panel;
 mod pages;
@@ -77,7 +78,7 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
-/// The admin pages' in-memory state, shared by the admin and OAuth routers.
+/// The admin pages' state (kept in the store), shared by the admin and OAuth routers.
 pub(crate) struct Runtime {
     pub enabled: bool,
     pub sessions: session::Sessions,
@@ -96,9 +97,17 @@ impl Runtime {
             .is_some_and(|u| u.scheme() == "https");
         Arc::new(Self {
             enabled: settings.admin_password.is_some(),
-            sessions: session::Sessions::new(state.admin.session_ttl, https),
-            limiter: session::LoginLimiter::new(state.admin.login_attempts_per_minute),
-            consents: super::oauth::PendingConsents::default(),
+            sessions: session::Sessions::new(
+                state.store.clone(),
+                &state.cookie_key,
+                state.admin.session_ttl,
+                https,
+            ),
+            limiter: session::LoginLimiter::new(
+                state.store.clone(),
+                state.admin.login_attempts_per_minute,
+            ),
+            consents: super::oauth::PendingConsents::new(state.store.clone()),
         })
     }
 }
@@ -166,7 +175,7 @@ impl FromRequestParts<AppState> for Admin {
         if !runtime.enabled {
             return Err(disabled());
         }
-        match runtime.sessions.current(&parts.headers) {
+        match runtime.sessions.current(&parts.headers).await {
             Some(session) => Ok(Admin { runtime, session }),
             None if parts.uri.path().starts_with("/admin/api/") => {
                 Err((StatusCode::UNAUTHORIZED, "sign in at /admin/login\n").into_response())
@@ -191,18 +200,21 @@ impl Admin {
         }
     }
 
-    fn flash(&self) -> Option<String> {
-        self.runtime.sessions.take_flash(&self.session.id)
+    async fn flash(&self) -> Option<String> {
+        self.runtime.sessions.take_flash(&self.session.id).await
     }
 
-    fn notice(&self, message: impl Into<String>) {
-        self.runtime.sessions.set_flash(&self.session.id, message);
+    async fn notice(&self, message: impl Into<String>) {
+        self.runtime
+            .sessions
+            .set_flash(&self.session.id, message)
+            .await;
     }
 
-    fn page(&self, state: &AppState) -> pages::Page {
+    async fn page(&self, state: &AppState) -> pages::Page {
         pages::Page {
             csrf: self.session.csrf.clone(),
-            flash: self.flash(),
+            flash: self.flash().await,
             demo: state.admin.demo.is_some(),
         }
     }
@@ -216,7 +228,7 @@ async fn login_page(Extension(rt): Extension<Arc<Runtime>>, headers: HeaderMap) 
     if !rt.enabled {
         return disabled();
     }
-    if rt.sessions.current(&headers).is_some() {
+    if rt.sessions.current(&headers).await.is_some() {
         return Redirect::to("/admin").into_response();
     }
     login_form(&rt, StatusCode::OK, None)
@@ -258,7 +270,7 @@ async fn login(
     let Some(password) = state.settings.admin_password.as_ref() else {
         return disabled();
     };
-    if !rt.limiter.allow(client) {
+    if !rt.limiter.allow(client).await {
         tracing::warn!(%client, "admin login refused: too many attempts");
         let mut response = login_form(
             &rt,
@@ -281,7 +293,13 @@ async fn login(
         tracing::info!(%client, "admin login failed: wrong password");
         return login_form(&rt, StatusCode::UNAUTHORIZED, Some("Wrong password."));
     }
-    let (_, cookie) = rt.sessions.create();
+    let Some((_, cookie)) = rt.sessions.create().await else {
+        return login_form(
+            &rt,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("The sign-in could not be stored (the database did not answer). Try again in a moment."),
+        );
+    };
     tracing::info!(%client, "admin signed in");
     let mut response = Redirect::to("/admin").into_response();
     session::set_cookie(response.headers_mut(), cookie);
@@ -302,7 +320,7 @@ async fn logout(admin: Admin, Form(form): Form<CsrfForm>) -> Response {
     if let Some(refused) = admin.refuse_bad_csrf(&form.csrf) {
         return refused;
     }
-    admin.runtime.sessions.end(&admin.session.id);
+    admin.runtime.sessions.end(&admin.session.id).await;
     let mut response = Redirect::to("/admin/login").into_response();
     session::set_cookie(
         response.headers_mut(),
@@ -337,7 +355,7 @@ async fn overview(admin: Admin, State(state): State<AppState>) -> Response {
         .as_ref()
         .map(|d| d.calendars())
         .unwrap_or_default();
-    pages::overview(&admin.page(&state), &accounts, &demo_calendars).into_response()
+    pages::overview(&admin.page(&state).await, &accounts, &demo_calendars).into_response()
 }
 
 async fn account_page(
@@ -363,7 +381,7 @@ async fn account_page(
         Ok(log) => log,
         Err(e) => return internal(e),
     };
-    pages::account(&admin.page(&state), &row, &log).into_response()
+    pages::account(&admin.page(&state).await, &row, &log).into_response()
 }
 
 fn not_found_page() -> Response {
@@ -441,7 +459,7 @@ async fn account_action(
             };
             if result.is_ok() {
                 tracing::info!(account = %id, purge, "account removed from the dashboard");
-                admin.notice(done);
+                admin.notice(done).await;
                 return Redirect::to("/admin").into_response();
             }
             (result, done)
@@ -451,11 +469,13 @@ async fn account_action(
     match result {
         Ok(()) => {
             tracing::info!(account = %id, action, "admin action");
-            admin.notice(done);
+            admin.notice(done).await;
         }
         Err(e) => {
             tracing::warn!(account = %id, action, error = %e, "admin action failed");
-            admin.notice(format!("Could not {action} {alias}: {e}"));
+            admin
+                .notice(format!("Could not {action} {alias}: {e}"))
+                .await;
         }
     }
     Redirect::to(&format!("/admin/accounts/{id}")).into_response()
@@ -516,11 +536,11 @@ async fn activity(
         pages: total.div_ceil(ACTIVITY_PAGE).max(1),
         total,
     };
-    pages::activity(&admin.page(&state), &accounts, &entries, &filter).into_response()
+    pages::activity(&admin.page(&state).await, &accounts, &entries, &filter).into_response()
 }
 
 async fn live_page(admin: Admin, State(state): State<AppState>) -> Response {
-    pages::live(&admin.page(&state)).into_response()
+    pages::live(&admin.page(&state).await).into_response()
 }
 
 /// `GET /admin/api/live`: queue depths and propagation latency for the live view.
@@ -544,7 +564,7 @@ async fn connect_page(
 ) -> Response {
     let oauth_ready =
         state.settings.google.client_id.is_some() && state.settings.google.redirect_uri.is_some();
-    pages::connect(&admin.page(&state), q.alias.as_deref(), oauth_ready).into_response()
+    pages::connect(&admin.page(&state).await, q.alias.as_deref(), oauth_ready).into_response()
 }
 
 #[derive(Deserialize)]
@@ -569,12 +589,16 @@ async fn demo_action(
         return unknown_page(admin).await;
     };
     let Some(action) = DemoAction::parse(&form.action) else {
-        admin.notice("Unknown demo action.");
+        admin.notice("Unknown demo action.").await;
         return Redirect::to("/admin").into_response();
     };
     match demo.perform(&form.calendar, action).await {
-        Ok(done) => admin.notice(done),
-        Err(problem) => admin.notice(format!("The demo action failed: {problem}")),
+        Ok(done) => admin.notice(done).await,
+        Err(problem) => {
+            admin
+                .notice(format!("The demo action failed: {problem}"))
+                .await
+        }
     }
     Redirect::to("/admin").into_response()
 }
