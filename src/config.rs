@@ -131,6 +131,24 @@ pub enum BlockDetails {
     BusyOnly,
 }
 
+impl BlockDetails {
+    /// The word of `BLOCK_DETAILS`, the CLI and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::BusyOnly => "busy-only",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "full" => Some(Self::Full),
+            "busy-only" => Some(Self::BusyOnly),
+            _ => None,
+        }
+    }
+}
+
 /// Which kind of database `DATABASE_URL` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -554,7 +572,7 @@ fn redirect_uri(vars: &Vars) -> Result<Option<Url>, ConfigError> {
 
 /// A block title: printable, not too long, and `{alias}` the only placeholder (any other
 /// would appear verbatim in every block).
-fn title_template(raw: &str) -> Result<String, String> {
+pub(crate) fn title_template(raw: &str) -> Result<String, String> {
     if raw.chars().count() > MAX_TITLE_TEMPLATE_LEN {
         return Err(format!(
             "is longer than {MAX_TITLE_TEMPLATE_LEN} characters"
@@ -577,7 +595,7 @@ fn title_template(raw: &str) -> Result<String, String> {
 }
 
 /// The regex parser's own message, without the pattern and caret lines it draws above it.
-fn regex_problem(err: &regex::Error) -> String {
+pub(crate) fn regex_problem(err: &regex::Error) -> String {
     let text = err.to_string();
     text.lines()
         .rev()

@@ -382,6 +382,7 @@ impl Demo {
             let account = ops::connect_account(
                 &services,
                 ConnectRequest {
+                    group: None,
                     alias: alias(i),
                     refresh_token: SecretString::from(info.refresh_token),
                     calendar_id: None,

@@ -31,6 +31,9 @@ enum Command {
     /// Manage connected accounts.
     #[command(subcommand)]
     Accounts(commands::AccountsCommand),
+    /// Show or change which calendars block which, within each group.
+    #[command(subcommand)]
+    Links(commands::LinksCommand),
     /// Validate configuration and connect to the database and Redis; print what was found.
     Check,
     /// Repair drift, orphans and duplicates by comparing the store with the calendars.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             (Command::Serve { .. }, Some(s)) => commands::serve(s).await,
             (Command::Migrate, Some(s)) => commands::migrate(s).await,
             (Command::Accounts(cmd), Some(s)) => commands::accounts(s, cmd).await,
+            (Command::Links(cmd), Some(s)) => commands::links(s, cmd).await,
             (Command::Check, Some(s)) => commands::check(s).await,
             (Command::Reconcile(args), Some(s)) => commands::reconcile(s, args).await,
             (Command::Purge(args), Some(s)) => commands::purge(s, args).await,

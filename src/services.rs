@@ -40,7 +40,21 @@ pub struct Services {
     /// This process among the replicas: the calendars it owns and their fences.
     pub replica: Replica,
     pub planner: Arc<PlannerConfig>,
-    tokens: Arc<Mutex<HashMap<AccountId, TokenSource>>>,
+    tokens: Arc<Mutex<TokenCache>>,
+}
+
+/// One token source per Google account (credential), found through the calendar.
+#[derive(Default)]
+struct TokenCache {
+    keys: HashMap<AccountId, TokenKey>,
+    sources: HashMap<TokenKey, TokenSource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TokenKey {
+    Credential(i64),
+    /// A calendar whose token is not in a credential yet.
+    Account(AccountId),
 }
 
 impl std::fmt::Debug for Services {
@@ -85,24 +99,41 @@ impl Services {
         })
     }
 
-    /// A Calendar client acting as `account`, sharing that account's token cache.
+    /// A Calendar client acting as `account`, sharing the token cache of its Google account
+    /// (every calendar reached through one refresh token shares one access token).
     pub async fn account_client(&self, account: AccountId) -> Result<AccountClient, ServicesError> {
-        if let Some(tokens) = self.tokens.lock().get(&account).cloned() {
+        if let Some(tokens) = self.cached_tokens(account) {
             return Ok(self.google.account(tokens));
         }
+        let key = match self.store.account(account).await?.credential_id {
+            Some(credential) => TokenKey::Credential(credential),
+            None => TokenKey::Account(account),
+        };
         let refresh = self.store.refresh_token(account).await?;
-        let tokens = self
-            .tokens
-            .lock()
-            .entry(account)
+        let mut cache = self.tokens.lock();
+        cache.keys.insert(account, key);
+        let tokens = cache
+            .sources
+            .entry(key)
             .or_insert_with(|| TokenSource::new(self.oauth.clone(), refresh))
             .clone();
         Ok(self.google.account(tokens))
     }
 
-    /// Drops the cached token of `account` (after a reconnect or a removal).
+    fn cached_tokens(&self, account: AccountId) -> Option<TokenSource> {
+        let cache = self.tokens.lock();
+        let key = cache.keys.get(&account)?;
+        cache.sources.get(key).cloned()
+    }
+
+    /// Drops the cached token of `account`'s Google account (after a reconnect or a
+    /// removal), for every calendar reached through it.
     pub fn forget_tokens(&self, account: AccountId) {
-        self.tokens.lock().remove(&account);
+        let mut cache = self.tokens.lock();
+        if let Some(key) = cache.keys.remove(&account) {
+            cache.sources.remove(&key);
+            cache.keys.retain(|_, k| *k != key);
+        }
     }
 
     /// Google refused the account's refresh token: flag it `needs_reauth` with words for the
@@ -111,18 +142,27 @@ impl Services {
     pub async fn mark_needs_reauth(&self, id: AccountId) {
         tracing::warn!(account_id = %id, "Google refused the refresh token; the account needs to be reconnected");
         let reason = "Google says access was revoked — Reconnect";
-        if let Err(e) = self
+        // Every calendar reached through that token is cut off alike.
+        let calendars = self
             .store
-            .set_account_status(id, AccountStatus::NeedsReauth, Some(reason))
+            .calendars_sharing_token(id)
             .await
-        {
-            tracing::warn!(account_id = %id, error = %e, "cannot record needs_reauth");
+            .unwrap_or_else(|_| vec![id]);
+        for calendar in calendars {
+            if let Err(e) = self
+                .store
+                .set_account_status(calendar, AccountStatus::NeedsReauth, Some(reason))
+                .await
+            {
+                tracing::warn!(account_id = %calendar, error = %e, "cannot record needs_reauth");
+            }
+            self.store
+                .log_best_effort(
+                    NewLogEntry::new(log_kind::REAUTH_NEEDED, LogResult::Error, reason)
+                        .account(calendar),
+                )
+                .await;
         }
-        self.store
-            .log_best_effort(
-                NewLogEntry::new(log_kind::REAUTH_NEEDED, LogResult::Error, reason).account(id),
-            )
-            .await;
         self.forget_tokens(id);
     }
 }

@@ -1,13 +1,15 @@
 //! The two background loops `serve` runs beside the actor tree, both until shutdown:
 //! - [`watch_accounts`] keeps the supervisor's children in step with the accounts table, so
 //!   accounts added, paused or removed by another process (`mcss accounts add` while `serve`
-//!   runs) are noticed within [`super::ACCOUNT_WATCH_INTERVAL`];
+//!   runs) are noticed within [`super::ACCOUNT_WATCH_INTERVAL`], and so are the replans and
+//!   queued deletions a settings change of another process left in the store;
 //! - [`reconcile_periodically`] runs [`crate::ops::reconcile`] every
 //!   `RECONCILE_INTERVAL_SECS` (with several replicas, on the leader only); what it finds is
 //!   queued in the outbox and the writers are woken through [`Control`].
 //!
 //! With several replicas the account watcher does not run: `super::ownership` starts and
-//! stops actors as leases come and go, through [`reconcile_children_with`].
+//! stops actors as leases come and go, through [`reconcile_children_with`], and calls
+//! [`nudge`] every tick.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -28,6 +30,9 @@ pub(crate) async fn watch_accounts(control: Control, every: Duration, shutdown: 
         }
         if let Err(e) = reconcile_children(&control).await {
             tracing::warn!(error = %e, "could not compare accounts with running actors");
+        }
+        if let Err(e) = nudge(&control).await {
+            tracing::warn!(error = %e, "could not look for requested replans and queued writes");
         }
     }
 }
@@ -69,6 +74,20 @@ pub(crate) async fn reconcile_children_with(
             tracing::info!(account_id = %id, "stopping actors of a removed account");
             control.remove_children(id).await?;
         }
+    }
+    Ok(())
+}
+
+/// Changes made by another process (`mcss accounts set`, `mcss links set`, `mcss accounts
+/// add`) leave replan requests and queued deletions in the store: start those syncs and wake
+/// those writers.
+pub(crate) async fn nudge(control: &Control) -> Result<(), ControlError> {
+    let store = &control.services().store;
+    for calendar in store.replans_requested().await? {
+        control.replan(calendar);
+    }
+    for (target, _) in store.queue_depths().await? {
+        control.wake_writer(target);
     }
     Ok(())
 }

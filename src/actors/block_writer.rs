@@ -458,7 +458,7 @@ impl WriterState {
         };
         let recreated = matches!(op, "insert" | "restore");
         match result {
-            Ok(event) => self.done(row, op, "ok", event.etag, recreated),
+            Ok(event) => self.done(row, op, "ok", Some(event), recreated),
             // A cancelled occurrence that is already gone (or was never an instance of the
             // series) is what is wanted.
             Err(GoogleError::Gone | GoogleError::NotFound) if body.is_cancelled() => {
@@ -476,13 +476,15 @@ impl WriterState {
         row: &OutboxRow,
         op: &'static str,
         result: &'static str,
-        etag: Option<String>,
+        written: Option<Event>,
         recreated: bool,
     ) -> Applied {
+        let (etag, updated) = written.map_or((None, None), |e| (e.etag, e.updated));
         Applied {
             outcome: WriteOutcome::Applied {
                 hash: row.desired_hash.clone(),
                 etag,
+                updated,
                 recreated,
             },
             audit: Some(self.audit(row, op, result)),
@@ -682,6 +684,15 @@ impl WriterState {
         } else {
             LogResult::Error
         };
+        if result == "failed" {
+            tracing::warn!(
+                op,
+                target = %self.account.id,
+                block_id = %row.block_id,
+                sync_id,
+                "a block write was refused for good; it is retried when its content changes"
+            );
+        }
         NewLogEntry::new(
             log_kind_of(op),
             log_result,

@@ -51,6 +51,9 @@ pub enum Trigger {
     /// A writer found a block of this calendar gone at Google: look at what the calendar
     /// lists (a user deletion is then recorded as an exclusion).
     BlockVanished,
+    /// The calendar's blocks must be planned again (its group, a link or a rule changed);
+    /// the sync sees the stored request and plans every stored event.
+    Replan,
 }
 
 impl Trigger {
@@ -60,7 +63,7 @@ impl Trigger {
             | Self::Manual(at)
             | Self::FullResync(at)
             | Self::ConfirmDeletions(at) => Some(at),
-            Self::Poll | Self::Start | Self::Resume | Self::BlockVanished => None,
+            Self::Poll | Self::Start | Self::Resume | Self::BlockVanished | Self::Replan => None,
         }
     }
 
@@ -81,6 +84,7 @@ impl Trigger {
             Self::FullResync(_) => "full_resync",
             Self::ConfirmDeletions(_) => "confirm_deletions",
             Self::BlockVanished => "block_vanished",
+            Self::Replan => "replan",
         }
     }
 }

@@ -35,7 +35,10 @@ use crate::domain::{AccountId, ChannelId, SyncId};
 use crate::google::GoogleError;
 use crate::ops::{BlockWrites, OpsError};
 use crate::services::Services;
-use crate::store::{log_kind, Account, AccountStatus, LogResult, NewLogEntry, StoreError};
+use crate::store::{
+    log_kind, Account, AccountStatus, CalendarRules, LogResult, NewLogEntry, SettingsChange,
+    StoreError,
+};
 
 /// Upper bound on asking the supervisor something (status, lookups).
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,7 +140,12 @@ impl Control {
                 status: account.status,
             });
         }
-        self.add_children(id).await
+        self.add_children(id).await?;
+        // A calendar that joins is backfilled: its group's calendars plan onto it now.
+        for calendar in self.store().replans_requested().await? {
+            self.replan(calendar);
+        }
+        Ok(())
     }
 
     /// Status paused + stop both actors. Blocks stay where they are.
@@ -479,6 +487,63 @@ impl Control {
         )
         .account(id);
         self.store().log_best_effort(entry).await;
+    }
+
+    /// Asks the running CalendarActor of `calendar`, if any, to sync; a stored replan
+    /// request makes that sync plan every stored event.
+    pub(crate) fn replan(&self, calendar: AccountId) {
+        if let Some(actor) = self.inner.names.calendar_actor(calendar) {
+            let _ = actor.cast(CalendarMsg::Sync(Trigger::Replan));
+        }
+    }
+
+    /// Moves a calendar to another group (see `ops::settings::set_group`) and acts on it at
+    /// once: its old blocks are deleted, the new group's made.
+    pub async fn set_group(
+        &self,
+        alias: &str,
+        group: &str,
+    ) -> Result<SettingsChange, ControlError> {
+        let change = crate::ops::settings::set_group(self.services(), alias, group).await?;
+        self.apply(&change).await;
+        Ok(change)
+    }
+
+    /// Changes a calendar's rules (see `ops::settings::set_rules`) and replans at once.
+    pub async fn set_rules(
+        &self,
+        alias: &str,
+        rules: &CalendarRules,
+    ) -> Result<SettingsChange, ControlError> {
+        let change = crate::ops::settings::set_rules(self.services(), alias, rules).await?;
+        self.apply(&change).await;
+        Ok(change)
+    }
+
+    /// Turns a link on or off (see `ops::settings::set_link`) and acts on it at once.
+    pub async fn set_link(
+        &self,
+        source: &str,
+        target: &str,
+        on: bool,
+    ) -> Result<SettingsChange, ControlError> {
+        let change = crate::ops::settings::set_link(self.services(), source, target, on).await?;
+        self.apply(&change).await;
+        Ok(change)
+    }
+
+    /// Replans what a settings change asked for, and wakes the writers with queued work.
+    async fn apply(&self, change: &SettingsChange) {
+        for calendar in &change.replanned {
+            self.replan(*calendar);
+        }
+        if change.retracted > 0 {
+            if let Ok(depths) = self.store().queue_depths().await {
+                for (target, _) in depths {
+                    self.wake_writer(target);
+                }
+            }
+        }
     }
 
     /// Casts `Converge` to the running writer of `target`, if any.

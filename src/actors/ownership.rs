@@ -15,7 +15,9 @@
 //!    replica should own straight to it (at most [`move_cap`] per tick, so a join moves
 //!    calendars gradually instead of all at once), and releases those of calendars that no
 //!    longer want actors (paused, removed);
-//! 4. makes the running actors match (`background::reconcile_children_with`).
+//! 4. makes the running actors match (`background::reconcile_children_with`), and starts
+//!    the replans and wakes the writers another process asked for (`background::nudge`;
+//!    only actors running here answer).
 //!
 //! A replica that dies stops renewing: its leases expire within `LEASE_TTL_SECS`, and each
 //! survivor takes its share at its next tick. Each held lease also has a local deadline a
@@ -217,6 +219,9 @@ impl Ownership {
         }
         let replica = self.replica.clone();
         reconcile_children_with(&self.control, &accounts, move |id| replica.owns(id)).await?;
+        // What the account watcher does in single-replica mode: replans and queued writes
+        // another process left in the store reach the owned calendars' actors.
+        super::background::nudge(&self.control).await?;
         metrics::gauge!(OWNED_CALENDARS).set(self.replica.held_count() as f64);
         if self.replica.is_leader() && n.is_multiple_of(SWEEP_EVERY) {
             self.store.sweep_leases().await?;

@@ -8,7 +8,7 @@
 //! sync-log lines and the new token), and wakes the writers of the calendars that got work.
 //! Every decision is the pass's.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -21,8 +21,8 @@ use crate::google::{self, AccountClient, EventsQuery, GoogleError};
 use crate::metrics::{SYNCS, SYNC_DURATION};
 use crate::services::{Services, ServicesError};
 use crate::store::{
-    log_kind, Account, Claim, CommitOutcome, HoldWrite, LogResult, NewLogEntry, OutboxUpsert,
-    RowRole, StoreError, StoredEventUpsert, SyncCommit, SyncFence,
+    log_kind, Account, CalendarRules, Claim, CommitOutcome, HoldWrite, LogResult, NewLogEntry,
+    OutboxUpsert, RowRole, StoreError, StoredEventUpsert, SyncCommit, SyncFence,
 };
 use crate::sync::{
     self, convert, BlockRole, GuardChange, GuardInput, ListedEvent, PassInput, RowView,
@@ -91,6 +91,8 @@ struct Listing {
     events: Vec<google::Event>,
     next_sync_token: Option<String>,
     time_zone: Option<String>,
+    /// A replan was asked for at this instant: every stored event is planned again.
+    replan: Option<chrono::DateTime<Utc>>,
 }
 
 impl SyncJob {
@@ -192,6 +194,7 @@ impl SyncJob {
         let store = &self.services.store;
         let me = &self.account;
         let state = store.sync_state(me.id).await?;
+        let replan = state.replan_requested_at;
         let token = state.sync_token.filter(|_| !self.full);
         let full_query = EventsQuery::full();
         let (full, listed) = match token {
@@ -222,6 +225,7 @@ impl SyncJob {
             events: listed.events,
             next_sync_token: listed.next_sync_token,
             time_zone: listed.time_zone,
+            replan,
         })
     }
 
@@ -264,6 +268,7 @@ impl SyncJob {
                 owner: self.services.writer_id.to_string(),
                 until: crate::store::now() + CLAIM_TTL,
             }),
+            replan_done: listing.replan,
         }
     }
 
@@ -317,7 +322,10 @@ impl SyncJob {
 struct Reads {
     listed: Vec<ListedEvent>,
     known: Vec<SourceEvent>,
-    accounts: Vec<Account>,
+    /// The calendars of this calendar's group (itself included), as the planner sees them.
+    group: Vec<sync::Account>,
+    /// Links turned off, as (source, target).
+    disabled: HashSet<(AccountId, AccountId)>,
     meetings: Vec<(AccountId, SourceEvent)>,
     rows_on_me: HashMap<BlockId, RowView>,
     guard: GuardInput,
@@ -329,7 +337,7 @@ impl Reads {
         let me = job.account.id;
         let installation: &str = &job.services.installation;
         let listed = convert_listing(&listing.events);
-        let known = if listing.full {
+        let known = if listing.full || listing.replan.is_some() {
             store.source_events(me).await?
         } else {
             let mut ids: BTreeSet<&EventId> = listed.iter().map(|l| &l.event.id).collect();
@@ -350,20 +358,18 @@ impl Reads {
             .map(|l| &l.event)
             .filter(|e| !sync::is_block(e, installation));
         let mut uids: BTreeSet<String> = mine_changed.filter_map(|e| e.ical_uid.clone()).collect();
-        if listing.full {
-            uids.extend(known.iter().filter_map(|e| e.ical_uid.clone()));
-        } else {
-            // A tombstone's iCalUID is only in the store.
-            uids.extend(known.iter().filter_map(|e| e.ical_uid.clone()));
-        }
+        // Every known event is planned in a full listing or a replan, and a tombstone's
+        // iCalUID is only in the store.
+        uids.extend(known.iter().filter_map(|e| e.ical_uid.clone()));
         let something_to_plan = listed
             .iter()
             .any(|l| !sync::is_block(&l.event, installation))
-            || (listing.full && !known.is_empty());
-        let accounts = if something_to_plan {
-            store.list_accounts().await?
+            || ((listing.full || listing.replan.is_some()) && !known.is_empty());
+        let (group, disabled) = if something_to_plan {
+            read_group(job, listing.time_zone.as_deref()).await?
         } else {
-            Vec::new() // an idle poll or the echo of our own writes: O(1) whatever the size
+            // An idle poll or the echo of our own writes: O(1) whatever the size.
+            (Vec::new(), HashSet::new())
         };
         let meetings = if something_to_plan {
             read_meetings(job, &uids).await?
@@ -375,31 +381,42 @@ impl Reads {
             guard: read_guard(job, listing.full).await?,
             listed,
             known,
-            accounts,
+            group,
+            disabled,
             meetings,
         })
     }
 
     fn input<'a>(&'a self, job: &'a SyncJob, listing: &Listing) -> PassInput<'a> {
-        let me = &job.account;
-        let others: Vec<sync::Account> = self
-            .accounts
+        let me = job.account.id;
+        let source = self
+            .group
             .iter()
-            .filter(|a| a.id != me.id)
-            .map(|a| planner_account(a, None))
-            .collect();
+            .find(|a| a.id == me)
+            .cloned()
+            .unwrap_or_else(|| {
+                planner_account(&job.services, &job.account, listing.time_zone.as_deref())
+            });
+        let others = || self.group.iter().filter(|a| a.id != me);
         PassInput {
             cfg: &job.services.planner,
             now: Utc::now(),
-            source: planner_account(me, listing.time_zone.as_deref()),
+            source,
             full: listing.full,
             listed: self.listed.clone(),
             known: self.known.clone(),
-            targets: others.clone(),
-            sources_of_me: others,
+            targets: others()
+                .filter(|t| !self.disabled.contains(&(me, t.id)))
+                .cloned()
+                .collect(),
+            sources_of_me: others()
+                .filter(|s| !self.disabled.contains(&(s.id, me)))
+                .cloned()
+                .collect(),
             meetings: self.meetings.clone(),
             rows_on_me: self.rows_on_me.clone(),
             guard: self.guard.clone(),
+            replan_all: listing.replan.is_some(),
         }
     }
 }
@@ -465,6 +482,7 @@ async fn read_rows_on_me(
             let view = RowView {
                 wants_live: row.wants_live(),
                 written: row.written(),
+                written_at: row.applied_updated,
             };
             (row.block_id, view)
         })
@@ -491,8 +509,33 @@ async fn read_guard(job: &SyncJob, full: bool) -> Result<GuardInput, SyncError> 
     })
 }
 
-/// The planner's view of an account; `zone` fills in a calendar time zone not yet stored.
-pub(super) fn planner_account(account: &Account, zone: Option<&str>) -> sync::Account {
+/// The calendars of this calendar's group and the links turned off: who blocks whom.
+async fn read_group(
+    job: &SyncJob,
+    zone: Option<&str>,
+) -> Result<(Vec<sync::Account>, HashSet<(AccountId, AccountId)>), SyncError> {
+    let store = &job.services.store;
+    let me = store.account(job.account.id).await?;
+    let group = store
+        .list_accounts()
+        .await?
+        .iter()
+        .filter(|a| a.group == me.group)
+        .map(|a| {
+            let zone = (a.id == me.id).then_some(zone).flatten();
+            planner_account(&job.services, a, zone)
+        })
+        .collect();
+    Ok((group, store.disabled_links().await?))
+}
+
+/// The planner's view of an account: its own rules over the environment's defaults; `zone`
+/// fills in a calendar time zone not yet stored.
+pub(crate) fn planner_account(
+    services: &Services,
+    account: &Account,
+    zone: Option<&str>,
+) -> sync::Account {
     sync::Account {
         id: account.id,
         alias: account.alias.clone(),
@@ -501,6 +544,41 @@ pub(super) fn planner_account(account: &Account, zone: Option<&str>) -> sync::Ac
             .time_zone
             .clone()
             .or_else(|| zone.map(str::to_owned)),
+        rules: resolve_rules(&account.rules, &services.settings.sync),
+    }
+}
+
+/// A calendar's rules: its own where set, the environment's otherwise. A stored regex that
+/// no longer compiles (it was checked when set) falls back to no regex, with a warning.
+pub(crate) fn resolve_rules(
+    own: &CalendarRules,
+    defaults: &crate::config::SyncSettings,
+) -> sync::Rules {
+    let base = sync::Rules::from_settings(defaults);
+    let exclude_title = match own.exclude_title_regex.as_deref() {
+        None => base.exclude_title,
+        Some("") => None,
+        Some(raw) => match regex::Regex::new(raw) {
+            Ok(regex) => Some(regex),
+            Err(e) => {
+                tracing::warn!(error = %crate::config::one_line(&e.to_string()), "a calendar's title regex does not compile; ignored");
+                None
+            }
+        },
+    };
+    sync::Rules {
+        title_template: own
+            .block_title_template
+            .clone()
+            .unwrap_or(base.title_template),
+        details: own.block_details.unwrap_or(base.details),
+        skip_all_day: own.skip_all_day.unwrap_or(base.skip_all_day),
+        skip_out_of_office: own.skip_out_of_office.unwrap_or(base.skip_out_of_office),
+        skip_focus_time: own.skip_focus_time.unwrap_or(base.skip_focus_time),
+        exclude_title,
+        look_back: own
+            .look_back_days
+            .map_or(base.look_back, |d| chrono::TimeDelta::days(i64::from(d))),
     }
 }
 

@@ -298,6 +298,7 @@ async fn callback(
     let account = match ops::connect_account(
         services,
         ConnectRequest {
+            group: None,
             alias: alias.clone(),
             refresh_token,
             calendar_id: None,

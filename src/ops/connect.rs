@@ -13,10 +13,31 @@ use super::OpsError;
 use crate::domain::CalendarId;
 use crate::google::{AccountClient, CalendarListEntry, GoogleError, RetryPolicy, TokenSource};
 use crate::services::Services;
-use crate::store::{log_kind, Account, LogResult, NewAccount, NewLogEntry};
+use crate::store::{log_kind, Account, CalendarRules, LogResult, NewAccount, NewLogEntry};
 
 /// The longest alias accepted; it is shown in block titles and on the dashboard.
 pub const MAX_ALIAS_LEN: usize = 64;
+
+/// The longest group name accepted.
+pub const MAX_GROUP_LEN: usize = 64;
+
+/// A group name: 1 to [`MAX_GROUP_LEN`] characters, no control characters.
+pub fn validate_group(raw: &str) -> Result<String, OpsError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(OpsError::InvalidSetting {
+            field: "group",
+            problem: "must not be empty".to_owned(),
+        });
+    }
+    if name.chars().count() > MAX_GROUP_LEN || name.chars().any(char::is_control) {
+        return Err(OpsError::InvalidSetting {
+            field: "group",
+            problem: format!("must be 1 to {MAX_GROUP_LEN} printable characters"),
+        });
+    }
+    Ok(name.to_owned())
+}
 
 /// Waits after a rate limit or a transient failure, before giving up: 2, 4, 8, 16, 30 s.
 pub const CONNECT_RETRIES: u32 = 5;
@@ -38,6 +59,9 @@ pub struct ConnectRequest {
     pub calendar_id: Option<CalendarId>,
     /// The account's e-mail, when known (from the id token of a consent).
     pub email: Option<String>,
+    /// The group the calendar joins ([`crate::store::DEFAULT_GROUP`] when `None`); ignored on
+    /// a reconnect.
+    pub group: Option<String>,
 }
 
 /// Resolves the calendar's real id and time zone through calendarList.get, then creates the
@@ -81,10 +105,24 @@ pub async fn connect_account_with(
         return Err(OpsError::UnresolvedCalendar(wanted.into_string()));
     }
     let calendar_id = entry.id;
-    // The primary calendar's id is the account's e-mail address (Google's calendarList docs).
-    let email = req.email.or_else(|| {
-        (entry.primary && calendar_id.as_str().contains('@')).then(|| calendar_id.to_string())
-    });
+    // The primary calendar's id is the account's e-mail address (Google's calendarList docs):
+    // it names the Google account, whose calendars share one refresh token.
+    let email = match req.email {
+        Some(email) => Some(email),
+        None if entry.primary => calendar_id
+            .as_str()
+            .contains('@')
+            .then(|| calendar_id.to_string()),
+        None => read_calendar(&client, &CalendarId::primary(), on_retry)
+            .await
+            .ok()
+            .map(|primary| primary.id.to_string())
+            .filter(|id| id.contains('@')),
+    };
+    let group = match req.group.as_deref().map(str::trim) {
+        Some(name) => validate_group(name)?,
+        None => crate::store::DEFAULT_GROUP.to_owned(),
+    };
 
     let by_alias = services.store.account_by_alias(&alias).await?;
     let by_calendar = services
@@ -124,6 +162,8 @@ pub async fn connect_account_with(
                     calendar_id,
                     refresh_token: req.refresh_token,
                     time_zone: entry.time_zone,
+                    group,
+                    rules: CalendarRules::from_settings(&services.settings.sync),
                 })
                 .await?;
             log(services, &account, "connected").await;

@@ -27,6 +27,7 @@ mod connect;
 mod listing;
 mod purge;
 mod reconcile;
+pub mod settings;
 pub mod writes;
 
 use crate::domain::AccountId;
@@ -35,7 +36,8 @@ use crate::services::{Services, ServicesError};
 use crate::store::{Account, AccountStatus, StoreError};
 
 pub use connect::{
-    connect_account, connect_account_with, ConnectRequest, RetryNotice, MAX_ALIAS_LEN,
+    connect_account, connect_account_with, validate_group, ConnectRequest, RetryNotice,
+    MAX_ALIAS_LEN,
 };
 pub use purge::{
     purge_account, purge_all, remove_account, retract_source_blocks, PurgeReport, RemoveReport,
@@ -64,6 +66,12 @@ pub enum OpsError {
     /// No account has this alias.
     #[error("no account is named {0:?} (see `mcss accounts list`)")]
     UnknownAlias(String),
+    /// A setting (a rule, a group, a link) was refused; nothing was changed.
+    #[error("{field}: {problem}")]
+    InvalidSetting {
+        field: &'static str,
+        problem: String,
+    },
     /// The writes are queued but did not all finish in time; running it again completes it.
     #[error("{0}; run it again to finish")]
     Incomplete(String),

@@ -1,58 +1,119 @@
-//! Accounts: create, read, status changes and the encrypted refresh token.
+//! Accounts (connected calendars): create, read, status changes, and the refresh token
+//! they reach Google with — one per Google account, kept in `credentials` and shared by every
+//! calendar of that account.
+
+use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    Set,
+    ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, Set,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
-use super::crypto::account_aad;
-use super::entities::{accounts, sync_state};
-use super::{now, Account, AccountStatus, NewAccount, Store, StoreError};
+use super::crypto::{account_aad, credential_aad};
+use super::entities::{accounts, credentials, sync_state};
+use super::groups::{ensure_group, group_names};
+use super::{now, Account, AccountStatus, CalendarRules, NewAccount, Store, StoreError};
+use crate::config::BlockDetails;
 use crate::domain::{AccountId, CalendarId};
 
-fn to_record(row: accounts::Model) -> Result<Account, StoreError> {
+fn to_record(row: accounts::Model, groups: &HashMap<i64, String>) -> Result<Account, StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("account {}: {e}", row.id));
+    let rules = CalendarRules {
+        block_details: row
+            .block_details
+            .as_deref()
+            .map(|raw| BlockDetails::parse(raw).ok_or_else(|| corrupt(format!("details {raw:?}"))))
+            .transpose()?,
+        block_title_template: row.block_title_template,
+        skip_all_day: row.skip_all_day,
+        skip_out_of_office: row.skip_out_of_office,
+        skip_focus_time: row.skip_focus_time,
+        exclude_title_regex: row.exclude_title_regex,
+        look_back_days: row.look_back_days.and_then(|d| u32::try_from(d).ok()),
+    };
     Ok(Account {
         id: AccountId::new(row.id),
-        calendar_id: CalendarId::parse(&row.calendar_id)
-            .map_err(|e| StoreError::Corrupt(format!("account {}: {e}", row.id)))?,
+        calendar_id: CalendarId::parse(&row.calendar_id).map_err(|e| corrupt(e.to_string()))?,
         status: AccountStatus::from_db(&row.status)?,
+        group: row
+            .group_id
+            .and_then(|g| groups.get(&g).cloned())
+            .unwrap_or_else(|| super::DEFAULT_GROUP.to_owned()),
+        credential_id: row.credential_id,
         alias: row.alias,
         email: row.email,
         status_reason: row.status_reason,
         time_zone: row.time_zone,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        rules,
     })
 }
 
+/// The rule columns of a row, from rules (set fields only).
+pub(super) fn rule_columns(
+    rules: &CalendarRules,
+) -> Vec<(accounts::Column, sea_orm::sea_query::SimpleExpr)> {
+    use accounts::Column as C;
+    let mut columns = Vec::new();
+    if let Some(v) = &rules.block_title_template {
+        columns.push((C::BlockTitleTemplate, v.clone().into()));
+    }
+    if let Some(v) = rules.block_details {
+        columns.push((C::BlockDetails, v.as_str().into()));
+    }
+    if let Some(v) = rules.skip_all_day {
+        columns.push((C::SkipAllDay, v.into()));
+    }
+    if let Some(v) = rules.skip_out_of_office {
+        columns.push((C::SkipOutOfOffice, v.into()));
+    }
+    if let Some(v) = rules.skip_focus_time {
+        columns.push((C::SkipFocusTime, v.into()));
+    }
+    if let Some(v) = &rules.exclude_title_regex {
+        columns.push((C::ExcludeTitleRegex, v.clone().into()));
+    }
+    if let Some(v) = rules.look_back_days {
+        columns.push((C::LookBackDays, i32::try_from(v).unwrap_or(i32::MAX).into()));
+    }
+    columns
+}
+
 impl Store {
-    /// Adds an account (status `active`) with its token encrypted, and its empty sync state.
+    /// Adds an account (status `active`) in its group (created when new), with its empty
+    /// sync state, reached through the credential of its Google account: the one with the
+    /// same e-mail address when there is one (its token is replaced by this newer one), a
+    /// new one otherwise. The calendars of the group are asked to plan their blocks onto it
+    /// (a backfill).
     ///
     /// Fails with [`StoreError::Conflict`] when the alias is taken.
     #[tracing::instrument(name = "store.create_account", skip_all, fields(alias = %new.alias))]
     pub async fn create_account(&self, new: NewAccount) -> Result<Account, StoreError> {
-        let sealed = self
-            .cipher()
-            .seal(new.refresh_token.expose_secret(), &account_aad(&new.alias))?;
         let at = now();
         let txn = self.write_txn().await?;
+        let group = ensure_group(&txn, &new.group, at).await?;
+        let credential = self
+            .save_credential(&txn, new.email.as_deref(), &new.refresh_token)
+            .await?;
         let alias = new.alias.clone();
-        let row = accounts::ActiveModel {
+        let mut row = accounts::ActiveModel {
             alias: Set(new.alias),
             email: Set(new.email),
             calendar_id: Set(new.calendar_id.into_string()),
-            refresh_token_enc: Set(sealed),
+            refresh_token_enc: Set(String::new()),
             status: Set(AccountStatus::Active.as_str().to_owned()),
             status_reason: Set(None),
             time_zone: Set(new.time_zone),
             created_at: Set(at),
             updated_at: Set(at),
+            group_id: Set(Some(group)),
+            credential_id: Set(Some(credential)),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(|e| {
+        };
+        apply_rules(&mut row, &new.rules);
+        let row = row.insert(&txn).await.map_err(|e| {
             StoreError::conflict_or_db(e, || format!("an account named {alias:?} already exists"))
         })?;
         sync_state::ActiveModel {
@@ -64,25 +125,75 @@ impl Store {
             last_error: Set(None),
             mass_delete_hold: Set(false),
             updated_at: Set(at),
+            replan_requested_at: Set(None),
         }
         .insert(&txn)
         .await?;
+        super::groups::request_replan_of_group(&txn, group, at).await?;
         txn.commit().await?;
-        to_record(row)
+        let groups = group_names(self.connection()).await?;
+        to_record(row, &groups)
+    }
+
+    /// Stores `token` as the credential of the Google account `email` (replacing its token)
+    /// or as a new credential; returns its id.
+    async fn save_credential(
+        &self,
+        txn: &impl ConnectionTrait,
+        email: Option<&str>,
+        token: &SecretString,
+    ) -> Result<i64, StoreError> {
+        let at = now();
+        let existing = match email {
+            Some(email) => {
+                credentials::Entity::find()
+                    .filter(credentials::Column::Email.eq(email))
+                    .one(txn)
+                    .await?
+            }
+            None => None,
+        };
+        let id = match existing {
+            Some(row) => row.id,
+            None => {
+                credentials::ActiveModel {
+                    email: Set(email.map(str::to_owned)),
+                    refresh_token_enc: Set(String::new()),
+                    created_at: Set(at),
+                    updated_at: Set(at),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?
+                .id
+            }
+        };
+        let sealed = self
+            .cipher()
+            .seal(token.expose_secret(), &credential_aad(id))?;
+        credentials::Entity::update_many()
+            .col_expr(credentials::Column::RefreshTokenEnc, sealed.into())
+            .col_expr(credentials::Column::UpdatedAt, at.into())
+            .filter(credentials::Column::Id.eq(id))
+            .exec(txn)
+            .await?;
+        Ok(id)
     }
 
     /// The account with `id`, or [`StoreError::NotFound`].
     pub async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.account_row(id).await.and_then(to_record)
+        let row = self.account_row(id).await?;
+        to_record(row, &group_names(self.connection()).await?)
     }
 
     /// The account with this alias, if any.
     pub async fn account_by_alias(&self, alias: &str) -> Result<Option<Account>, StoreError> {
+        let groups = group_names(self.connection()).await?;
         accounts::Entity::find()
             .filter(accounts::Column::Alias.eq(alias))
             .one(self.connection())
             .await?
-            .map(to_record)
+            .map(|row| to_record(row, &groups))
             .transpose()
     }
 
@@ -91,25 +202,47 @@ impl Store {
         &self,
         calendar_id: &CalendarId,
     ) -> Result<Vec<Account>, StoreError> {
+        let groups = group_names(self.connection()).await?;
         accounts::Entity::find()
             .filter(accounts::Column::CalendarId.eq(calendar_id.as_str()))
             .order_by_asc(accounts::Column::Id)
             .all(self.connection())
             .await?
             .into_iter()
-            .map(to_record)
+            .map(|row| to_record(row, &groups))
             .collect()
     }
 
     /// Every account, oldest first.
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let groups = group_names(self.connection()).await?;
         accounts::Entity::find()
             .order_by_asc(accounts::Column::Id)
             .all(self.connection())
             .await?
             .into_iter()
-            .map(to_record)
+            .map(|row| to_record(row, &groups))
             .collect()
+    }
+
+    /// The calendars reached through the same Google account (credential) as `id`, `id`
+    /// included.
+    pub async fn calendars_sharing_token(
+        &self,
+        id: AccountId,
+    ) -> Result<Vec<AccountId>, StoreError> {
+        let row = self.account_row(id).await?;
+        let Some(credential) = row.credential_id else {
+            return Ok(vec![id]);
+        };
+        Ok(accounts::Entity::find()
+            .filter(accounts::Column::CredentialId.eq(credential))
+            .order_by_asc(accounts::Column::Id)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(|r| AccountId::new(r.id))
+            .collect())
     }
 
     /// Changes an account's status; `reason` is shown to the operator (plain words, no secrets).
@@ -136,7 +269,8 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a new refresh token (after re-consent) and makes the account active again.
+    /// Stores a new refresh token (after re-consent) for the Google account of `id`, and
+    /// makes every calendar reached through it active again.
     #[tracing::instrument(name = "store.set_refresh_token", skip(self, token))]
     pub async fn set_refresh_token(
         &self,
@@ -144,11 +278,27 @@ impl Store {
         token: &SecretString,
     ) -> Result<(), StoreError> {
         let row = self.account_row(id).await?;
-        let sealed = self
-            .cipher()
-            .seal(token.expose_secret(), &account_aad(&row.alias))?;
-        let result = accounts::Entity::update_many()
-            .col_expr(accounts::Column::RefreshTokenEnc, sealed.into())
+        let txn = self.write_txn().await?;
+        let credential = match row.credential_id {
+            Some(credential) => {
+                let sealed = self
+                    .cipher()
+                    .seal(token.expose_secret(), &credential_aad(credential))?;
+                credentials::Entity::update_many()
+                    .col_expr(credentials::Column::RefreshTokenEnc, sealed.into())
+                    .col_expr(credentials::Column::UpdatedAt, now().into())
+                    .filter(credentials::Column::Id.eq(credential))
+                    .exec(&txn)
+                    .await?;
+                credential
+            }
+            None => {
+                self.save_credential(&txn, row.email.as_deref(), token)
+                    .await?
+            }
+        };
+        accounts::Entity::update_many()
+            .col_expr(accounts::Column::CredentialId, Some(credential).into())
             .col_expr(
                 accounts::Column::Status,
                 AccountStatus::Active.as_str().into(),
@@ -158,25 +308,61 @@ impl Store {
                 Option::<String>::None.into(),
             )
             .col_expr(accounts::Column::UpdatedAt, now().into())
-            .filter(accounts::Column::Id.eq(id.get()))
-            // The alias is the AAD: if it changed meanwhile, this ciphertext would not open.
-            .filter(accounts::Column::Alias.eq(row.alias.as_str()))
-            .exec(self.connection())
+            .filter(
+                sea_orm::Condition::any()
+                    .add(accounts::Column::Id.eq(id.get()))
+                    .add(accounts::Column::CredentialId.eq(credential)),
+            )
+            .exec(&txn)
             .await?;
-        if result.rows_affected == 0 {
-            return Err(StoreError::Conflict(format!(
-                "account {id} changed while its token was being replaced"
-            )));
-        }
+        txn.commit().await?;
         Ok(())
     }
 
-    /// The decrypted refresh token of an account.
+    /// The decrypted refresh token an account reaches Google with.
     pub async fn refresh_token(&self, id: AccountId) -> Result<SecretString, StoreError> {
         let row = self.account_row(id).await?;
+        let Some(credential) = row.credential_id else {
+            // Not moved to a credential yet (see `Store::migrate`).
+            return Ok(self
+                .cipher()
+                .open(&row.refresh_token_enc, &account_aad(&row.alias))?);
+        };
+        let sealed = credentials::Entity::find_by_id(credential)
+            .one(self.connection())
+            .await?
+            .ok_or_else(|| StoreError::not_found("credential", credential))?;
         Ok(self
             .cipher()
-            .open(&row.refresh_token_enc, &account_aad(&row.alias))?)
+            .open(&sealed.refresh_token_enc, &credential_aad(credential))?)
+    }
+
+    /// Moves the refresh tokens of calendars connected before credentials existed into
+    /// credentials (one per e-mail address, or per token), at start-up. Idempotent.
+    pub(super) async fn adopt_legacy_tokens(&self) -> Result<u64, StoreError> {
+        let legacy = accounts::Entity::find()
+            .filter(accounts::Column::CredentialId.is_null())
+            .all(self.connection())
+            .await?;
+        let mut moved = 0;
+        for row in legacy {
+            let token = self
+                .cipher()
+                .open(&row.refresh_token_enc, &account_aad(&row.alias))?;
+            let txn = self.write_txn().await?;
+            let credential = self
+                .save_credential(&txn, row.email.as_deref(), &token)
+                .await?;
+            accounts::Entity::update_many()
+                .col_expr(accounts::Column::CredentialId, Some(credential).into())
+                .col_expr(accounts::Column::RefreshTokenEnc, String::new().into())
+                .filter(accounts::Column::Id.eq(row.id))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Removes an account and, by cascade, its channels, sync state, source events and the
@@ -199,4 +385,15 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::not_found("account", id))
     }
+}
+
+/// Sets the rule columns of a new row from `rules` (unset fields stay NULL).
+fn apply_rules(row: &mut accounts::ActiveModel, rules: &CalendarRules) {
+    row.block_title_template = Set(rules.block_title_template.clone());
+    row.block_details = Set(rules.block_details.map(|d| d.as_str().to_owned()));
+    row.skip_all_day = Set(rules.skip_all_day);
+    row.skip_out_of_office = Set(rules.skip_out_of_office);
+    row.skip_focus_time = Set(rules.skip_focus_time);
+    row.exclude_title_regex = Set(rules.exclude_title_regex.clone());
+    row.look_back_days = Set(rules.look_back_days.and_then(|d| i32::try_from(d).ok()));
 }

@@ -120,6 +120,12 @@ pub fn account_aad(alias: &str) -> Vec<u8> {
     format!("mcss.account.refresh_token:{alias}").into_bytes()
 }
 
+/// What a credential's ciphertext is bound to: its row id, so a token copied to another row
+/// does not open.
+pub fn credential_aad(id: i64) -> Vec<u8> {
+    format!("mcss.credential.refresh_token:{id}").into_bytes()
+}
+
 /// The key file that belongs to a SQLite database file: `<db>.key` beside it.
 pub fn key_file_for(database_file: &Path) -> PathBuf {
     let mut name = database_file.as_os_str().to_owned();

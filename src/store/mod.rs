@@ -34,6 +34,7 @@ mod channels;
 pub mod crypto;
 pub mod entities;
 mod events;
+mod groups;
 pub mod leases;
 mod outbox;
 pub mod records;
@@ -226,7 +227,17 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         use migration::sea_orm_migration::MigratorTrait as _;
         migration::Migrator::up(&self.db, None).await?;
-        self.check_key().await
+        self.check_key().await?;
+        // Data steps that need the key or the application's names, after the schema.
+        self.adopt_default_group().await?;
+        let moved = self.adopt_legacy_tokens().await?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "refresh tokens moved to one credential per Google account"
+            );
+        }
+        Ok(())
     }
 
     async fn check_key(&self) -> Result<(), StoreError> {

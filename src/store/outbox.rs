@@ -52,6 +52,7 @@ pub(super) fn to_record(row: desired_blocks::Model) -> Result<OutboxRow, StoreEr
         claimed_by: row.claimed_by,
         claim_expires_at: row.claim_expires_at,
         sync_id: row.sync_id,
+        applied_updated: row.applied_updated,
     })
 }
 
@@ -421,6 +422,7 @@ async fn insert_deletion(
         claimed_by: Set(None),
         claim_expires_at: Set(None),
         sync_id: Set(None),
+        applied_updated: Set(None),
         ..Default::default()
     })
     .exec_without_returning(txn)

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use crate::config::BlockDetails;
 use crate::domain::{AccountId, BlockId, CalendarId, ChannelId, EventId};
 
 use super::StoreError;
@@ -123,6 +124,9 @@ pub mod log_kind {
     pub const PURGE: &str = "purge";
 }
 
+/// The group every calendar joins unless told otherwise.
+pub const DEFAULT_GROUP: &str = "default";
+
 /// A connected calendar, without its token (ask [`super::Store::refresh_token`] for that).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -136,6 +140,91 @@ pub struct Account {
     pub time_zone: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The group's name; blocks never cross groups.
+    pub group: String,
+    /// The Google account this calendar is reached through (shared by its calendars).
+    pub credential_id: Option<i64>,
+    pub rules: CalendarRules,
+}
+
+/// A calendar's own rules. `None` follows the environment's default; an empty
+/// `exclude_title_regex` means "no regex" whatever the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CalendarRules {
+    /// As a target: the block title, `{alias}` being the source calendar's alias.
+    pub block_title_template: Option<String>,
+    /// As a target: `full` or `busy-only`.
+    pub block_details: Option<BlockDetails>,
+    /// As a source: events of these kinds are not mirrored.
+    pub skip_all_day: Option<bool>,
+    pub skip_out_of_office: Option<bool>,
+    pub skip_focus_time: Option<bool>,
+    /// As a source: events whose title matches are not mirrored.
+    pub exclude_title_regex: Option<String>,
+    /// As a source: events that ended this many days ago are still mirrored.
+    pub look_back_days: Option<u32>,
+}
+
+impl CalendarRules {
+    /// The environment's defaults written out, for a newly connected calendar.
+    pub fn from_settings(sync: &crate::config::SyncSettings) -> Self {
+        Self {
+            block_title_template: Some(sync.block_title_template.clone()),
+            block_details: Some(sync.block_details),
+            skip_all_day: Some(sync.skip_all_day),
+            skip_out_of_office: Some(sync.skip_out_of_office),
+            skip_focus_time: Some(sync.skip_focus_time),
+            exclude_title_regex: Some(
+                sync.exclude_title_regex
+                    .as_ref()
+                    .map(|r| r.as_str().to_owned())
+                    .unwrap_or_default(),
+            ),
+            look_back_days: Some(u32::try_from(sync.look_back.as_secs() / 86_400).unwrap_or(0)),
+        }
+    }
+
+    /// `other`'s set fields over these.
+    pub fn patched(&self, other: &CalendarRules) -> Self {
+        Self {
+            block_title_template: other
+                .block_title_template
+                .clone()
+                .or_else(|| self.block_title_template.clone()),
+            block_details: other.block_details.or(self.block_details),
+            skip_all_day: other.skip_all_day.or(self.skip_all_day),
+            skip_out_of_office: other.skip_out_of_office.or(self.skip_out_of_office),
+            skip_focus_time: other.skip_focus_time.or(self.skip_focus_time),
+            exclude_title_regex: other
+                .exclude_title_regex
+                .clone()
+                .or_else(|| self.exclude_title_regex.clone()),
+            look_back_days: other.look_back_days.or(self.look_back_days),
+        }
+    }
+
+    /// Whether a change to these touches the calendar as a source (its own events' blocks).
+    pub fn source_side_differs(&self, other: &CalendarRules) -> bool {
+        (
+            self.skip_all_day,
+            self.skip_out_of_office,
+            self.skip_focus_time,
+            &self.exclude_title_regex,
+            self.look_back_days,
+        ) != (
+            other.skip_all_day,
+            other.skip_out_of_office,
+            other.skip_focus_time,
+            &other.exclude_title_regex,
+            other.look_back_days,
+        )
+    }
+
+    /// Whether a change to these touches the calendar as a target (the blocks on it).
+    pub fn target_side_differs(&self, other: &CalendarRules) -> bool {
+        (&self.block_title_template, self.block_details)
+            != (&other.block_title_template, other.block_details)
+    }
 }
 
 /// What [`super::Store::create_account`] needs; the token is encrypted before it is stored.
@@ -146,6 +235,26 @@ pub struct NewAccount {
     pub calendar_id: CalendarId,
     pub refresh_token: SecretString,
     pub time_zone: Option<String>,
+    /// The group to join (created when new); [`DEFAULT_GROUP`] by default.
+    pub group: String,
+    /// Usually the environment's defaults ([`CalendarRules::from_settings`]).
+    pub rules: CalendarRules,
+}
+
+/// A group and its members, for the links matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+}
+
+/// What changed when a calendar's settings changed, so the caller can say so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// Calendars whose blocks are planned again.
+    pub replanned: Vec<AccountId>,
+    /// Outbox rows now waiting for a delete (blocks that no longer belong).
+    pub retracted: u64,
 }
 
 /// An account's sync cursor and how its last sync went.
@@ -161,6 +270,8 @@ pub struct SyncState {
     /// A full resync wanted to delete too many blocks; nothing is deleted until cleared.
     pub mass_delete_hold: bool,
     pub updated_at: DateTime<Utc>,
+    /// The calendar's blocks must be planned again from its stored events.
+    pub replan_requested_at: Option<DateTime<Utc>>,
 }
 
 /// A source event as the sync saw it, to be stored by [`super::Store::commit_sync`].
@@ -254,6 +365,8 @@ pub struct OutboxRow {
     pub claimed_by: Option<String>,
     pub claim_expires_at: Option<DateTime<Utc>>,
     pub sync_id: Option<String>,
+    /// Google's `updated` of the writer's last write of this block.
+    pub applied_updated: Option<DateTime<Utc>>,
 }
 
 impl OutboxRow {
@@ -314,6 +427,8 @@ pub struct SyncCommit {
     pub sync_id: Option<String>,
     /// Rows this commit queues are claimed for this writer at once (it is about to be woken).
     pub claim_for: Option<Claim>,
+    /// A replan asked for at or before this instant is done by this commit.
+    pub replan_done: Option<DateTime<Utc>>,
 }
 
 /// Who may apply an outbox row, and until when.

@@ -36,6 +36,7 @@ fn to_record(row: sync_state::Model) -> SyncState {
         last_error: row.last_error,
         mass_delete_hold: row.mass_delete_hold,
         updated_at: row.updated_at,
+        replan_requested_at: row.replan_requested_at,
     }
 }
 
@@ -57,8 +58,8 @@ impl Store {
     /// - same `desired_hash` as the row: the row is left alone (a no-op change costs no write);
     /// - row `excluded` (the user deleted that block): stays excluded with the new content
     ///   recorded, or is dropped when `body` is `None`;
-    /// - otherwise: new content, `pending`, `attempts` 0, due now — or straight to `applied`
-    ///   when the new hash is what was last applied (a change undone before the writer ran).
+    /// - otherwise: new content, `pending`, `attempts` 0, due now (even when it is what was
+    ///   last recorded as applied: a write may have happened since that was not recorded).
     ///
     /// On any error nothing is written: the old token and old rows stay.
     #[tracing::instrument(name = "store.commit_sync", skip(self, commit), fields(
@@ -193,6 +194,18 @@ async fn write_commit(
     outcome.excluded = exclude_blocks(txn, account_id, &commit.exclusions, at).await?;
     write_hold(txn, account_id, &commit.hold, at).await?;
     insert_log_rows(txn, commit.log).await?;
+    if let Some(asked_by) = commit.replan_done {
+        // A replan asked for after this one read the store is still to come.
+        sync_state::Entity::update_many()
+            .col_expr(
+                sync_state::Column::ReplanRequestedAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
+            .filter(sync_state::Column::AccountId.eq(account_id.get()))
+            .filter(sync_state::Column::ReplanRequestedAt.lte(asked_by))
+            .exec(txn)
+            .await?;
+    }
 
     let mut state = sync_state::ActiveModel {
         account_id: Set(account_id.get()),
@@ -203,6 +216,7 @@ async fn write_commit(
         last_error: Set(None),
         mass_delete_hold: Set(false),
         updated_at: Set(at),
+        replan_requested_at: Set(None),
     };
     let mut update = vec![
         sync_state::Column::LastResult,
@@ -433,6 +447,7 @@ async fn insert_row(
         claimed_by: Set(claim.map(|c| c.owner.clone())),
         claim_expires_at: Set(claim.map(|c| c.until)),
         sync_id: Set(queued.sync_id.clone()),
+        applied_updated: Set(None),
         ..Default::default()
     })
     .exec_without_returning(txn)
@@ -481,7 +496,9 @@ async fn update_row(
         }
         return Ok(false);
     }
-    let already_applied = upsert.desired_hash.is_some() && upsert.desired_hash == row.applied_hash;
+    // No shortcut to `applied` when the new content is what was last recorded: a write may
+    // have happened since (a crash between Google's answer and its record), so Google may
+    // hold something newer. One more write is always safe; trusting the record is not.
     let mut update = desired_blocks::Entity::update_many()
         .col_expr(C::SourceAccountId, upsert.source_account_id.get().into())
         .col_expr(
@@ -497,20 +514,11 @@ async fn update_row(
         .col_expr(C::DesiredHash, upsert.desired_hash.into())
         .col_expr(C::UpdatedAt, queued.at.into())
         .filter(by_id);
-    if already_applied {
-        // A change undone before the writer ran: Google already holds it.
-        update = update
-            .col_expr(C::State, BlockState::Applied.as_str().into())
-            .col_expr(C::Attempts, Expr::value(0))
-            .col_expr(C::NextAttemptAt, Option::<DateTime<Utc>>::None.into())
-            .col_expr(C::LastError, Option::<String>::None.into());
-    } else {
-        for (column, value) in queued.pending_columns(row.target_account_id) {
-            update = update.col_expr(column, value);
-        }
+    for (column, value) in queued.pending_columns(row.target_account_id) {
+        update = update.col_expr(column, value);
     }
     update.exec(txn).await?;
-    Ok(!already_applied)
+    Ok(true)
 }
 
 /// An excluded row whose source is gone: it goes, and an excluded block series takes its

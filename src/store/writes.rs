@@ -40,6 +40,8 @@ pub enum WriteOutcome {
     Applied {
         hash: Option<String>,
         etag: Option<String>,
+        /// Google's `updated` of the written event.
+        updated: Option<DateTime<Utc>>,
         recreated: bool,
     },
     /// The block is gone at Google (deleted now, or already).
@@ -346,9 +348,11 @@ async fn record_one(
         WriteOutcome::Applied {
             hash,
             etag,
+            updated,
             recreated,
         } => {
-            let held = record_applied(txn, owner, row, hash.as_deref(), etag.as_deref()).await?;
+            let held =
+                record_applied(txn, owner, row, hash.as_deref(), etag.as_deref(), *updated).await?;
             if held && *recreated && row.role == RowRole::Series {
                 requeue_occurrences(txn, row).await?;
             }
@@ -417,10 +421,12 @@ async fn record_applied(
     row: &OutboxRow,
     hash: Option<&str>,
     etag: Option<&str>,
+    updated: Option<DateTime<Utc>>,
 ) -> Result<bool, StoreError> {
     let recorded = release(row.id, owner)
         .col_expr(Column::AppliedHash, hash.map(str::to_owned).into())
         .col_expr(Column::GoogleEtag, etag.map(str::to_owned).into())
+        .col_expr(Column::AppliedUpdated, updated.into())
         .exec(txn)
         .await?;
     if recorded.rows_affected == 0 {

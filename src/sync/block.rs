@@ -88,11 +88,20 @@ impl BlockBody {
 
     /// The body for a PATCH that also clears what a block must not carry (a user's edits,
     /// or the description after a switch to busy-only): PATCH keeps fields it is not sent.
+    /// A start or end says both of `date` and `dateTime` (the one not used as null), so an
+    /// event switched between all-day and timed does not keep the other kind of time.
     pub fn to_patch_json(&self) -> serde_json::Value {
         let mut json = self.to_json();
         if let (serde_json::Value::Object(map), EventStatus::Confirmed) = (&mut json, self.status) {
             for field in ["description", "location"] {
                 map.entry(field).or_insert(serde_json::Value::Null);
+            }
+            for field in ["start", "end"] {
+                if let Some(serde_json::Value::Object(time)) = map.get_mut(field) {
+                    for part in ["date", "dateTime", "timeZone"] {
+                        time.entry(part).or_insert(serde_json::Value::Null);
+                    }
+                }
             }
         }
         json

@@ -79,7 +79,7 @@ pub use marker::{
     MARKER_SOURCE_EVENT_KEY,
 };
 pub use model::{
-    Account, EventStatus, EventTime, EventType, MeetingKey, PlannerConfig, ResponseStatus,
+    Account, EventStatus, EventTime, EventType, MeetingKey, PlannerConfig, ResponseStatus, Rules,
     SourceAccount, SourceEvent, StartKey, TargetAccount, TargetHoldings, TimeError, Transparency,
     Visibility,
 };

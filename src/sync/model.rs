@@ -356,12 +356,78 @@ pub struct Account {
     pub calendar_id: CalendarId,
     /// The calendar's IANA zone; reads all-day dates and fills a series' missing zone.
     pub time_zone: Option<String>,
+    /// The calendar's own rules: its source side decides which of its events are mirrored,
+    /// its target side what the blocks on it look like.
+    pub rules: Rules,
+}
+
+/// One calendar's rules, resolved (its own where set, the environment's defaults otherwise).
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// As a target: `{alias}` becomes the source calendar's alias.
+    pub title_template: String,
+    /// As a target: what a block's description holds.
+    pub details: BlockDetails,
+    /// As a source: kinds of events that are not mirrored.
+    pub skip_all_day: bool,
+    pub skip_out_of_office: bool,
+    pub skip_focus_time: bool,
+    /// As a source: events whose title matches are not mirrored.
+    pub exclude_title: Option<Regex>,
+    /// As a source: events that ended up to this long before `now` are still mirrored.
+    pub look_back: TimeDelta,
+}
+
+impl Default for Rules {
+    /// The built-in defaults: `"{alias} Block"`, full details, nothing optional skipped.
+    fn default() -> Self {
+        Self {
+            title_template: "{alias} Block".to_owned(),
+            details: BlockDetails::Full,
+            skip_all_day: false,
+            skip_out_of_office: false,
+            skip_focus_time: false,
+            exclude_title: None,
+            look_back: TimeDelta::zero(),
+        }
+    }
+}
+
+impl PartialEq for Rules {
+    fn eq(&self, other: &Self) -> bool {
+        let pattern = |r: &Option<Regex>| r.as_ref().map(|r| r.as_str().to_owned());
+        self.title_template == other.title_template
+            && self.details == other.details
+            && self.skip_all_day == other.skip_all_day
+            && self.skip_out_of_office == other.skip_out_of_office
+            && self.skip_focus_time == other.skip_focus_time
+            && pattern(&self.exclude_title) == pattern(&other.exclude_title)
+            && self.look_back == other.look_back
+    }
+}
+
+impl Eq for Rules {}
+
+impl Rules {
+    /// The environment's defaults (`BLOCK_TITLE_TEMPLATE`, `SKIP_ALL_DAY`, …).
+    pub fn from_settings(settings: &SyncSettings) -> Self {
+        Self {
+            title_template: settings.block_title_template.clone(),
+            details: settings.block_details,
+            skip_all_day: settings.skip_all_day,
+            skip_out_of_office: settings.skip_out_of_office,
+            skip_focus_time: settings.skip_focus_time,
+            exclude_title: settings.exclude_title_regex.clone(),
+            look_back: look_back(settings.look_back),
+        }
+    }
 }
 
 pub type SourceAccount = Account;
 pub type TargetAccount = Account;
 
-/// The sync options of docs/sync-rules.md plus the installation id that marks our blocks.
+/// The sync options of docs/sync-rules.md for one (source, target) pair, plus the
+/// installation id that marks our blocks ([`PlannerConfig::for_pair`]).
 #[derive(Debug, Clone)]
 pub struct PlannerConfig {
     pub installation: String,
@@ -392,15 +458,34 @@ impl PlannerConfig {
     }
 
     pub fn from_settings(settings: &SyncSettings, installation: impl Into<String>) -> Self {
+        Self::from_rules(installation, &Rules::from_settings(settings))
+    }
+
+    fn from_rules(installation: impl Into<String>, rules: &Rules) -> Self {
         Self {
             installation: installation.into(),
-            title_template: settings.block_title_template.clone(),
-            details: settings.block_details,
-            skip_all_day: settings.skip_all_day,
-            skip_out_of_office: settings.skip_out_of_office,
-            skip_focus_time: settings.skip_focus_time,
-            exclude_title: settings.exclude_title_regex.clone(),
-            look_back: look_back(settings.look_back),
+            title_template: rules.title_template.clone(),
+            details: rules.details,
+            skip_all_day: rules.skip_all_day,
+            skip_out_of_office: rules.skip_out_of_office,
+            skip_focus_time: rules.skip_focus_time,
+            exclude_title: rules.exclude_title.clone(),
+            look_back: rules.look_back,
+        }
+    }
+
+    /// The config of one (source, target) pair: the source calendar's rules decide what is
+    /// mirrored, the target calendar's what its blocks look like.
+    pub fn for_pair(&self, source: &Rules, target: &Rules) -> Self {
+        Self {
+            installation: self.installation.clone(),
+            title_template: target.title_template.clone(),
+            details: target.details,
+            skip_all_day: source.skip_all_day,
+            skip_out_of_office: source.skip_out_of_office,
+            skip_focus_time: source.skip_focus_time,
+            exclude_title: source.exclude_title.clone(),
+            look_back: source.look_back,
         }
     }
 }

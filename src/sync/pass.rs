@@ -45,12 +45,14 @@ pub struct ListedEvent {
 }
 
 /// An outbox row on this calendar, as the exclusion rule needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RowView {
     /// The row wants a live (not cancelled) block.
     pub wants_live: bool,
     /// The writer wrote it, and the row is applied or pending (not excluded or failed).
     pub written: bool,
+    /// Google's `updated` of that last write, when known.
+    pub written_at: Option<DateTime<Utc>>,
 }
 
 /// The mass-deletion guard's state before this pass.
@@ -89,6 +91,9 @@ pub struct PassInput<'a> {
     /// Outbox rows on this calendar for the block ids the listing shows deleted.
     pub rows_on_me: HashMap<BlockId, RowView>,
     pub guard: GuardInput,
+    /// Plan every stored event again, not only the listed ones (the calendar joined a group,
+    /// a link or a rule changed). `known` then holds every stored event.
+    pub replan_all: bool,
 }
 
 /// An event to store (insert or update).
@@ -145,11 +150,16 @@ pub fn sync_pass(input: &PassInput<'_>) -> SyncPlan {
         _ => missing.iter().map(|e| tombstone_of(e)).collect(),
     };
 
+    let missing_ids: HashSet<&EventId> = missing.iter().map(|e| &e.id).collect();
+    let replanned = input.known.iter().filter(|e| {
+        input.replan_all && !listed_ids.contains(&e.id) && !missing_ids.contains(&e.id)
+    });
     let changed: Vec<&SourceEvent> = input
         .listed
         .iter()
         .map(|l| &l.event)
         .chain(&tombstones)
+        .chain(replanned)
         .collect();
     let families = gather_families(&changed, &known);
     record_events(&mut plan, input, &families, &tombstones, installation);
@@ -167,20 +177,24 @@ pub fn sync_pass(input: &PassInput<'_>) -> SyncPlan {
 }
 
 /// Our blocks that the listing shows deleted although the outbox wrote them and still wants
-/// them: the user deleted them.
+/// them, deleted after our last write of them: the user deleted them. A tombstone older than
+/// our last write is our own delete seen late (the block was restored since).
 fn exclusions(input: &PassInput<'_>, installation: &str) -> Vec<BlockId> {
     input
         .listed
         .iter()
-        .map(|l| &l.event)
-        .filter(|e| e.status == EventStatus::Cancelled && is_ours(e, installation))
-        .filter_map(|e| BlockId::parse(e.id.as_str()).ok())
-        .filter(|id| {
-            input
-                .rows_on_me
-                .get(id)
-                .is_some_and(|row| row.wants_live && row.written)
+        .filter(|l| l.event.status == EventStatus::Cancelled && is_ours(&l.event, installation))
+        .filter_map(|l| Some((BlockId::parse(l.event.id.as_str()).ok()?, l.google_updated)))
+        .filter(|(id, deleted_at)| {
+            input.rows_on_me.get(id).is_some_and(|row| {
+                let after_our_write = match (deleted_at, row.written_at) {
+                    (Some(deleted), Some(written)) => *deleted > written,
+                    _ => true,
+                };
+                row.wants_live && row.written && after_our_write
+            })
         })
+        .map(|(id, _)| id)
         .collect()
 }
 
@@ -280,7 +294,8 @@ fn record_events(
     plan.forget.retain(|id| seen.insert(id.clone()));
 }
 
-/// The changed events grouped by series, each family completed from the store.
+/// The changed events (listed, missing, or stored and replanned) grouped by series, each
+/// family completed from the store.
 struct Families<'a> {
     by_series: BTreeMap<EventId, Family<'a>>,
     singles: Vec<&'a SourceEvent>,
@@ -431,15 +446,16 @@ fn plan_onto_targets(
     if mine.is_empty() {
         return;
     }
-    let ctx = PlanContext {
-        cfg: input.cfg,
-        source: &input.source,
-        now: input.now,
-    };
     let installation = input.cfg.installation.as_str();
     let nothing = TargetHoldings::new();
     let me = input.source.id;
     for target in input.targets.iter().filter(|t| t.id != me) {
+        let cfg = input.cfg.for_pair(&input.source.rules, &target.rules);
+        let ctx = PlanContext {
+            cfg: &cfg,
+            source: &input.source,
+            now: input.now,
+        };
         let held = holdings.get(&target.id).unwrap_or(&nothing);
         for single in families
             .singles
@@ -491,8 +507,9 @@ fn replan_copies_onto_me(
         if events.is_empty() {
             continue;
         }
+        let cfg = input.cfg.for_pair(&other.rules, &me_as_target.rules);
         let ctx = PlanContext {
-            cfg: input.cfg,
+            cfg: &cfg,
             source: other,
             now: input.now,
         };

@@ -28,6 +28,7 @@ fn account(n: i64) -> Account {
         alias: format!("Calendar {n:02}"),
         calendar_id: CalendarId::parse(&format!("cal{n}@example.com")).unwrap(),
         time_zone: Some("UTC".to_owned()),
+        rules: Rules::default(),
     }
 }
 
@@ -118,6 +119,7 @@ impl Pass {
             meetings: self.meetings.clone(),
             rows_on_me: self.rows_on_me.clone(),
             guard: self.guard.clone(),
+            replan_all: false,
         };
         sync_pass(&input)
     }
@@ -198,11 +200,12 @@ fn a_declined_or_filtered_occurrence_cancels_that_block_occurrence_too() {
     );
     let mut titled = exception(23);
     titled.summary = Some("Private: lunch".to_owned());
-    let mut cfg = cfg();
-    cfg.exclude_title = Some(regex::Regex::new("^Private").unwrap());
+    // The source calendar's own rule filters the title.
+    let mut source = account(1);
+    source.rules.exclude_title = Some(regex::Regex::new("^Private").unwrap());
     let planned = testing::plan_listed(
-        &cfg,
-        &account(1),
+        &cfg(),
+        &source,
         &[series(), titled],
         &[account(2)],
         &[],
@@ -348,47 +351,54 @@ fn blocks_are_neither_stored_nor_planned_and_their_echo_plans_nothing() {
 
 #[test]
 fn a_written_block_the_user_deleted_is_excluded_and_no_other() {
-    let ours = |raw: &str| {
+    let written = Utc.with_ymd_and_hms(2026, 3, 1, 11, 0, 0).unwrap();
+    let ours = |raw: &str, deleted_at: chrono::DateTime<Utc>| {
         let block = block_id(
             INSTALLATION,
             &account(2).calendar_id,
             &id(raw),
             &account(1).calendar_id,
         );
-        (
-            block.clone(),
-            SourceEvent::tombstone(EventId::parse(block.as_str()).unwrap()),
-        )
+        let mut listed = listed_event(&SourceEvent::tombstone(
+            EventId::parse(block.as_str()).unwrap(),
+        ));
+        listed.google_updated = Some(deleted_at);
+        (block, listed)
     };
-    let (user_deleted, t1) = ours("a");
-    let (we_deleted, t2) = ours("b");
-    let (never_written, t3) = ours("c");
-    let mut pass = Pass::listing(vec![t1, t2, t3]);
-    pass.rows_on_me = HashMap::from([
-        (
-            user_deleted.clone(),
-            RowView {
-                wants_live: true,
-                written: true,
-            },
-        ),
-        (
-            we_deleted,
-            RowView {
-                wants_live: false,
-                written: true,
-            },
-        ),
-        (
-            never_written,
-            RowView {
-                wants_live: true,
-                written: false,
-            },
-        ),
-    ]);
+    let later = written + chrono::TimeDelta::minutes(1);
+    let earlier = written - chrono::TimeDelta::minutes(1);
+    let (user_deleted, t1) = ours("a", later);
+    let (we_deleted, t2) = ours("b", later);
+    let (never_written, t3) = ours("c", later);
+    // Our own delete, listed only after the block was restored (written again) since.
+    let (restored_since, t4) = ours("d", earlier);
+    let row = |wants_live, written_ok| RowView {
+        wants_live,
+        written: written_ok,
+        written_at: Some(written),
+    };
+    let cfg = cfg();
+    let input = PassInput {
+        cfg: &cfg,
+        now: now(),
+        source: account(1),
+        full: false,
+        listed: vec![t1, t2, t3, t4],
+        known: Vec::new(),
+        targets: vec![account(2)],
+        sources_of_me: Vec::new(),
+        meetings: Vec::new(),
+        rows_on_me: HashMap::from([
+            (user_deleted.clone(), row(true, true)),
+            (we_deleted, row(false, true)),
+            (never_written, row(true, false)),
+            (restored_since, row(true, true)),
+        ]),
+        guard: GuardInput::default(),
+        replan_all: false,
+    };
 
-    assert_eq!(pass.run().exclusions, [user_deleted]);
+    assert_eq!(sync_pass(&input).exclusions, [user_deleted]);
 }
 
 // -- the mass-deletion guard ---------------------------------------------------------------

@@ -29,6 +29,7 @@ fn account(n: i64) -> Account {
         alias: format!("Calendar {n:02}"),
         calendar_id: CalendarId::parse(&format!("cal{n}@example.com")).unwrap(),
         time_zone: Some("Europe/Berlin".to_owned()),
+        rules: Rules::default(),
     }
 }
 

@@ -32,6 +32,7 @@ fn account(n: i64) -> Account {
         alias: format!("Calendar {n:02}"),
         calendar_id: CalendarId::parse(&format!("cal{n}@example.com")).unwrap(),
         time_zone: Some("UTC".to_owned()),
+        rules: Rules::default(),
     }
 }
 
@@ -453,6 +454,7 @@ fn sync(
         meetings: Vec::new(),
         rows_on_me: HashMap::new(),
         guard: GuardInput::default(),
+        replan_all: false,
     };
     let plan = sync_pass(&input);
     for id in &plan.forget {

@@ -31,6 +31,7 @@ pub(crate) fn plan_listed(
         meetings: held.to_vec(),
         rows_on_me: HashMap::new(),
         guard: GuardInput::default(),
+        replan_all: false,
     };
     sync_pass(&input)
         .blocks

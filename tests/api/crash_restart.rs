@@ -3,7 +3,7 @@
 //! zero orphans and every block present — on SQLite, and on PostgreSQL when configured.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::support::{
@@ -18,17 +18,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_mcss");
 
 /// A free loopback port (bound, read, released): the service keeps one port across its
 /// restarts so the push channels it opened still reach it.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
 }
 
-struct Service {
-    env: Vec<(String, String)>,
-    port: u16,
-    log: std::path::PathBuf,
+pub(crate) struct Service {
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) port: u16,
+    pub(crate) log: std::path::PathBuf,
 }
 
 impl Service {
@@ -42,7 +42,7 @@ impl Service {
         command
     }
 
-    fn add_account(&self, alias: &str, token: &str, calendar_id: &str) {
+    pub(crate) fn add_account(&self, alias: &str, token: &str, calendar_id: &str) {
         let output = self
             .command()
             .args([
@@ -63,21 +63,23 @@ impl Service {
         );
     }
 
-    fn serve(&self) -> Child {
+    pub(crate) fn serve(&self) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("the service log file");
+        // The service logs to stdout; panics also reach stderr.
+        let stdout = log.try_clone().expect("the service log file, twice");
         self.command()
             .arg("serve")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("mcss serve starts")
     }
 
-    async fn healthy(&self, http: &reqwest::Client) {
+    pub(crate) async fn healthy(&self, http: &reqwest::Client) {
         let url = format!("http://127.0.0.1:{}/health", self.port);
         eventually_within(
             "mcss serve to answer /health",
@@ -92,7 +94,7 @@ impl Service {
 }
 
 /// Kills the child with SIGKILL (what `Child::kill` sends on Unix) when the test ends.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -101,7 +103,11 @@ impl Drop for Running {
     }
 }
 
-async fn token(emulator: &EmulatorHandle, http: &reqwest::Client, refresh: &str) -> String {
+pub(crate) async fn token(
+    emulator: &EmulatorHandle,
+    http: &reqwest::Client,
+    refresh: &str,
+) -> String {
     let answer: Value = http
         .post(emulator.token_url())
         .form(&[

@@ -90,6 +90,8 @@ impl TestApp {
                 .services()
                 .store
                 .create_account(NewAccount {
+                    group: mcss::store::DEFAULT_GROUP.to_owned(),
+                    rules: mcss::store::CalendarRules::default(),
                     alias: format!("Calendar {:02}", n + 1),
                     email: Some(info.email.clone()),
                     calendar_id: CalendarId::parse(&info.calendar_id).expect("a calendar id"),

@@ -51,6 +51,8 @@ async fn account(store: &Store, n: u32) -> AccountId {
             calendar_id: CalendarId::parse(&format!("c{n}@example.com")).unwrap(),
             refresh_token: SecretString::from(format!("1//token-{n}")),
             time_zone: None,
+            group: mcss::store::DEFAULT_GROUP.to_owned(),
+            rules: mcss::store::CalendarRules::default(),
         })
         .await
         .unwrap()
@@ -192,6 +194,7 @@ async fn a_writer_whose_lease_was_taken_claims_nothing_and_its_records_are_refus
             hash: Some("hash-1".into()),
             etag: None,
             recreated: true,
+            updated: None,
         },
     };
     let a_records = store

@@ -110,6 +110,7 @@ impl TestEnv {
         ops::connect_account(
             &self.services,
             ConnectRequest {
+                group: None,
                 alias: alias.to_owned(),
                 refresh_token: SecretString::from(info.refresh_token.clone()),
                 calendar_id: None,
@@ -206,6 +207,7 @@ async fn connecting_resolves_the_real_calendar_id_and_time_zone_and_encrypts_the
     let account = ops::connect_account(
         &env.services,
         ConnectRequest {
+            group: None,
             alias: "Calendar 01".into(),
             refresh_token: SecretString::from(token.clone()),
             calendar_id: None,
@@ -248,6 +250,7 @@ async fn reconnecting_replaces_the_token_and_reactivates_a_needs_reauth_account(
     let again = ops::connect_account(
         &env.services,
         ConnectRequest {
+            group: None,
             alias: "Another name".into(),
             refresh_token: SecretString::from(fresh.clone()),
             calendar_id: Some(CalendarId::primary()),
@@ -276,6 +279,7 @@ async fn an_alias_of_another_calendar_or_an_empty_alias_is_refused(env: &TestEnv
     env.connect(0, "Calendar 01").await;
     let other = env.emulator.accounts()[1].refresh_token.clone();
     let request = |alias: &str| ConnectRequest {
+        group: None,
         alias: alias.to_owned(),
         refresh_token: SecretString::from(other.clone()),
         calendar_id: None,
@@ -305,6 +309,7 @@ async fn a_revoked_refresh_token_is_a_clear_error_and_stores_nothing(env: &TestE
     let result = ops::connect_account(
         &env.services,
         ConnectRequest {
+            group: None,
             alias: "Calendar 01".into(),
             refresh_token: SecretString::from(info.refresh_token),
             calendar_id: None,
@@ -613,6 +618,7 @@ async fn applied_block(
         outcome: WriteOutcome::Applied {
             hash: Some(hash(&body)),
             etag: etag.map(str::to_owned),
+            updated: None,
             recreated: false,
         },
     }];

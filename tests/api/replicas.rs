@@ -135,6 +135,7 @@ impl Pair {
                     refresh_token: SecretString::from(info.refresh_token.clone()),
                     calendar_id: Some(CalendarId::parse(&info.calendar_id).unwrap()),
                     email: Some(info.email.clone()),
+                    group: None,
                 },
             )
             .await

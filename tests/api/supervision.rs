@@ -646,6 +646,8 @@ async fn a_degraded_child_marks_its_account_degraded_in_the_store() {
     store.migrate().await.expect("migrate SQLite");
     let account = store
         .create_account(NewAccount {
+            group: mcss::store::DEFAULT_GROUP.to_owned(),
+            rules: mcss::store::CalendarRules::default(),
             alias: "Calendar 01".to_owned(),
             email: Some("one@example.com".to_owned()),
             calendar_id: CalendarId::parse("one@example.com").expect("valid calendar id"),

@@ -13,7 +13,7 @@ pub struct Model {
     pub email: Option<String>,
     #[sea_orm(column_type = "Text")]
     pub calendar_id: String,
-    /// base64 of nonce || ChaCha20-Poly1305 ciphertext; see `store::crypto`.
+    /// The token before credentials existed (empty once moved to `credentials`).
     #[sea_orm(column_type = "Text")]
     pub refresh_token_enc: String,
     /// active | paused | needs_reauth | degraded
@@ -23,6 +23,19 @@ pub struct Model {
     pub time_zone: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub group_id: Option<i64>,
+    /// The Google account (and refresh token) this calendar is reached through.
+    pub credential_id: Option<i64>,
+    // The calendar's own rules; NULL follows the environment's default.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub block_title_template: Option<String>,
+    pub block_details: Option<String>,
+    pub skip_all_day: Option<bool>,
+    pub skip_out_of_office: Option<bool>,
+    pub skip_focus_time: Option<bool>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub exclude_title_regex: Option<String>,
+    pub look_back_days: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

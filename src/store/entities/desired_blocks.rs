@@ -37,6 +37,8 @@ pub struct Model {
     pub claim_expires_at: Option<DateTimeUtc>,
     /// The sync that last queued this row, for following one change through the logs.
     pub sync_id: Option<String>,
+    /// Google's `updated` of the last write of this block by a writer.
+    pub applied_updated: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

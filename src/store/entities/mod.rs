@@ -5,7 +5,10 @@
 //! the edge, and a refresh token never leaves the store encrypted or unencrypted by accident.
 
 pub mod accounts;
+pub mod credentials;
 pub mod desired_blocks;
+pub mod disabled_links;
+pub mod groups;
 pub mod kv;
 pub mod source_events;
 pub mod sync_log;

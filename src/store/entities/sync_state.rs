@@ -17,6 +17,9 @@ pub struct Model {
     /// Set when a full resync would delete too many blocks; an operator clears it.
     pub mass_delete_hold: bool,
     pub updated_at: DateTimeUtc,
+    /// The calendar's blocks must be planned again from its stored events (it joined a
+    /// group, a link or a rule changed); cleared by the commit of that replan.
+    pub replan_requested_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

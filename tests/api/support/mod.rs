@@ -167,6 +167,9 @@ pub struct AppOptions {
     /// Extra or overriding environment variables of the service.
     pub vars: Vec<(&'static str, String)>,
     pub emulator: EmuSettings,
+    /// Only the first this many emulator accounts are connected at start (all when `None`);
+    /// the others are there to be connected later ([`TestApp::emulator_calendar`]).
+    pub connected: Option<usize>,
 }
 
 impl AppOptions {
@@ -183,7 +186,14 @@ impl AppOptions {
                 rate_limit_per_minute: None,
                 ..EmuSettings::default()
             },
+            connected: None,
         }
+    }
+
+    /// Connects only the first `n` emulator accounts at start.
+    pub fn connected(mut self, n: usize) -> Self {
+        self.connected = Some(n);
+        self
     }
 
     pub fn backend(mut self, backend: Backend) -> Self {
@@ -299,11 +309,13 @@ pub async fn spawn_app(options: AppOptions) -> Option<TestApp> {
     });
 
     let mut calendars = Vec::new();
-    for (n, info) in emulator.accounts().into_iter().enumerate() {
+    let connected = options.connected.unwrap_or(usize::MAX);
+    for (n, info) in emulator.accounts().into_iter().enumerate().take(connected) {
         let alias = format!("Calendar {:02}", n + 1);
         let account = connect_account(
             control.services(),
             ConnectRequest {
+                group: None,
                 alias: alias.clone(),
                 refresh_token: SecretString::from(info.refresh_token.clone()),
                 calendar_id: Some(CalendarId::parse(&info.calendar_id).expect("a calendar id")),
@@ -794,6 +806,65 @@ impl TestApp {
             .await;
         self.await_synced(n, &id_of(&sentinel), "summary", &json!("sentinel"))
             .await;
+    }
+
+    /// Connects one more calendar while the service runs (as the dashboard or `mcss
+    /// accounts add` would) and starts it; returns its index in `calendars`.
+    pub async fn connect_later(&mut self, calendar: Calendar, group: Option<&str>) -> usize {
+        let account = connect_account(
+            self.control.services(),
+            ConnectRequest {
+                group: group.map(str::to_owned),
+                alias: calendar.alias.clone(),
+                refresh_token: SecretString::from(calendar.refresh_token.clone()),
+                calendar_id: Some(CalendarId::parse(&calendar.calendar_id).expect("a calendar id")),
+                email: None,
+            },
+        )
+        .await
+        .expect("the calendar connects");
+        self.control
+            .start_account(account.id)
+            .await
+            .expect("the calendar starts");
+        self.calendars.push(Calendar {
+            account: account.id,
+            ..calendar
+        });
+        self.calendars.len() - 1
+    }
+
+    /// Emulator account `n` (one not connected at start), as a calendar to connect.
+    pub fn emulator_calendar(&self, n: usize, alias: &str) -> Calendar {
+        let info = &self.emulator.accounts()[n];
+        Calendar {
+            alias: alias.to_owned(),
+            email: info.email.clone(),
+            calendar_id: info.calendar_id.clone(),
+            refresh_token: info.refresh_token.clone(),
+            account: AccountId::new(0),
+        }
+    }
+
+    /// A new secondary calendar of emulator account `n` (same Google account, same token).
+    pub async fn secondary_calendar(&self, n: usize, alias: &str) -> Calendar {
+        let owner = &self.calendars[n];
+        let url = self.control_url(&format!("accounts/{}/calendars", owner.email));
+        let created = self
+            .emu_call(
+                self.http
+                    .post(url)
+                    .json(&json!({"summary": alias, "timeZone": "UTC"})),
+                "create a secondary calendar",
+            )
+            .await;
+        Calendar {
+            alias: alias.to_owned(),
+            email: owner.email.clone(),
+            calendar_id: created["id"].as_str().expect("a calendar id").to_owned(),
+            refresh_token: owner.refresh_token.clone(),
+            account: owner.account,
+        }
     }
 
     // -- invariants ----------------------------------------------------------------------

@@ -6,6 +6,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use secrecy::SecretString;
 
+mod calendars;
+
+pub use calendars::{render as render_links, LinksCommand, SetAccountArgs};
+
 use crate::actors::LocalWriters;
 use crate::config::{one_line, ConfigError, DatabaseKind, Settings, Severity};
 use crate::coordinator::Coordinator;
@@ -31,6 +35,11 @@ pub enum AccountsCommand {
     /// Meant for when `mcss serve` is not running (the service's admin page does the same
     /// live). Blocks on the account's own calendar stay unless `--purge` is given.
     Remove(RemoveAccountArgs),
+    /// Change a calendar's group or rules; only the options given change.
+    ///
+    /// A running `serve` picks the change up within 10 s: blocks that no longer belong are
+    /// deleted, missing ones made, and only blocks whose content changes are written.
+    Set(calendars::SetAccountArgs),
 }
 
 /// Options of `mcss accounts add`.
@@ -51,6 +60,10 @@ pub struct AddAccountArgs {
     /// found by itself).
     #[arg(long)]
     pub email: Option<String>,
+    /// The group the calendar joins (created when new; `default` when omitted). Blocks
+    /// never cross groups.
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 /// A refresh token from the command line; its `Debug` hides it.
@@ -271,6 +284,10 @@ pub async fn accounts(settings: Settings, command: AccountsCommand) -> anyhow::R
         AccountsCommand::List => list_accounts(&store).await,
         AccountsCommand::Add(args) => add_account(settings, store.clone(), args).await,
         AccountsCommand::Remove(args) => remove_account(settings, store.clone(), args).await,
+        AccountsCommand::Set(args) => {
+            let services = services(settings, store.clone()).await?;
+            calendars::set_account(&services, args).await
+        }
     };
     store.close().await;
     result
@@ -313,6 +330,7 @@ async fn add_account(settings: Settings, store: Store, args: AddAccountArgs) -> 
             refresh_token,
             calendar_id: Some(calendar_id),
             email: args.email,
+            group: args.group,
         },
         &|err, wait| eprintln!("{}, retrying in {} s", retry_reason(err), wait.as_secs()),
     )
@@ -358,6 +376,11 @@ async fn remove_account(
     println!("removed {:?} ({})", account.alias, account.calendar_id);
     print!("{report}");
     Ok(())
+}
+
+/// `mcss links`
+pub async fn links(settings: Settings, command: LinksCommand) -> anyhow::Result<()> {
+    calendars::links(settings, command).await
 }
 
 /// `mcss reconcile`
