@@ -672,8 +672,8 @@ impl WriterState {
         tracing::info!(
             op,
             result,
-            target = %self.account.id,
-            source = %row.source_account_id,
+            target_account = %self.account.id,
+            source_account = %row.source_account_id,
             block_id = %row.block_id,
             sync_id,
             attempts = row.attempts,
@@ -687,7 +687,7 @@ impl WriterState {
         if result == "failed" {
             tracing::warn!(
                 op,
-                target = %self.account.id,
+                target_account = %self.account.id,
                 block_id = %row.block_id,
                 sync_id,
                 "a block write was refused for good; it is retried when its content changes"

@@ -16,6 +16,7 @@ mod engine;
 mod google_client;
 mod groups;
 mod leases;
+mod logs;
 mod ops;
 mod replicas;
 mod replicas_processes;
