@@ -72,7 +72,6 @@ pub struct WriteReport {
 impl Store {
     /// Claims up to `limit` due pending rows of `target` for `claim.owner`; see the module
     /// docs. Rows come oldest due first, series and single blocks before occurrences.
-    #[tracing::instrument(name = "store.claim_due", skip(self, claim), fields(target_account = %target))]
     pub async fn claim_due(
         &self,
         target: AccountId,
@@ -85,6 +84,7 @@ impl Store {
     /// [`Store::claim_due`] under the target's lease (PostgreSQL with several replicas): the
     /// lease is checked in the same statement (nothing is claimed when it was lost), and the
     /// lease holder takes any due row, whoever claimed it in an earlier tenure.
+    #[tracing::instrument(name = "store.claim_due", skip(self, claim, fence), fields(target_account = %target))]
     pub async fn claim_due_fenced(
         &self,
         target: AccountId,
