@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use gcal_emulator::{Emulator, EmulatorConfig, Settings as EmuSettings};
+use gcal_emulator::EmulatorHandle;
 use serde_json::{json, Value};
 
-use crate::crash_restart::{free_port, token, Running, Service};
-use crate::support::{base_vars, eventually_within, Backend, TestDb};
+use crate::crash_restart::{free_port, push_emulator, serve_env, token, Running, Service};
+use crate::support::{eventually_within, Backend, TestDb};
 
 const TITLE: &str = "Quarterly numbers with the auditors";
 
 /// The JSON lines of the service's log (panics and non-JSON lines are skipped).
-fn log_lines(service: &Service) -> Vec<Value> {
+pub(crate) fn log_lines(service: &Service) -> Vec<Value> {
     std::fs::read_to_string(&service.log)
         .unwrap_or_default()
         .lines()
@@ -29,88 +29,123 @@ fn has_sync_span(line: &Value, sync_id: &str) -> bool {
     })
 }
 
+/// The real `mcss serve` on SQLite with JSON logs at `info`, `n` calendars added with the
+/// CLI ("Calendar 01"…), each with a live push channel, and no poll to race the pushes.
+pub(crate) struct Served {
+    pub(crate) emulator: EmulatorHandle,
+    pub(crate) service: Service,
+    pub(crate) http: reqwest::Client,
+    _running: Running,
+    _dir: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl Served {
+    pub(crate) async fn start(name: &str, n: usize) -> Served {
+        let db = TestDb::create(Backend::Sqlite, name)
+            .await
+            .expect("SQLite needs no server");
+        let emulator = push_emulator(n).await;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let port = free_port();
+        // Only pushes start syncs.
+        let env = serve_env(&emulator, &db.url(), port, 3600);
+        let service = Service {
+            env,
+            port,
+            log: dir.path().join("serve.log"),
+        };
+        for (n, info) in emulator.accounts().iter().enumerate() {
+            service.add_account(
+                &format!("Calendar {:02}", n + 1),
+                &info.refresh_token,
+                &info.calendar_id,
+            );
+        }
+        let http = reqwest::Client::new();
+        let running = Running(service.serve());
+        service.healthy(&http).await;
+        let served = Served {
+            emulator,
+            service,
+            http,
+            _running: running,
+            _dir: dir,
+            _db: db,
+        };
+        served.await_channels(n).await;
+        served
+    }
+
+    async fn await_channels(&self, n: usize) {
+        let base = self.emulator.base_url().to_owned();
+        eventually_within(
+            "a live push channel per calendar",
+            Duration::from_secs(30),
+            || async {
+                let listed: Value = self
+                    .http
+                    .get(format!("{base}/emulator/channels"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let live = listed["channels"]
+                    .as_array()?
+                    .iter()
+                    .filter(|c| c["live"] == true);
+                (live.count() == n).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Inserts a one-hour event on calendar `n`'s primary calendar; its id.
+    pub(crate) async fn insert(&self, n: usize, title: &str, start: &str, end: &str) -> String {
+        let refresh = &self.emulator.accounts()[n].refresh_token;
+        let access = token(&self.emulator, &self.http, refresh).await;
+        let response = self
+            .http
+            .post(format!(
+                "{}/calendar/v3/calendars/primary/events",
+                self.emulator.base_url()
+            ))
+            .bearer_auth(&access)
+            .json(&json!({
+                "summary": title,
+                "start": {"dateTime": start},
+                "end": {"dateTime": end},
+            }))
+            .send()
+            .await
+            .expect("the emulator answers");
+        assert!(response.status().is_success(), "{}", response.status());
+        let created: Value = response.json().await.expect("the created event");
+        created["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// `mcss ARGS` against the running service's database; panics unless it succeeds.
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
+        let output = self.service.run(args);
+        assert!(
+            output.status.success(),
+            "mcss {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sync_id_follows_a_change_from_its_ping_to_every_block_write() {
-    let db = TestDb::create(Backend::Sqlite, "logs_sync_id")
-        .await
-        .expect("SQLite needs no server");
-    let emulator = Emulator::start(EmulatorConfig {
-        accounts: 3,
-        settings: EmuSettings {
-            allow_http_webhooks: true,
-            rate_limit_per_minute: None,
-            ..EmuSettings::default()
-        },
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("the emulator starts");
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let port = free_port();
-    let mut env = base_vars(&emulator, &db.url());
-    env.retain(|(k, _)| !["PORT", "LOG_LEVEL", "POLL_INTERVAL_SECS"].contains(&k.as_str()));
-    env.extend([
-        ("PORT".to_owned(), port.to_string()),
-        (
-            "WEBHOOK_BASE_URL".to_owned(),
-            format!("http://127.0.0.1:{port}"),
-        ),
-        ("LOG_FORMAT".to_owned(), "json".to_owned()),
-        ("LOG_LEVEL".to_owned(), "info".to_owned()),
-        // Only the push may start the sync of the change.
-        ("POLL_INTERVAL_SECS".to_owned(), "3600".to_owned()),
-    ]);
-    let service = Service {
-        env,
-        port,
-        log: dir.path().join("serve.log"),
-    };
-    let accounts = emulator.accounts();
-    for (n, info) in accounts.iter().enumerate() {
-        service.add_account(
-            &format!("Calendar {:02}", n + 1),
-            &info.refresh_token,
-            &info.calendar_id,
-        );
-    }
-    let http = reqwest::Client::new();
-    let _running = Running(service.serve());
-    service.healthy(&http).await;
-    let base = emulator.base_url().to_owned();
-    eventually_within(
-        "a live push channel per calendar",
-        Duration::from_secs(30),
-        || async {
-            let listed: Value = http
-                .get(format!("{base}/emulator/channels"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let live = listed["channels"]
-                .as_array()?
-                .iter()
-                .filter(|c| c["live"] == true);
-            (live.count() == accounts.len()).then_some(())
-        },
-    )
-    .await;
+    let served = Served::start("logs_sync_id", 3).await;
+    let service = &served.service;
 
-    let access = token(&emulator, &http, &accounts[0].refresh_token).await;
-    let response = http
-        .post(format!("{base}/calendar/v3/calendars/primary/events"))
-        .bearer_auth(&access)
-        .json(&json!({
-            "summary": TITLE,
-            "start": {"dateTime": "2030-03-04T10:00:00Z"},
-            "end": {"dateTime": "2030-03-04T11:00:00Z"},
-        }))
-        .send()
-        .await
-        .expect("the emulator answers");
-    assert!(response.status().is_success(), "{}", response.status());
+    served
+        .insert(0, TITLE, "2030-03-04T10:00:00Z", "2030-03-04T11:00:00Z")
+        .await;
 
     // The two block writes of this change, as the log tells them.
     let writes = eventually_within(

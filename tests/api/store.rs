@@ -1322,13 +1322,7 @@ async fn a_token_stored_before_credentials_is_moved_to_one_on_start(db: &StoreDb
     let store = &db.store;
     let id = add_account(store, "Calendar 01").await;
     // The row as an older version wrote it: the token sealed on the account, no credential.
-    let key = key_of(db);
-    let sealed = mcss::store::TokenCipher::new(&key)
-        .seal(
-            "1//legacy-token",
-            &mcss::store::crypto::account_aad("Calendar 01"),
-        )
-        .expect("seal");
+    let sealed = sealed_on_account(db, "1//legacy-token", "Calendar 01");
     accounts::Entity::update_many()
         .col_expr(accounts::Column::RefreshTokenEnc, sealed.into())
         .col_expr(accounts::Column::CredentialId, Option::<i64>::None.into())
@@ -1369,6 +1363,13 @@ fn key_of(db: &StoreDb) -> EncryptionKey {
     }
 }
 
+/// A refresh token sealed as releases before credentials kept it: on the account's row.
+fn sealed_on_account(db: &StoreDb, token: &str, alias: &str) -> String {
+    mcss::store::TokenCipher::new(&key_of(db))
+        .seal(token, &mcss::store::crypto::account_aad(alias))
+        .expect("seal")
+}
+
 /// The database as the first release left it: only the first migration applied, one
 /// calendar with its token sealed on the account row, one single block and one occurrence
 /// block applied at Google.
@@ -1381,13 +1382,7 @@ async fn first_release_database(db: &StoreDb) -> i64 {
     migration::Migrator::up(conn, Some(1))
         .await
         .expect("the first schema");
-    let key = key_of(db);
-    let sealed = mcss::store::TokenCipher::new(&key)
-        .seal(
-            "1//first-release",
-            &mcss::store::crypto::account_aad("Work"),
-        )
-        .expect("seal");
+    let sealed = sealed_on_account(db, "1//first-release", "Work");
     let at = Utc::now();
     let backend = conn.get_database_backend();
     let insert = |sql: &str, values: Vec<sea_orm::Value>| {
