@@ -1005,6 +1005,50 @@ async fn a_rolling_deploy_moves_every_calendar_at_once_and_delays_no_change_with
     a_rolling_deploy_moves_every_calendar_at_once_and_delays_no_change(true).await;
 }
 
+/// Settings changed with the command line beside two replicas (another process, no
+/// `Control`, neither replica's actors in it) reach the calendars' owners: a link turned off
+/// removes its block, whichever replica owns the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_set_with_the_cli_beside_two_replicas_take_effect_on_the_owners() {
+    // Arrange: two replicas, three calendars, one event mirrored to both others.
+    let Some(mut cluster) = Cluster::new("replicas_cli_links", 3, false).await else {
+        return;
+    };
+    cluster.launch().await;
+    cluster.launch().await;
+    cluster.settled(Duration::from_secs(30)).await;
+    let users = cluster.users();
+    let event = users.insert(0, 0, "Board").await;
+    users.propagated(0, &event, Duration::from_secs(20)).await;
+
+    // Act
+    let output = cluster
+        .command()
+        .args(["links", "set", "Calendar 01", "Calendar 03", "off"])
+        .output()
+        .expect("mcss links set runs");
+    assert!(
+        output.status.success(),
+        "links set: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Assert: within a couple of ownership ticks (TTL 3 s: a tick a second), not at the
+    // next poll (300 s).
+    let observer = cluster.observer();
+    eventually_within(
+        "the block of the link turned off to go",
+        Duration::from_secs(10),
+        || async {
+            let on_2 = observer.blocks_on(1).await;
+            let on_3 = observer.blocks_on(2).await;
+            let pending = cluster.store.pending_count(None).await.ok()?;
+            (on_2.len() == 1 && on_3.is_empty() && pending == 0).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_serve_on_the_same_sqlite_file_refuses_to_start_with_one_line() {
     // Arrange: one `serve` on a SQLite file.
