@@ -152,7 +152,7 @@ async fn one_sync_id_follows_a_change_from_its_ping_to_every_block_write() {
         "both block writes in the log",
         Duration::from_secs(30),
         || async {
-            let writes: Vec<Value> = log_lines(&service)
+            let writes: Vec<Value> = log_lines(service)
                 .into_iter()
                 .filter(|l| {
                     l["message"] == "block write" && l["op"] == "insert" && l["result"] == "ok"
@@ -176,7 +176,7 @@ async fn one_sync_id_follows_a_change_from_its_ping_to_every_block_write() {
     targets.sort();
     targets.dedup();
     assert_eq!(targets.len(), 2, "one write per other calendar: {writes:?}");
-    let lines = log_lines(&service);
+    let lines = log_lines(service);
     let same: Vec<&Value> = lines
         .iter()
         .filter(|l| l.to_string().contains(&sync_id))
