@@ -12,6 +12,8 @@
 //!    join, the first is replaced by a fresh one as in a deploy): how many calendars each
 //!    owns and each process's resident memory.
 //!
+//! `BENCH_ONLY=latency,scale` (or `replicas`) runs only the sections named.
+//!
 //! Figures are printed, never asserted (speed is measured by benchmarks, never asserted by tests).
 
 #[path = "../tests/api/support/mod.rs"]
@@ -386,19 +388,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    // `BENCH_ONLY=replicas` (a comma-separated list) runs only the sections named.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let runs = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     runtime.block_on(async {
         let bounded = Duration::from_secs(240);
-        if tokio::time::timeout(bounded, latency()).await.is_err() {
+        if runs("latency") && tokio::time::timeout(bounded, latency()).await.is_err() {
             println!("propagation: did not finish within {bounded:?}");
         }
-        if tokio::time::timeout(bounded, scale()).await.is_err() {
+        if runs("scale") && tokio::time::timeout(bounded, scale()).await.is_err() {
             println!("scale: did not finish within {bounded:?}");
         }
-        if std::env::var("BENCH_SKIP_REPLICAS").is_ok_and(|v| v == "1") {
-            return;
-        }
         let bounded = Duration::from_secs(900);
-        if tokio::time::timeout(bounded, replicas()).await.is_err() {
+        if runs("replicas") && tokio::time::timeout(bounded, replicas()).await.is_err() {
             println!("replicas: did not finish within {bounded:?}");
         }
     });
