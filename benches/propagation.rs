@@ -6,6 +6,13 @@
 //!    one ping delivery + one `events.list` + one `events.insert` round trip to the emulator.
 //! 2. Scale: `BENCH_ACCOUNTS` (default 1,000) accounts in one process, polling only: the
 //!    time until every account finished its first sync and the resident memory.
+//! 3. Replicas (PostgreSQL, `MCSS_TEST_POSTGRES_URL`; `./scripts/test.sh` is not needed,
+//!    any server where the bench may create a database): `BENCH_REPLICA_CALENDARS` (default
+//!    10,000) calendars, polling only, first on one real `mcss serve`, then on three (two
+//!    join, the first is replaced by a fresh one as in a deploy): how many calendars each
+//!    owns and each process's resident memory.
+//!
+//! `BENCH_ONLY=latency,scale` (or `replicas`) runs only the sections named.
 //!
 //! Figures are printed, never asserted (speed is measured by benchmarks, never asserted by tests).
 
@@ -14,13 +21,18 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use support::{hour_slot, id_of, spawn_app, AppOptions};
+use serde_json::{json, Value};
+use support::{base_vars, hour_slot, id_of, spawn_app, AppOptions, Backend, TestDb};
 
 const CHANGES: usize = 30;
 
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_of("self")
+}
+
+/// The resident memory of process `pid` (`self` for this one), in MiB.
+fn rss_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
@@ -194,19 +206,202 @@ async fn scale() {
     drop(app);
 }
 
+/// One `mcss serve` of the replicas bench.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Serve {
+    fn start(env: &[(String, String)]) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mcss"));
+        command.env_clear();
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        let child = command
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PORT", port.to_string())
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mcss serve starts");
+        Serve { child, port }
+    }
+
+    fn rss(&self) -> f64 {
+        rss_of(&self.child.id().to_string())
+    }
+
+    /// This replica's `replica` key of `/health/detailed`, once it answers.
+    async fn replica(&self, http: &reqwest::Client) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}/health/detailed", self.port);
+        let health: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+        Some(health["replica"].clone())
+    }
+
+    fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `serves` own every one of `calendars` between them, each as many as it
+/// should, and every calendar has synced once; returns what each owns.
+async fn spread(
+    http: &reqwest::Client,
+    store: &mcss::store::Store,
+    serves: &[&Serve],
+    calendars: usize,
+) -> Vec<u64> {
+    use mcss::store::entities::sync_state;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    loop {
+        let mut owned = Vec::new();
+        let mut ids = Vec::new();
+        for serve in serves {
+            if let Some(replica) = serve.replica(http).await {
+                owned.push(replica["owned_calendars"].as_u64().unwrap_or(0));
+                ids.push(replica["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        let live = mcss::actors::ownership::LiveSet::new(&ids);
+        let leases = store.leases().await.unwrap_or_default();
+        let placed = leases
+            .iter()
+            .filter(|l| {
+                let want = mcss::actors::ownership::desired_owner(l.calendar, &live);
+                l.owner.is_some() && l.owner.as_deref() == want
+            })
+            .count();
+        let synced = sync_state::Entity::find()
+            .filter(sync_state::Column::SyncToken.is_not_null())
+            .count(store.connection())
+            .await
+            .unwrap_or(0);
+        if owned.len() == serves.len()
+            && placed == calendars
+            && owned.iter().sum::<u64>() == calendars as u64
+            && synced == calendars as u64
+        {
+            // The moved calendars' actors start and sync right after their leases move.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return owned;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn replicas() {
+    let calendars: usize = std::env::var("BENCH_REPLICA_CALENDARS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let Some(db) = TestDb::create(Backend::Postgres, "bench_replicas").await else {
+        println!("replicas: skipped (MCSS_TEST_POSTGRES_URL unset)");
+        return;
+    };
+    let emulator = gcal_emulator::Emulator::start(gcal_emulator::EmulatorConfig {
+        accounts: calendars,
+        settings: gcal_emulator::Settings {
+            rate_limit_per_minute: None,
+            ..gcal_emulator::Settings::default()
+        },
+        ..gcal_emulator::EmulatorConfig::default()
+    })
+    .await
+    .expect("the emulator starts");
+    let mut env: Vec<(String, String)> = base_vars(&emulator, &db.url());
+    env.retain(|(k, _)| k != "POLL_INTERVAL_SECS");
+    env.push(("POLL_INTERVAL_SECS".into(), "3600".into()));
+    env.push(("LEASE_TTL_SECS".into(), "6".into()));
+    let settings = mcss::config::Settings::from_vars(env.clone()).expect("valid settings");
+    let store = mcss::store::Store::connect(&settings)
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrations");
+    // Groups of ten calendars, as a user's few calendars are.
+    for (n, info) in emulator.accounts().into_iter().enumerate() {
+        store
+            .create_account(mcss::store::NewAccount {
+                alias: format!("Calendar {n:05}"),
+                email: Some(info.email),
+                calendar_id: mcss::domain::CalendarId::parse(&info.calendar_id).unwrap(),
+                refresh_token: secrecy::SecretString::from(info.refresh_token),
+                time_zone: None,
+                group: format!("group-{}", n / 10),
+                rules: mcss::store::CalendarRules::default(),
+            })
+            .await
+            .expect("the calendar is added");
+    }
+    let http = reqwest::Client::new();
+
+    let started = Instant::now();
+    let mut first = Serve::start(&env);
+    let alone = spread(&http, &store, &[&first], calendars).await;
+    let rss_alone = first.rss();
+    println!(
+        "replicas: {calendars} calendars on one replica: owns {}, RSS {rss_alone:.0} MiB ({:.0} s to first-sync all)",
+        alone[0],
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let second = Serve::start(&env);
+    let third = Serve::start(&env);
+    spread(&http, &store, &[&first, &second, &third], calendars).await;
+    let fresh = Serve::start(&env);
+    spread(&http, &store, &[&first, &second, &third, &fresh], calendars).await;
+    first.terminate();
+    let shares = spread(&http, &store, &[&second, &third, &fresh], calendars).await;
+    let rss: Vec<String> = [&second, &third, &fresh]
+        .iter()
+        .map(|s| format!("{:.0}", s.rss()))
+        .collect();
+    println!(
+        "  on three replicas: own {shares:?} ({:.0} %–{:.0} % each), RSS {} MiB ({:.0} s to spread and replace the first)",
+        100.0 * *shares.iter().min().unwrap_or(&0) as f64 / calendars as f64,
+        100.0 * *shares.iter().max().unwrap_or(&0) as f64 / calendars as f64,
+        rss.join(" / "),
+        started.elapsed().as_secs_f64()
+    );
+    drop((second, third, fresh));
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
+    // `BENCH_ONLY=replicas` (a comma-separated list) runs only the sections named.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let runs = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     runtime.block_on(async {
         let bounded = Duration::from_secs(240);
-        if tokio::time::timeout(bounded, latency()).await.is_err() {
+        if runs("latency") && tokio::time::timeout(bounded, latency()).await.is_err() {
             println!("propagation: did not finish within {bounded:?}");
         }
-        if tokio::time::timeout(bounded, scale()).await.is_err() {
+        if runs("scale") && tokio::time::timeout(bounded, scale()).await.is_err() {
             println!("scale: did not finish within {bounded:?}");
+        }
+        let bounded = Duration::from_secs(900);
+        if runs("replicas") && tokio::time::timeout(bounded, replicas()).await.is_err() {
+            println!("replicas: did not finish within {bounded:?}");
         }
     });
 }

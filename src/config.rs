@@ -77,6 +77,7 @@ pub const VARIABLES: &[&str] = &[
     "RESTART_MAX",
     "RESTART_WINDOW_SECS",
     "SHUTDOWN_TIMEOUT_SECS",
+    "LEASE_TTL_SECS",
     "MAX_BODY_BYTES",
     "REQUEST_TIMEOUT_SECS",
 ];
@@ -302,6 +303,9 @@ pub struct Settings {
     pub supervision: SupervisionSettings,
     /// Deadline for a graceful stop after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
+    /// With several replicas on PostgreSQL: how long a calendar's lease lasts without being
+    /// renewed, so how soon the calendars of a replica that died move to the others.
+    pub lease_ttl: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Upper bound on handling one HTTP request.
@@ -347,6 +351,7 @@ impl Settings {
             sync: SyncSettings::parse(vars)?,
             supervision: SupervisionSettings::parse(vars)?,
             shutdown_timeout: vars.secs("SHUTDOWN_TIMEOUT_SECS", 8, 1, 300)?,
+            lease_ttl: vars.secs("LEASE_TTL_SECS", 10, 2, 300)?,
             max_body_bytes: vars.number(
                 "MAX_BODY_BYTES",
                 256 * 1024usize,

@@ -21,6 +21,11 @@ pub const ACTOR_RESTARTS: &str = "mcss_actor_restarts_total";
 pub const PROPAGATION_LATENCY: &str = "mcss_propagation_latency_seconds";
 pub const ACCOUNTS: &str = "mcss_accounts";
 pub const UPTIME: &str = "mcss_uptime_seconds";
+pub const LEASE_ACQUISITIONS: &str = "mcss_lease_acquisitions_total";
+pub const LEASE_LOSSES: &str = "mcss_lease_losses_total";
+pub const LEASE_HANDOVERS: &str = "mcss_lease_handovers_total";
+pub const OWNED_CALENDARS: &str = "mcss_owned_calendars";
+pub const REPLICA_NOTES: &str = "mcss_replica_notes_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -87,4 +92,21 @@ fn describe() {
     );
     describe_gauge!(ACCOUNTS, "Connected accounts, by status.");
     describe_gauge!(UPTIME, "Seconds since the process started.");
+    describe_counter!(
+        LEASE_ACQUISITIONS,
+        "Calendar leases this replica took, by how (free|handed)."
+    );
+    describe_counter!(
+        LEASE_LOSSES,
+        "Calendar leases this replica lost without giving them away (expired or taken)."
+    );
+    describe_counter!(
+        LEASE_HANDOVERS,
+        "Calendar leases this replica gave to another, by why (rebalance|shutdown)."
+    );
+    describe_gauge!(OWNED_CALENDARS, "Calendars this replica owns now.");
+    describe_counter!(
+        REPLICA_NOTES,
+        "Notes received from other replicas, by kind (ping|wake|sync|leases) and result."
+    );
 }

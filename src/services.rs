@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::config::Settings;
+use crate::coordinator::Replica;
 use crate::domain::AccountId;
 use crate::google::{AccountClient, GoogleClient, GoogleError, OAuthClient, TokenSource};
 use crate::store::{log_kind, AccountStatus, LogResult, NewLogEntry, Store, StoreError};
@@ -34,8 +35,10 @@ pub struct Services {
     /// Written into every block's marker and id; stable for the life of the database.
     pub installation: Arc<str>,
     /// Who this process is when it claims outbox rows: unique per process start, so two
-    /// processes on one database never apply the same row at once.
+    /// processes on one database never apply the same row at once. Also the replica id.
     pub writer_id: Arc<str>,
+    /// This process among the replicas: the calendars it owns and their fences.
+    pub replica: Replica,
     pub planner: Arc<PlannerConfig>,
     tokens: Arc<Mutex<TokenCache>>,
 }
@@ -76,6 +79,13 @@ impl Services {
             &settings.sync,
             installation.to_string(),
         ));
+        let writer_id: Arc<str> = new_writer_id().into();
+        // One SQLite file serves one replica (`store::sqlite_lock`); on PostgreSQL calendars
+        // are owned through leases.
+        let replica = match store.backend() {
+            sea_orm::DbBackend::Postgres => Replica::leased(writer_id.clone()),
+            _ => Replica::sole(writer_id.clone()),
+        };
         Ok(Self {
             settings,
             store,
@@ -83,7 +93,8 @@ impl Services {
             oauth,
             installation,
             planner,
-            writer_id: new_writer_id().into(),
+            writer_id,
+            replica,
             tokens: Arc::default(),
         })
     }

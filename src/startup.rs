@@ -7,6 +7,12 @@
 //! then nothing listens, so a health check is refused at once instead of hanging on a
 //! socket nobody serves, and a start that cannot reach its database exits without ever
 //! having looked alive.
+//!
+//! Replicas: on SQLite the process first takes the file's serve lock (one replica per
+//! file, `store::sqlite_lock`). On PostgreSQL it starts, beside the actors, the listeners of
+//! other replicas' notes (`http::forward`) and the ownership loop (`actors::ownership`);
+//! at shutdown the first step is to hand every lease over, so the next owners start while
+//! this process still drains.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,12 +21,14 @@ use ractor::ActorRef;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::actors::ownership::OwnershipHandle;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::config::{ConfigError, Settings};
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::http::{self, AppState};
 use crate::services::{Services, ServicesError};
 use crate::shutdown::Shutdown;
+use crate::store::sqlite_lock::ServeLock;
 use crate::store::{Store, StoreError};
 
 /// Why the service could not start or stopped abnormally.
@@ -41,6 +49,8 @@ pub enum StartupError {
     Services(#[from] ServicesError),
     #[error("the root supervisor stopped unexpectedly")]
     SupervisorDied,
+    #[error("{0}")]
+    Forward(#[from] crate::http::forward::ForwardError),
 }
 
 /// A built, not yet running, service.
@@ -49,6 +59,12 @@ pub struct Application {
     port: u16,
     state: AppState,
     supervisor_handle: JoinHandle<()>,
+    /// With leases: the ownership loop, handed over first at shutdown.
+    ownership: Option<OwnershipHandle>,
+    /// With leases: the listeners of other replicas' notes.
+    listeners: Vec<JoinHandle<()>>,
+    /// With SQLite: held until the process ends.
+    _serve_lock: Option<ServeLock>,
 }
 
 impl Application {
@@ -65,6 +81,7 @@ impl Application {
         host: Option<std::net::IpAddr>,
     ) -> Result<Self, StartupError> {
         let started_at = Instant::now();
+        let serve_lock = ServeLock::acquire(&settings)?;
         let store = Store::connect(&settings).await?;
         store.migrate().await?;
         let coordinator = match &settings.redis_url {
@@ -79,10 +96,31 @@ impl Application {
         let prometheus = crate::metrics::install();
         let shutdown = Shutdown::new();
         let services = Services::build(settings.clone(), store.clone()).await?;
+        if let Some(redis) = &coordinator {
+            services.replica.use_redis(redis.clone());
+        }
         let (control, supervisor_handle) = crate::actors::start(services, shutdown.clone())
             .await
             .map_err(|e| StartupError::Supervisor(e.to_string()))?;
         let supervisor = control.supervisor();
+        let pings = Arc::default();
+        let cookie_key = Arc::new(store.cookie_key().await?);
+        let mut listeners = Vec::new();
+        let mut ownership = None;
+        if control.services().replica.is_leased() {
+            // Listening first: a lease handed over at once is announced on this channel.
+            listeners = http::forward::start(
+                control.clone(),
+                Arc::clone(&pings),
+                coordinator.clone(),
+                shutdown.clone(),
+            )
+            .await?;
+            ownership = Some(crate::actors::ownership::spawn(
+                control.clone(),
+                shutdown.clone(),
+            ));
+        }
         let state = AppState {
             admin: http::AdminConfig::from_settings(&settings),
             settings,
@@ -93,12 +131,17 @@ impl Application {
             prometheus,
             started_at,
             shutdown,
+            pings,
+            cookie_key,
         };
         Ok(Self {
             listener,
             port,
             state,
             supervisor_handle,
+            ownership,
+            listeners,
+            _serve_lock: serve_lock,
         })
     }
 
@@ -146,6 +189,9 @@ impl Application {
             port,
             state,
             mut supervisor_handle,
+            ownership,
+            listeners,
+            _serve_lock,
         } = self;
         let shutdown = state.shutdown.clone();
         let deadline = state.settings.shutdown_timeout;
@@ -169,6 +215,18 @@ impl Application {
         let stop_started = Instant::now();
         let remaining = || deadline.saturating_sub(stop_started.elapsed());
 
+        // 0. With several replicas: hand every lease over, so the next owners start now.
+        if let Some(ownership) = ownership {
+            if tokio::time::timeout(remaining(), ownership.hand_over())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    step = "leases",
+                    "shutdown deadline passed while handing the leases over"
+                );
+            }
+        }
         // 1. Stop intake: the server stops accepting and finishes in-flight requests.
         if !server.is_finished()
             && tokio::time::timeout(remaining(), &mut server)
@@ -189,7 +247,10 @@ impl Application {
                 tracing::warn!(step = "actors", detail = %missed, "shutdown deadline passed while draining actors");
             }
         }
-        // 3. Close the pools.
+        // 3. Close the pools (the note listeners hold connections of both).
+        for listener in listeners {
+            let _ = tokio::time::timeout(remaining(), listener).await;
+        }
         if let Some(c) = &state.coordinator {
             let _ = tokio::time::timeout(remaining(), c.quit()).await;
         }

@@ -4,8 +4,12 @@
 //!   runs) are noticed within [`super::ACCOUNT_WATCH_INTERVAL`], and so are the replans and
 //!   queued deletions a settings change of another process left in the store;
 //! - [`reconcile_periodically`] runs [`crate::ops::reconcile`] every
-//!   `RECONCILE_INTERVAL_SECS`; what it finds is queued in the outbox and the running writers
-//!   are woken through [`Control`].
+//!   `RECONCILE_INTERVAL_SECS` (with several replicas, on the leader only); what it finds is
+//!   queued in the outbox and the writers are woken through [`Control`].
+//!
+//! With several replicas the account watcher does not run: `super::ownership` starts and
+//! stops actors as leases come and go, through [`reconcile_children_with`], and calls
+//! [`nudge`] every tick.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -36,16 +40,30 @@ pub(crate) async fn watch_accounts(control: Control, every: Duration, shutdown: 
 /// One pass of [`watch_accounts`].
 pub(crate) async fn reconcile_children(control: &Control) -> Result<(), ControlError> {
     let accounts = control.services().store.list_accounts().await?;
+    reconcile_children_with(control, &accounts, |_| true).await
+}
+
+/// Makes the running actors match `accounts`, for the calendars `here` says this replica
+/// runs (with several replicas: those it owns; `super::ownership` calls this every tick).
+pub(crate) async fn reconcile_children_with(
+    control: &Control,
+    accounts: &[crate::store::Account],
+    here: impl Fn(AccountId) -> bool,
+) -> Result<(), ControlError> {
     let children = control.children().await;
     // Sets, not scans: this runs every few seconds over every account.
     let running: HashSet<AccountId> = children.iter().map(|c| c.key.account_id()).collect();
     let known: HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
-    for account in &accounts {
+    for account in accounts {
         let has = running.contains(&account.id);
-        if wants_actors(account.status) && !has {
+        let wanted = wants_actors(account.status) && here(account.id);
+        if wanted && !has {
             tracing::info!(account_id = %account.id, "starting actors of a newly seen account");
             control.add_children(account.id).await?;
-        } else if !wants_actors(account.status) && has {
+        } else if !wanted && has && !here(account.id) {
+            tracing::info!(account_id = %account.id, "stopping actors of a calendar another replica owns");
+            control.remove_children(account.id).await?;
+        } else if !wanted && has {
             tracing::info!(account_id = %account.id, status = %account.status, "stopping actors of an account that is no longer active");
             control.remove_children(account.id).await?;
         }
@@ -83,6 +101,11 @@ pub(crate) async fn reconcile_periodically(control: Control, every: Duration, sh
         tokio::select! {
             () = &mut stop => return,
             () = tokio::time::sleep(every) => {}
+        }
+        if !control.services().replica.is_leader() {
+            // With several replicas one of them reconciles (its queued repairs reach the
+            // other replicas' writers through their owners).
+            continue;
         }
         let report = tokio::select! {
             () = &mut stop => return,

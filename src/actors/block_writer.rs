@@ -37,13 +37,14 @@ use tokio::task::AbortHandle;
 use super::calendar::{CalendarMsg, Trigger};
 use super::latency::{LatencyRing, LatencySample};
 use super::ActorNames;
+use crate::coordinator::Standing;
 use crate::domain::{AccountId, BlockId, EventId};
 use crate::google::{AccountClient, Event, GoogleError};
 use crate::metrics::{BLOCK_OPERATIONS, PENDING_OPERATIONS, PROPAGATION_LATENCY};
 use crate::services::Services;
 use crate::store::{
-    log_kind, Account, BlockState, Claim, LogResult, NewLogEntry, OutboxRow, RowRole, WriteOutcome,
-    WriteReport,
+    log_kind, Account, BlockState, Claim, Fence, LogResult, NewLogEntry, OutboxRow, RowRole,
+    StoreError, WriteOutcome, WriteReport,
 };
 use crate::sync::BlockBody;
 
@@ -247,7 +248,18 @@ impl WriterState {
         }
         let store = self.services.store.clone();
         let target = self.account.id;
-        let rows = match store.claim_due(target, &self.claim(), BATCH).await {
+        let fence = match self.services.replica.standing(target) {
+            Standing::Sole => None,
+            Standing::Owner(fence) => Some(fence),
+            Standing::Elsewhere => {
+                tracing::debug!("not converging: another replica owns this calendar");
+                return;
+            }
+        };
+        let rows = match store
+            .claim_due_fenced(target, &self.claim(), BATCH, fence.as_ref())
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox; retrying");
@@ -256,7 +268,7 @@ impl WriterState {
             }
         };
         let full_batch = rows.len() as u64 == BATCH;
-        let stopped = self.write_batch(myself, rows).await;
+        let stopped = self.write_batch(myself, rows, fence.as_ref()).await;
         self.update_gauge().await;
         if stopped {
             return;
@@ -268,14 +280,28 @@ impl WriterState {
         self.schedule_next(myself).await;
     }
 
-    /// Writes the claimed rows in order and records them in one transaction. Returns
-    /// whether the batch stopped early (paused, halted or out of tokens: a timer is set).
-    async fn write_batch(&mut self, myself: &ActorRef<WriterMsg>, rows: Vec<OutboxRow>) -> bool {
+    /// Writes the claimed rows in order and records them in one transaction (under the
+    /// target's lease, `fence`, when there are several replicas). Returns whether the batch
+    /// stopped early (paused, halted or out of tokens: a timer is set; or the lease ran out:
+    /// the rest is left to the next owner).
+    async fn write_batch(
+        &mut self,
+        myself: &ActorRef<WriterMsg>,
+        rows: Vec<OutboxRow>,
+        fence: Option<&Fence>,
+    ) -> bool {
         let mut series = self.series_of(&rows).await;
         let mut reports = Vec::with_capacity(rows.len());
         let mut audit = Vec::new();
         let mut stopped = false;
         for row in rows {
+            if fence.is_some() && !self.services.replica.owns(self.account.id) {
+                // The lease's local deadline passed (a pause, a slow renewal): no write may
+                // start that the next owner could be making too.
+                tracing::info!("lease ran out; leaving the rest of the batch to the next owner");
+                stopped = true;
+                break;
+            }
             if let Some(wait) = self.bucket.take(Instant::now()) {
                 self.schedule(myself, wait);
                 stopped = true;
@@ -320,12 +346,21 @@ impl WriterState {
                 }
             }
         }
-        if let Err(e) = self
+        let recorded = self
             .services
             .store
-            .record_writes(&self.services.writer_id, &reports, audit)
-            .await
-        {
+            .record_writes_fenced(&self.services.writer_id, &reports, audit, fence)
+            .await;
+        if let Err(StoreError::Fenced { .. }) = recorded {
+            // Google has the writes; the next owner finds the rows pending and repeats them
+            // idempotently (deterministic ids).
+            tracing::info!(
+                writes = reports.len(),
+                "lease lost before the batch was recorded; the next owner takes the rows"
+            );
+            return true;
+        }
+        if let Err(e) = recorded {
             // Google has the writes; the rows stay pending and the next pass repeats them
             // idempotently once the claim is ours again.
             tracing::warn!(error = %e, "cannot record a batch of block writes");

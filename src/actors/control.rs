@@ -10,6 +10,11 @@
 //! Lifecycle: built once by [`super::start`] next to the supervisor and cloned into
 //! `AppState`; every method is safe to call while actors restart (a missing actor is either
 //! an error the caller sees or a no-op, as documented per method).
+//!
+//! With several replicas (`coordinator::Replica` is leased) a calendar's actors run only on
+//! its owner: a ping, a writer's wake-up or an operator's sync for a calendar owned
+//! elsewhere is sent to the owner as a `coordinator::Note`, and actors are started only for
+//! calendars owned here.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +30,7 @@ use super::latency::{LatencyRing, LatencySample};
 use super::local_writers::LocalWriters;
 use super::supervisor::{ChildKey, ChildStatus, SupervisorMsg};
 use super::ActorNames;
+use crate::coordinator::{ForwardedPing, Note, SyncAsk};
 use crate::domain::{AccountId, ChannelId, SyncId};
 use crate::google::GoogleError;
 use crate::ops::{BlockWrites, OpsError};
@@ -173,6 +179,9 @@ impl Control {
 
     pub async fn sync_now(&self, id: AccountId) -> Result<(), ControlError> {
         self.account(id).await?;
+        if self.ask_owner(id, SyncAsk::Manual).await? {
+            return Ok(());
+        }
         let actor = self
             .inner
             .names
@@ -183,11 +192,42 @@ impl Control {
             .map_err(|e| ControlError::Actor(e.to_string()))
     }
 
+    /// With several replicas, a sync of a calendar another replica owns is asked of that
+    /// replica; `true` when it was.
+    async fn ask_owner(&self, id: AccountId, ask: SyncAsk) -> Result<bool, ControlError> {
+        let services = self.services();
+        if services.replica.owns(id) {
+            return Ok(false);
+        }
+        let Some(owner) = services.replica.owner_elsewhere(self.store(), id).await? else {
+            return Ok(false);
+        };
+        let note = Note::Sync { calendar: id, ask };
+        services.replica.send(self.store(), &owner, &note).await;
+        Ok(true)
+    }
+
+    /// A sync asked by another replica (see [`Control::sync_now`]) of a calendar this one
+    /// owns; ignored when it has no running calendar actor.
+    pub(crate) fn sync_here(&self, id: AccountId, ask: SyncAsk) {
+        let trigger = match ask {
+            SyncAsk::Manual => Trigger::Manual(Instant::now()),
+            SyncAsk::FullResync => Trigger::FullResync(Instant::now()),
+            SyncAsk::ConfirmDeletions => Trigger::ConfirmDeletions(Instant::now()),
+        };
+        if let Some(actor) = self.inner.names.calendar_actor(id) {
+            let _ = actor.cast(CalendarMsg::Sync(trigger));
+        }
+    }
+
     /// Forget the sync token and list everything again (never deletes state first). When
     /// the account has no running actor, its next start does the full listing.
     pub async fn full_resync(&self, id: AccountId) -> Result<(), ControlError> {
         self.account(id).await?;
         self.store().reset_sync_token(id).await?;
+        if self.ask_owner(id, SyncAsk::FullResync).await? {
+            return Ok(());
+        }
         if let Some(actor) = self.inner.names.calendar_actor(id) {
             let _ = actor.cast(CalendarMsg::Sync(Trigger::FullResync(Instant::now())));
         }
@@ -199,6 +239,9 @@ impl Control {
     pub async fn confirm_deletions(&self, id: AccountId) -> Result<(), ControlError> {
         self.account(id).await?;
         self.store().reset_sync_token(id).await?;
+        if self.ask_owner(id, SyncAsk::ConfirmDeletions).await? {
+            return Ok(());
+        }
         let Some(actor) = self.inner.names.calendar_actor(id) else {
             return Err(ControlError::NotRunning(id));
         };
@@ -251,6 +294,25 @@ impl Control {
     /// A push notification: authenticated by the channel token, answered without any
     /// Google call; a change notification asks the account's CalendarActor for a sync.
     pub async fn ping(&self, ping: WebhookPing) -> Result<PingOutcome, ControlError> {
+        self.route_ping(ping, true).await
+    }
+
+    /// A ping another replica authenticated and forwarded here, the owner of its calendar
+    /// (as that replica believed): checked again, and handled here or dropped — never
+    /// forwarded twice (a calendar changing hands meanwhile is synced by its new owner as it
+    /// starts).
+    pub(crate) async fn ping_forwarded(
+        &self,
+        ping: WebhookPing,
+    ) -> Result<PingOutcome, ControlError> {
+        self.route_ping(ping, false).await
+    }
+
+    async fn route_ping(
+        &self,
+        ping: WebhookPing,
+        may_forward: bool,
+    ) -> Result<PingOutcome, ControlError> {
         let Ok(channel_id) = ChannelId::parse(&ping.channel_id) else {
             return Ok(PingOutcome::UnknownChannel);
         };
@@ -278,6 +340,16 @@ impl Control {
         if ping.resource_state == "sync" {
             return Ok(PingOutcome::Sync);
         }
+        let replica = &self.services().replica;
+        if !replica.owns(channel.account_id) {
+            if may_forward {
+                self.forward_ping(channel.account_id, ping).await?;
+            } else {
+                tracing::debug!(account_id = %channel.account_id, "forwarded ping for a calendar this replica no longer owns");
+                replica.nudge();
+            }
+            return Ok(PingOutcome::Accepted);
+        }
         match self.inner.names.calendar_actor(channel.account_id) {
             Some(actor) => {
                 let trigger = Trigger::Ping(ping.received, ping.sync_id);
@@ -288,6 +360,35 @@ impl Control {
             }
         }
         Ok(PingOutcome::Accepted)
+    }
+
+    /// Sends an authenticated ping to the replica that owns its calendar. With no owner right
+    /// now (a lease in passage) it is dropped: the next owner syncs the calendar as it starts.
+    async fn forward_ping(
+        &self,
+        calendar: AccountId,
+        ping: WebhookPing,
+    ) -> Result<(), ControlError> {
+        let replica = &self.services().replica;
+        match replica.owner_elsewhere(self.store(), calendar).await? {
+            Some(owner) => {
+                let note = Note::Ping(ForwardedPing {
+                    calendar,
+                    channel_id: ping.channel_id,
+                    token: ping.token,
+                    resource_id: ping.resource_id,
+                    resource_state: ping.resource_state,
+                    message_number: ping.message_number,
+                    sync_id: ping.sync_id.to_string(),
+                });
+                replica.send(self.store(), &owner, &note).await;
+                tracing::debug!(account_id = %calendar, to = %owner, "ping forwarded to the calendar's owner");
+            }
+            None => {
+                tracing::debug!(account_id = %calendar, "ping for a calendar nobody owns right now; its next owner syncs it as it starts");
+            }
+        }
+        Ok(())
     }
 
     /// Every child's status, ordered by key; empty when the supervisor does not answer.
@@ -335,6 +436,19 @@ impl Control {
     /// Starts both actors of `id` (a no-op for those running) and answers once they are
     /// registered, so a lookup by name right after finds them.
     pub(crate) async fn add_children(&self, id: AccountId) -> Result<(), ControlError> {
+        let services = self.services();
+        let ttl = services.settings.lease_ttl;
+        if !services.replica.owns(id)
+            && !services
+                .replica
+                .take_if_free(&services.store, id, ttl)
+                .await?
+        {
+            // With several replicas only the owner runs a calendar's actors; another one
+            // holds it (or this one stops).
+            services.replica.nudge();
+            return Ok(());
+        }
         for key in [ChildKey::Writer(id), ChildKey::Calendar(id)] {
             self.inner
                 .supervisor
@@ -454,7 +568,12 @@ pub(crate) fn wants_actors(status: AccountStatus) -> bool {
 #[async_trait]
 impl BlockWrites for Control {
     async fn wake(&self, target: AccountId) {
-        self.wake_writer(target);
+        let replica = &self.services().replica;
+        if replica.owns(target) {
+            self.wake_writer(target);
+        } else {
+            replica.wake_elsewhere(self.store(), &[target]).await;
+        }
     }
 
     async fn drained(&self, targets: &[AccountId], deadline: Duration) -> Vec<AccountId> {

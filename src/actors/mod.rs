@@ -39,6 +39,9 @@
 //! and a [`StoreDegradedSink`] (marks the account `degraded` in the store), starts the actors
 //! of every active account, watches the accounts table for changes made by other processes,
 //! and hands back a [`control::Control`]; [`stop`] ends the tree under the shutdown deadline.
+//! On PostgreSQL several replicas may share the database: [`ownership`] then decides which
+//! calendars run here (leases, rendezvous hashing, hand-over at SIGTERM), and the actors of
+//! the others run on their owners.
 //!
 //! Finding an actor: by name, and only by name. Running children are registered in
 //! ractor's registry as `{prefix}/calendar-{account}` and `{prefix}/writer-{account}`
@@ -53,6 +56,7 @@ pub mod control;
 pub mod factory;
 pub mod latency;
 pub mod local_writers;
+pub mod ownership;
 pub mod restart;
 pub mod supervisor;
 pub mod sync_job;
@@ -129,7 +133,9 @@ impl ActorNames {
 }
 
 /// Starts the tree for `serve`: the root supervisor with the production factory, the actors
-/// of every active or degraded account, and the account watcher (until `shutdown`).
+/// of every active or degraded account, and the account watcher (until `shutdown`). With
+/// leases (PostgreSQL) it starts no actor: [`ownership::spawn`] starts those of the calendars
+/// this replica owns.
 pub async fn start(
     services: Services,
     shutdown: Shutdown,
@@ -159,16 +165,21 @@ pub async fn start(
             return Err(e.into());
         }
     };
-    for account in accounts.iter().filter(|a| control::wants_actors(a.status)) {
-        for key in [ChildKey::Calendar(account.id), ChildKey::Writer(account.id)] {
-            let _ = supervisor.cast(SupervisorMsg::AddChild(key));
+    if services.replica.is_leased() {
+        // Several replicas may share the database: `ownership` starts the actors of the
+        // calendars this replica comes to own (the caller spawns it).
+    } else {
+        for account in accounts.iter().filter(|a| control::wants_actors(a.status)) {
+            for key in [ChildKey::Calendar(account.id), ChildKey::Writer(account.id)] {
+                let _ = supervisor.cast(SupervisorMsg::AddChild(key));
+            }
         }
+        tokio::spawn(background::watch_accounts(
+            control.clone(),
+            ACCOUNT_WATCH_INTERVAL,
+            shutdown.clone(),
+        ));
     }
-    tokio::spawn(background::watch_accounts(
-        control.clone(),
-        ACCOUNT_WATCH_INTERVAL,
-        shutdown.clone(),
-    ));
     let every = control.services().settings.sync.reconcile_interval;
     tokio::spawn(background::reconcile_periodically(
         control.clone(),

@@ -15,13 +15,14 @@ use chrono::Utc;
 
 use super::block_writer::WriterMsg;
 use super::ActorNames;
+use crate::coordinator::Standing;
 use crate::domain::{AccountId, BlockId, EventId, SyncId};
 use crate::google::{self, AccountClient, EventsQuery, GoogleError};
 use crate::metrics::{SYNCS, SYNC_DURATION};
 use crate::services::{Services, ServicesError};
 use crate::store::{
     log_kind, Account, CalendarRules, Claim, CommitOutcome, HoldWrite, LogResult, NewLogEntry,
-    OutboxUpsert, RowRole, StoreError, StoredEventUpsert, SyncCommit,
+    OutboxUpsert, RowRole, StoreError, StoredEventUpsert, SyncCommit, SyncFence,
 };
 use crate::sync::{
     self, convert, BlockRole, GuardChange, GuardInput, ListedEvent, PassInput, RowView,
@@ -53,6 +54,9 @@ pub enum SyncError {
     Google(#[from] GoogleError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another replica owns the calendar now (or this one's lease ran out): not synced here.
+    #[error("calendar {0} is owned by another replica")]
+    NotOwner(AccountId),
 }
 
 impl From<ServicesError> for SyncError {
@@ -122,6 +126,9 @@ impl SyncJob {
                     "sync done"
                 );
             }
+            Err(SyncError::NotOwner(_)) => {
+                tracing::debug!("sync skipped: another replica owns the calendar");
+            }
             Err(e) => {
                 metrics::counter!(SYNCS, "kind" => kind, "result" => "error").increment(1);
                 tracing::warn!(kind, error = %e, duration_ms, "sync failed");
@@ -153,6 +160,9 @@ impl SyncJob {
 
     async fn sync(&self) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
+        if !self.services.replica.owns(self.account.id) {
+            return Err(SyncError::NotOwner(self.account.id));
+        }
         let listing = self.list().await?;
         let reads = Reads::gather(self, &listing).await?;
         let input = reads.input(self, &listing);
@@ -170,14 +180,10 @@ impl SyncJob {
             ..SyncReport::default()
         };
         let commit = self.commit_of(plan, listing, &report, started.elapsed());
-        let outcome = self
-            .services
-            .store
-            .commit_sync(self.account.id, commit)
-            .await?;
+        let outcome = self.commit(commit).await?;
         report.blocks_queued = outcome.blocks_queued;
         report.excluded = outcome.excluded;
-        self.wake(&outcome);
+        self.wake(&outcome).await;
         report.woken = outcome.woken_targets;
         Ok(report)
     }
@@ -266,15 +272,49 @@ impl SyncJob {
         }
     }
 
-    fn wake(&self, outcome: &CommitOutcome) {
+    /// Commits under the source calendar's lease when there are several replicas: nothing is
+    /// written once this replica lost it, and only the rows of the targets it owns are
+    /// claimed for its own writers.
+    async fn commit(&self, commit: SyncCommit) -> Result<CommitOutcome, SyncError> {
+        let store = &self.services.store;
+        let replica = &self.services.replica;
+        let fence = match replica.standing(self.account.id) {
+            Standing::Sole => return Ok(store.commit_sync(self.account.id, commit).await?),
+            Standing::Owner(fence) => fence,
+            Standing::Elsewhere => return Err(SyncError::NotOwner(self.account.id)),
+        };
+        let fence = SyncFence {
+            source: fence,
+            claim_targets: replica
+                .owned_among(commit.desired_blocks.iter().map(|b| b.target_account_id)),
+        };
+        match store
+            .commit_sync_fenced(self.account.id, commit, Some(&fence))
+            .await
+        {
+            Err(StoreError::Fenced { calendar }) => Err(SyncError::NotOwner(calendar)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Wakes the writer of every target that got work: here when this replica owns it,
+    /// through its owner otherwise.
+    async fn wake(&self, outcome: &CommitOutcome) {
+        let replica = &self.services.replica;
+        let mut elsewhere = Vec::new();
         for target in &outcome.woken_targets {
-            if let Some(writer) = self.names.writer_actor(*target) {
+            if !replica.owns(*target) {
+                elsewhere.push(*target);
+            } else if let Some(writer) = self.names.writer_actor(*target) {
                 let _ = writer.cast(WriterMsg::Converge {
                     trigger: Some(self.trigger),
                     source: Some(self.account.id),
                 });
             }
         }
+        replica
+            .wake_elsewhere(&self.services.store, &elsewhere)
+            .await;
     }
 }
 

@@ -1,5 +1,8 @@
 //! `/health` answers liveness with no I/O (Railway's health check and restarts use it);
-//! `/health/detailed` pings every dependency and answers 503 when one is down.
+//! `/health/detailed` pings every dependency and answers 503 when one is down, and says who
+//! this replica is under `"replica"`: its `id`, the `live` replicas' ids (itself alone on
+//! SQLite), how many calendars it owns (`owned_calendars`) and whether it is the `leader`
+//! (the one that runs the periodic reconciliation).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,6 +34,7 @@ pub(super) async fn detailed(State(state): State<AppState>) -> (StatusCode, Json
             .collect::<Vec<_>>()),
         _ => Value::Null,
     };
+    let replica = replica(&state).await;
     let healthy = database["status"] == "ok"
         && redis["status"] != "down"
         && supervisor_alive
@@ -43,6 +47,7 @@ pub(super) async fn detailed(State(state): State<AppState>) -> (StatusCode, Json
         "redis": redis,
         "supervisor": { "status": if supervisor_alive { "ok" } else { "down" } },
         "queues": queues,
+        "replica": replica,
         "shutting_down": state.shutdown.is_triggered(),
     });
     let status = if healthy {
@@ -51,6 +56,34 @@ pub(super) async fn detailed(State(state): State<AppState>) -> (StatusCode, Json
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// This replica among the others; `live` is `null` when the database does not answer.
+async fn replica(state: &AppState) -> Value {
+    let replica = &state.control.services().replica;
+    let (live, owned) = if replica.is_leased() {
+        let live = match tokio::time::timeout(PING_TIMEOUT, state.store.live_replicas()).await {
+            Ok(Ok(live)) => json!(live),
+            _ => Value::Null,
+        };
+        (live, json!(replica.held_count()))
+    } else {
+        let owned = match tokio::time::timeout(PING_TIMEOUT, state.store.list_accounts()).await {
+            Ok(Ok(accounts)) => json!(accounts
+                .iter()
+                .filter(|a| crate::actors::control::wants_actors(a.status))
+                .count()),
+            _ => Value::Null,
+        };
+        (json!([replica.id().as_ref()]), owned)
+    };
+    json!({
+        "id": replica.id().as_ref(),
+        "mode": if replica.is_leased() { "leased" } else { "sole" },
+        "live": live,
+        "owned_calendars": owned,
+        "leader": replica.is_leader(),
+    })
 }
 
 /// `{"status": "ok"}`, or `down` with the reason, bounded by [`PING_TIMEOUT`].

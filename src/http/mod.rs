@@ -5,8 +5,11 @@
 //! ones are dropped ([`replay`]). The HTML pages (`/admin/*`, `/auth/*`) carry the same
 //! security headers ([`security`]).
 //! Routes: `/health`, `/health/detailed`, `/metrics`, `/webhooks/google`, `/auth/*`, `/admin/*`.
+//! With several replicas, [`forward`] receives what the others send this one (pings of the
+//! calendars it owns, writer wake-ups).
 
 mod admin;
+pub mod forward;
 mod health;
 mod oauth;
 mod replay;
@@ -53,6 +56,11 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// Admin page knobs: session lifetime, login limit, and the demo panel (demo only).
     pub admin: AdminConfig,
+    /// Recent pings, shared by the webhook route and the pings other replicas forward here
+    /// ([`forward`]), so each is handled once.
+    pub(crate) pings: Arc<replay::PingMemory>,
+    /// Signs the admin pages' cookies; the same on every replica (kept in the store).
+    pub(crate) cookie_key: Arc<[u8; 64]>,
 }
 
 /// Builds the router with every route and the cross-cutting layers.
@@ -68,7 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route(
             "/webhooks/google",
-            post(webhook::google).layer(Extension(Arc::new(replay::PingMemory::default()))),
+            post(webhook::google).layer(Extension(state.pings.clone())),
         )
         .fallback(not_found)
         .layer(middleware::from_fn(track))

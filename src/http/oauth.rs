@@ -4,32 +4,29 @@
 //! Role: an operator signed in to the dashboard asks to connect (or reconnect) a calendar
 //! under an alias; `start` sends the browser to Google with PKCE (S256), a random
 //! single-use `state`, `access_type=offline`, `prompt=consent` and the service's scopes
-//! ([`crate::google::SCOPES`]). The `state`, the PKCE verifier and the alias stay here, in
-//! memory, for [`CONSENT_TTL`]. `callback` takes them back exactly once, exchanges the code,
+//! ([`crate::google::SCOPES`]). The `state` (as its hash), the PKCE verifier (sealed) and the
+//! alias are kept in the database for [`CONSENT_TTL`] (`store::web_state`), so the callback
+//! may reach any replica. `callback` takes them back exactly once, exchanges the code,
 //! checks that every needed scope was granted, stores the account through
 //! [`crate::ops::connect_account`] (the refresh token is encrypted at rest; a reconnect of a
 //! `needs_reauth` account replaces its token) and starts its actors through `Control`.
 //!
 //! The callback needs no session cookie: the browser arrives from Google, a cross-site
 //! navigation on which SameSite=Strict cookies are not sent. The single-use `state`, created
-//! for a signed-in operator, is what authorizes it. Pending consents live in this process
-//! only: with several replicas, the one that started a consent must receive its callback
-//! (see docs/operations.md).
+//! for a signed-in operator, is what authorizes it.
 //!
 //! Both pages carry the dashboard's security headers ([`super::security`]). A code Google
 //! refuses to exchange is the browser's request gone wrong (400, "start again"); only
 //! Google failing to answer is a 502.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use parking_lot::Mutex;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -38,46 +35,54 @@ use super::AppState;
 use crate::google::auth::{SCOPE_CALENDAR_EVENTS, SCOPE_CALENDAR_LIST_READONLY};
 use crate::google::{GoogleError, GrantedTokens};
 use crate::ops::{self, ConnectRequest, OpsError, MAX_ALIAS_LEN};
+use crate::store::web_state::secret_hash;
+use crate::store::{Store, StoreError};
 
 /// How long a consent may take before its `state` is refused.
 pub(crate) const CONSENT_TTL: Duration = Duration::from_secs(600);
 /// Consents kept waiting at most; older ones are dropped first.
-const MAX_PENDING: usize = 500;
+const MAX_PENDING: u64 = 500;
 
 /// What `start` remembers for its callback.
 struct Pending {
     verifier: SecretString,
     alias: String,
-    created: Instant,
 }
 
-/// Consents waiting for their callback, by `state`.
-#[derive(Default)]
+/// Consents waiting for their callback, by `state`, in the store.
 pub(crate) struct PendingConsents {
-    table: Mutex<HashMap<String, Pending>>,
+    store: Store,
 }
 
 impl PendingConsents {
-    fn insert(&self, state: String, pending: Pending) {
-        let mut table = self.table.lock();
-        table.retain(|_, p| p.created.elapsed() < CONSENT_TTL);
-        while table.len() >= MAX_PENDING {
-            let Some(oldest) = table
-                .iter()
-                .min_by_key(|(_, p)| p.created)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            table.remove(&oldest);
-        }
-        table.insert(state, pending);
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    async fn insert(&self, state: &str, pending: Pending) -> Result<(), StoreError> {
+        self.store
+            .put_consent(
+                &secret_hash(state),
+                &pending.verifier,
+                &pending.alias,
+                CONSENT_TTL,
+                MAX_PENDING,
+            )
+            .await
     }
 
     /// Takes the consent of `state` out (so it can never be used twice), if it is live.
-    fn take(&self, state: &str) -> Option<Pending> {
-        let pending = self.table.lock().remove(state)?;
-        (pending.created.elapsed() < CONSENT_TTL).then_some(pending)
+    async fn take(&self, state: &str) -> Option<Pending> {
+        match self.store.take_consent(&secret_hash(state)).await {
+            Ok(consent) => consent.map(|c| Pending {
+                verifier: c.verifier,
+                alias: c.alias,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a pending consent");
+                None
+            }
+        }
     }
 }
 
@@ -155,14 +160,19 @@ async fn start(
             );
         }
     };
-    admin.runtime.consents.insert(
-        consent.state,
-        Pending {
-            verifier: consent.pkce_verifier,
-            alias: alias.clone(),
-            created: Instant::now(),
-        },
-    );
+    let pending = Pending {
+        verifier: consent.pkce_verifier,
+        alias: alias.clone(),
+    };
+    if let Err(e) = admin.runtime.consents.insert(&consent.state, pending).await {
+        tracing::warn!(error = %e, "cannot store a pending consent");
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Cannot connect right now",
+            "The sign-in could not be remembered (the database did not answer). Nothing was changed. Try again in a moment.",
+            back,
+        );
+    }
     tracing::info!(%alias, "consent started");
     Redirect::to(consent.url.as_str()).into_response()
 }
@@ -208,7 +218,11 @@ async fn callback(
         return admin::disabled();
     }
     let again = Some(("/admin/connect", "Start again"));
-    let Some(pending) = q.state.as_deref().and_then(|s| rt.consents.take(s)) else {
+    let pending = match q.state.as_deref() {
+        Some(s) => rt.consents.take(s).await,
+        None => None,
+    };
+    let Some(pending) = pending else {
         tracing::warn!("OAuth callback with an unknown, used or expired state");
         return message(
             StatusCode::BAD_REQUEST,
@@ -386,22 +400,6 @@ mod tests {
     fn the_broad_calendar_scope_covers_everything() {
         let g = granted(&["https://www.googleapis.com/auth/calendar"]);
         assert!(missing_scopes(&g).is_empty());
-    }
-
-    #[test]
-    fn a_state_is_good_for_one_callback_only() {
-        let consents = PendingConsents::default();
-        consents.insert(
-            "s1".into(),
-            Pending {
-                verifier: SecretString::from("v".to_owned()),
-                alias: "Calendar 01".into(),
-                created: Instant::now(),
-            },
-        );
-        assert!(consents.take("s1").is_some());
-        assert!(consents.take("s1").is_none());
-        assert!(consents.take("forged").is_none());
     }
 
     #[test]

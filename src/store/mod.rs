@@ -35,15 +35,20 @@ pub mod crypto;
 pub mod entities;
 mod events;
 mod groups;
+pub mod leases;
 mod outbox;
 pub mod records;
+pub mod sqlite_lock;
 mod sync_log;
 mod sync_state;
 pub mod views;
+pub mod web_state;
 mod writes;
 
 pub use crypto::{CryptoError, TokenCipher};
+pub use leases::{Fence, HandedOver, HeldLease, LeaseRow};
 pub use records::*;
+pub use sync_state::SyncFence;
 pub use writes::{WriteOutcome, WriteReport};
 
 /// What went wrong in the store, in the terms a caller branches on.
@@ -67,6 +72,10 @@ pub enum StoreError {
     /// `DATABASE_URL` cannot be used at start: no answer, refused, a missing folder.
     #[error("{0}")]
     Unusable(#[from] ConfigError),
+    /// This replica no longer holds the lease of the calendar (see [`leases`]): nothing was
+    /// written.
+    #[error("calendar {calendar} is no longer owned by this replica")]
+    Fenced { calendar: crate::domain::AccountId },
 }
 
 impl StoreError {
@@ -107,6 +116,9 @@ const INSTALLATION_ID_KEY: &str = "installation_id";
 
 /// The `kv` key of the canary that proves the token key matches the database.
 const KEY_CHECK_KEY: &str = "token_key_check";
+
+/// How long a PostgreSQL session may sit idle inside a transaction (see `connect`).
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
 
 /// How long a SQLite writer waits for the lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -156,6 +168,15 @@ impl Store {
         match kind {
             DatabaseKind::Postgres => {
                 options.max_connections(10).min_connections(1);
+                // A replica paused in the middle of a transaction (SIGSTOP, a frozen VM) must
+                // not hold the row locks that fence its leases for ever: the server ends
+                // such a session, and the others can take the leases over.
+                options.map_sqlx_postgres_opts(|opts| {
+                    opts.options([(
+                        "idle_in_transaction_session_timeout",
+                        IDLE_IN_TRANSACTION_TIMEOUT,
+                    )])
+                });
             }
             DatabaseKind::Sqlite => {
                 // Each connection to `:memory:` would be its own empty database.

@@ -6,7 +6,7 @@
 //! desired state. After a crash the actor resumes from the old token and recomputes the same
 //! rows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict, SimpleExpr};
@@ -18,7 +18,7 @@ use sea_orm::{
 use super::entities::{accounts, desired_blocks, source_events, sync_state};
 use super::sync_log::insert_log_rows;
 use super::{
-    now, BlockState, Claim, CommitOutcome, HoldWrite, OutboxUpsert, Store, StoreError,
+    now, BlockState, Claim, CommitOutcome, Fence, HoldWrite, OutboxUpsert, Store, StoreError,
     StoredEventUpsert, SyncCommit, SyncState,
 };
 use crate::domain::{AccountId, BlockId};
@@ -73,8 +73,29 @@ impl Store {
         account_id: AccountId,
         commit: SyncCommit,
     ) -> Result<CommitOutcome, StoreError> {
+        self.commit_sync_fenced(account_id, commit, None).await
+    }
+
+    /// [`Store::commit_sync`] under a lease (PostgreSQL with several replicas): `fence.source`
+    /// is checked in the same transaction (nothing is written when this replica lost the
+    /// source calendar, [`StoreError::Fenced`]), and the queued rows are claimed for this
+    /// replica's writers only on the targets it owns (`fence.claim_targets`); the others'
+    /// owners claim their own.
+    pub async fn commit_sync_fenced(
+        &self,
+        account_id: AccountId,
+        commit: SyncCommit,
+        fence: Option<&SyncFence>,
+    ) -> Result<CommitOutcome, StoreError> {
         let txn = self.write_txn().await?;
-        match write_commit(&txn, account_id, commit).await {
+        let written = async {
+            if let Some(fence) = fence {
+                super::leases::check_fence(&txn, &fence.source).await?;
+            }
+            write_commit(&txn, account_id, commit, fence.map(|f| &f.claim_targets)).await
+        }
+        .await;
+        match written {
             Ok(outcome) => {
                 txn.commit().await?;
                 Ok(outcome)
@@ -146,10 +167,19 @@ impl Store {
     }
 }
 
+/// A sync commit's lease: the source calendar's [`Fence`], and the targets this replica owns
+/// (only their rows are claimed for its writers).
+#[derive(Debug, Clone)]
+pub struct SyncFence {
+    pub source: Fence,
+    pub claim_targets: HashSet<AccountId>,
+}
+
 async fn write_commit(
     txn: &DatabaseTransaction,
     account_id: AccountId,
     commit: SyncCommit,
+    claim_targets: Option<&HashSet<AccountId>>,
 ) -> Result<CommitOutcome, StoreError> {
     let at = now();
     upsert_source_events(txn, account_id, commit.upserted_source_events, at).await?;
@@ -158,6 +188,7 @@ async fn write_commit(
         at,
         sync_id: commit.sync_id.clone(),
         claim: commit.claim_for.clone(),
+        claim_targets,
     };
     let mut outcome = upsert_desired_blocks(txn, commit.desired_blocks, &queued).await?;
     outcome.excluded = exclude_blocks(txn, account_id, &commit.exclusions, at).await?;
@@ -290,30 +321,35 @@ async fn delete_source_events(
 }
 
 /// What every row a commit queues is stamped with.
-struct Queued {
+struct Queued<'a> {
     at: DateTime<Utc>,
     sync_id: Option<String>,
     claim: Option<Claim>,
+    /// Under a lease: the targets whose rows take `claim` (`None`: every target).
+    claim_targets: Option<&'a HashSet<AccountId>>,
 }
 
-impl Queued {
-    /// Columns of a row put (back) to pending by this commit.
-    fn pending_columns(&self) -> Vec<(desired_blocks::Column, SimpleExpr)> {
+impl Queued<'_> {
+    /// The claim a row queued for `target` gets.
+    fn claim_on(&self, target: i64) -> Option<&Claim> {
+        let ours = self
+            .claim_targets
+            .is_none_or(|targets| targets.contains(&AccountId::new(target)));
+        self.claim.as_ref().filter(|_| ours)
+    }
+
+    /// Columns of a row of `target` put (back) to pending by this commit.
+    fn pending_columns(&self, target: i64) -> Vec<(desired_blocks::Column, SimpleExpr)> {
         use desired_blocks::Column as C;
+        let claim = self.claim_on(target);
         vec![
             (C::State, BlockState::Pending.as_str().into()),
             (C::Attempts, Expr::value(0)),
             (C::NextAttemptAt, Some(self.at).into()),
             (C::LastError, Option::<String>::None.into()),
             (C::SyncId, self.sync_id.clone().into()),
-            (
-                C::ClaimedBy,
-                self.claim.as_ref().map(|c| c.owner.clone()).into(),
-            ),
-            (
-                C::ClaimExpiresAt,
-                self.claim.as_ref().map(|c| c.until).into(),
-            ),
+            (C::ClaimedBy, claim.map(|c| c.owner.clone()).into()),
+            (C::ClaimExpiresAt, claim.map(|c| c.until).into()),
         ]
     }
 }
@@ -321,7 +357,7 @@ impl Queued {
 async fn upsert_desired_blocks(
     txn: &impl ConnectionTrait,
     upserts: Vec<OutboxUpsert>,
-    queued: &Queued,
+    queued: &Queued<'_>,
 ) -> Result<CommitOutcome, StoreError> {
     let mut latest: BTreeMap<(i64, String), OutboxUpsert> = BTreeMap::new();
     for upsert in upserts {
@@ -384,12 +420,13 @@ fn body_text(upsert: &OutboxUpsert) -> Result<Option<String>, StoreError> {
 async fn insert_row(
     txn: &impl ConnectionTrait,
     upsert: OutboxUpsert,
-    queued: &Queued,
+    queued: &Queued<'_>,
 ) -> Result<bool, StoreError> {
     let body = body_text(&upsert)?;
     if body.is_none() {
         return Ok(false);
     }
+    let claim = queued.claim_on(upsert.target_account_id.get());
     desired_blocks::Entity::insert(desired_blocks::ActiveModel {
         target_account_id: Set(upsert.target_account_id.get()),
         source_account_id: Set(upsert.source_account_id.get()),
@@ -407,8 +444,8 @@ async fn insert_row(
         last_error: Set(None),
         created_at: Set(queued.at),
         updated_at: Set(queued.at),
-        claimed_by: Set(queued.claim.as_ref().map(|c| c.owner.clone())),
-        claim_expires_at: Set(queued.claim.as_ref().map(|c| c.until)),
+        claimed_by: Set(claim.map(|c| c.owner.clone())),
+        claim_expires_at: Set(claim.map(|c| c.until)),
         sync_id: Set(queued.sync_id.clone()),
         applied_updated: Set(None),
         ..Default::default()
@@ -424,7 +461,7 @@ async fn update_row(
     txn: &impl ConnectionTrait,
     row: &desired_blocks::Model,
     upsert: OutboxUpsert,
-    queued: &Queued,
+    queued: &Queued<'_>,
 ) -> Result<bool, StoreError> {
     use desired_blocks::Column as C;
     let by_id = C::Id.eq(row.id);
@@ -477,7 +514,7 @@ async fn update_row(
         .col_expr(C::DesiredHash, upsert.desired_hash.into())
         .col_expr(C::UpdatedAt, queued.at.into())
         .filter(by_id);
-    for (column, value) in queued.pending_columns() {
+    for (column, value) in queued.pending_columns(row.target_account_id) {
         update = update.col_expr(column, value);
     }
     update.exec(txn).await?;

@@ -26,7 +26,9 @@ use sea_orm::{
 use super::entities::desired_blocks::{self, Column, Entity};
 use super::outbox::records;
 use super::sync_log::insert_log_rows;
-use super::{now, BlockState, Claim, NewLogEntry, OutboxId, OutboxRow, RowRole, Store, StoreError};
+use super::{
+    now, BlockState, Claim, Fence, NewLogEntry, OutboxId, OutboxRow, RowRole, Store, StoreError,
+};
 use crate::domain::{AccountId, BlockId};
 
 /// What became of one claimed row at Google.
@@ -70,17 +72,33 @@ pub struct WriteReport {
 impl Store {
     /// Claims up to `limit` due pending rows of `target` for `claim.owner`; see the module
     /// docs. Rows come oldest due first, series and single blocks before occurrences.
-    #[tracing::instrument(name = "store.claim_due", skip(self, claim), fields(target_account = %target))]
     pub async fn claim_due(
         &self,
         target: AccountId,
         claim: &Claim,
         limit: u64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.claim_due_fenced(target, claim, limit, None).await
+    }
+
+    /// [`Store::claim_due`] under the target's lease (PostgreSQL with several replicas): the
+    /// lease is checked in the same statement (nothing is claimed when it was lost), and the
+    /// lease holder takes any due row, whoever claimed it in an earlier tenure.
+    #[tracing::instrument(name = "store.claim_due", skip(self, claim, fence), fields(target_account = %target))]
+    pub async fn claim_due_fenced(
+        &self,
+        target: AccountId,
+        claim: &Claim,
+        limit: u64,
+        fence: Option<&Fence>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let at = now();
         let txn = self.write_txn().await?;
-        let ids = match self.backend() {
-            DbBackend::Postgres => claim_postgres(&txn, target, claim, at, limit).await?,
+        let ids = match (self.backend(), fence) {
+            (DbBackend::Postgres, Some(fence)) => {
+                claim_postgres_fenced(&txn, target, claim, at, limit, fence).await?
+            }
+            (DbBackend::Postgres, None) => claim_postgres(&txn, target, claim, at, limit).await?,
             _ => claim_portable(&txn, target, claim, at, limit).await?,
         };
         let rows = Entity::find()
@@ -114,14 +132,29 @@ impl Store {
 
     /// Records a batch of writes and their audit lines in one transaction; see the module
     /// docs. Returns how many reports applied (the others had lost their claim).
-    #[tracing::instrument(name = "store.record_writes", skip_all, fields(reports = reports.len()))]
     pub async fn record_writes(
         &self,
         owner: &str,
         reports: &[WriteReport],
         log: Vec<NewLogEntry>,
     ) -> Result<usize, StoreError> {
+        self.record_writes_fenced(owner, reports, log, None).await
+    }
+
+    /// [`Store::record_writes`] under the target's lease: the whole batch is refused
+    /// ([`StoreError::Fenced`], nothing recorded) when this replica lost it.
+    #[tracing::instrument(name = "store.record_writes", skip_all, fields(reports = reports.len()))]
+    pub async fn record_writes_fenced(
+        &self,
+        owner: &str,
+        reports: &[WriteReport],
+        log: Vec<NewLogEntry>,
+        fence: Option<&Fence>,
+    ) -> Result<usize, StoreError> {
         let txn = self.write_txn().await?;
+        if let Some(fence) = fence {
+            super::leases::check_fence(&txn, fence).await?;
+        }
         let mut recorded = 0;
         for report in reports {
             if record_one(&txn, owner, report).await? {
@@ -238,6 +271,34 @@ async fn claim_postgres(
             BlockState::Pending.as_str().into(),
             at.into(),
             i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    );
+    let rows = txn.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|r| r.try_get::<i64>("", "id").map_err(StoreError::from))
+        .collect()
+}
+
+async fn claim_postgres_fenced(
+    txn: &DatabaseTransaction,
+    target: AccountId,
+    claim: &Claim,
+    at: DateTime<Utc>,
+    limit: u64,
+    fence: &Fence,
+) -> Result<Vec<i64>, StoreError> {
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        super::leases::fenced_claim_sql(RowRole::Occurrence.as_str()),
+        [
+            claim.owner.clone().into(),
+            claim.until.into(),
+            target.get().into(),
+            BlockState::Pending.as_str().into(),
+            at.into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            fence.owner.to_string().into(),
+            fence.epoch.into(),
         ],
     );
     let rows = txn.query_all_raw(statement).await?;

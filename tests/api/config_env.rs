@@ -123,6 +123,7 @@ malformed! {
     restart_max: "RESTART_MAX" = "none",
     restart_window_secs: "RESTART_WINDOW_SECS" = "0",
     shutdown_timeout_secs: "SHUTDOWN_TIMEOUT_SECS" = "0",
+    lease_ttl_secs: "LEASE_TTL_SECS" = "1",
     max_body_bytes: "MAX_BODY_BYTES" = "1",
     request_timeout_secs: "REQUEST_TIMEOUT_SECS" = "1000",
 }

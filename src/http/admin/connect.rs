@@ -183,7 +183,7 @@ pub(super) async fn pick_page(
         Ok(list) => list,
         Err(e) => return internal(e),
     };
-    let page = admin.page(&state);
+    let page = admin.page(&state).await;
     picker(&page, &id, &alias, &calendars, &connected).into_response()
 }
 
@@ -302,14 +302,16 @@ pub(super) async fn pick_connect(
     let group = match ops::validate_group(form.get("group").map_or("", String::as_str)) {
         Ok(group) => group,
         Err(e) => {
-            admin.problem(format!("Nothing was connected. {e}"));
+            admin.problem(format!("Nothing was connected. {e}")).await;
             return Redirect::to(&back).into_response();
         }
     };
     let picked = match chosen(&form, &calendars, &connected) {
         Ok(picked) => picked,
         Err(problem) => {
-            admin.problem(format!("Nothing was connected. {problem}"));
+            admin
+                .problem(format!("Nothing was connected. {problem}"))
+                .await;
             return Redirect::to(&back).into_response();
         }
     };
@@ -326,15 +328,19 @@ pub(super) async fn pick_connect(
                 } else {
                     format!("Connected {} only.", done.join(", "))
                 };
-                admin.problem(format!("{so_far} {}: {problem}", choice.alias));
+                admin
+                    .problem(format!("{so_far} {}: {problem}", choice.alias))
+                    .await;
                 return Redirect::to("/admin").into_response();
             }
         }
     }
-    admin.notice(format!(
-        "Connected {} (group {group}); their blocks are being made.",
-        done.join(", ")
-    ));
+    admin
+        .notice(format!(
+            "Connected {} (group {group}); their blocks are being made.",
+            done.join(", ")
+        ))
+        .await;
     Redirect::to("/admin").into_response()
 }
 

@@ -31,7 +31,9 @@
 //! answers 404 with a plain note (and `serve` logs that the pages are off).
 //!
 //! Lifecycle: one [`Runtime`] (sessions, login limiter, pending OAuth consents, calendars
-//! being picked) is built with the router and lives as long as the server.
+//! being picked) is built with the router and lives as long as the server; sessions, login
+//! limits and consents are kept in the database, so every replica serves every signed-in
+//! request (the calendars being picked after a consent are this process's own).
 
 mod accounts;
 mod activity;
@@ -105,7 +107,7 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
-/// The admin pages' in-memory state, shared by the admin and OAuth routers.
+/// The admin pages' state (kept in the store), shared by the admin and OAuth routers.
 pub(crate) struct Runtime {
     pub enabled: bool,
     pub sessions: session::Sessions,
@@ -126,9 +128,17 @@ impl Runtime {
             .is_some_and(|u| u.scheme() == "https");
         Arc::new(Self {
             enabled: settings.admin_password.is_some(),
-            sessions: session::Sessions::new(state.admin.session_ttl, https),
-            limiter: session::LoginLimiter::new(state.admin.login_attempts_per_minute),
-            consents: super::oauth::PendingConsents::default(),
+            sessions: session::Sessions::new(
+                state.store.clone(),
+                &state.cookie_key,
+                state.admin.session_ttl,
+                https,
+            ),
+            limiter: session::LoginLimiter::new(
+                state.store.clone(),
+                state.admin.login_attempts_per_minute,
+            ),
+            consents: super::oauth::PendingConsents::new(state.store.clone()),
             picks: connect::Picks::default(),
         })
     }
@@ -218,7 +228,7 @@ impl FromRequestParts<AppState> for Admin {
         if !runtime.enabled {
             return Err(disabled());
         }
-        match runtime.sessions.current(&parts.headers) {
+        match runtime.sessions.current(&parts.headers).await {
             Some(session) => Ok(Admin { runtime, session }),
             None if parts.uri.path().starts_with("/admin/api/") => {
                 Err((StatusCode::UNAUTHORIZED, "sign in at /admin/login\n").into_response())
@@ -243,31 +253,34 @@ impl Admin {
         }
     }
 
-    fn flash(&self) -> Option<Flash> {
+    async fn flash(&self) -> Option<Flash> {
         self.runtime
             .sessions
             .take_flash(&self.session.id)
+            .await
             .map(Flash::decode)
     }
 
     /// A notice for the next page: what was done.
-    fn notice(&self, message: impl Into<String>) {
+    async fn notice(&self, message: impl Into<String>) {
         self.runtime
             .sessions
-            .set_flash(&self.session.id, Flash::Done(message.into()).encode());
+            .set_flash(&self.session.id, Flash::Done(message.into()).encode())
+            .await;
     }
 
     /// A notice for the next page that shows as an error.
-    fn problem(&self, message: impl Into<String>) {
+    async fn problem(&self, message: impl Into<String>) {
         self.runtime
             .sessions
-            .set_flash(&self.session.id, Flash::Failed(message.into()).encode());
+            .set_flash(&self.session.id, Flash::Failed(message.into()).encode())
+            .await;
     }
 
-    fn page(&self, _state: &AppState) -> pages::Page {
+    async fn page(&self, _state: &AppState) -> pages::Page {
         pages::Page {
             csrf: self.session.csrf.clone(),
-            flash: self.flash(),
+            flash: self.flash().await,
         }
     }
 }
@@ -280,7 +293,7 @@ async fn login_page(Extension(rt): Extension<Arc<Runtime>>, headers: HeaderMap) 
     if !rt.enabled {
         return disabled();
     }
-    if rt.sessions.current(&headers).is_some() {
+    if rt.sessions.current(&headers).await.is_some() {
         return Redirect::to("/admin").into_response();
     }
     login_form(&rt, StatusCode::OK, None)
@@ -322,7 +335,7 @@ async fn login(
     let Some(password) = state.settings.admin_password.as_ref() else {
         return disabled();
     };
-    if !rt.limiter.allow(client) {
+    if !rt.limiter.allow(client).await {
         tracing::warn!(%client, "admin login refused: too many attempts");
         let mut response = login_form(
             &rt,
@@ -345,7 +358,13 @@ async fn login(
         tracing::info!(%client, "admin login failed: wrong password");
         return login_form(&rt, StatusCode::UNAUTHORIZED, Some("Wrong password."));
     }
-    let (_, cookie) = rt.sessions.create();
+    let Some((_, cookie)) = rt.sessions.create().await else {
+        return login_form(
+            &rt,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("The sign-in could not be stored (the database did not answer). Try again in a moment."),
+        );
+    };
     tracing::info!(%client, "admin signed in");
     let mut response = Redirect::to("/admin").into_response();
     session::set_cookie(response.headers_mut(), cookie);
@@ -366,7 +385,7 @@ async fn logout(admin: Admin, Form(form): Form<CsrfForm>) -> Response {
     if let Some(refused) = admin.refuse_bad_csrf(&form.csrf) {
         return refused;
     }
-    admin.runtime.sessions.end(&admin.session.id);
+    admin.runtime.sessions.end(&admin.session.id).await;
     let mut response = Redirect::to("/admin/login").into_response();
     session::set_cookie(
         response.headers_mut(),
@@ -427,7 +446,7 @@ async fn overview(admin: Admin, State(state): State<AppState>) -> Response {
             Ok(found) => found,
             Err(e) => return internal(e),
         };
-    let page = admin.page(&state);
+    let page = admin.page(&state).await;
     let panel = match &state.admin.demo {
         Some(demo) => {
             let (calendars, events) = tokio::join!(demo.calendars(), demo.events());
@@ -464,7 +483,7 @@ async fn account_page(
         Err(e) => return internal(e),
     };
     accounts::account(
-        &admin.page(&state),
+        &admin.page(&state).await,
         &row,
         &Calendars::new(list),
         &log,
@@ -534,7 +553,8 @@ async fn account_action(
     let purge = form.purge.is_some();
     if let Some(step) = accounts::Confirmable::of(&action) {
         if form.confirm.as_deref() != Some("yes") {
-            return accounts::confirm(&admin.page(&state), &account, step, purge).into_response();
+            return accounts::confirm(&admin.page(&state).await, &account, step, purge)
+                .into_response();
         }
     }
     let control = control(&state);
@@ -569,7 +589,7 @@ async fn account_action(
             };
             if result.is_ok() {
                 tracing::info!(account = %id, purge, "account removed from the dashboard");
-                admin.notice(done);
+                admin.notice(done).await;
                 return Redirect::to("/admin").into_response();
             }
             (result, done)
@@ -579,11 +599,11 @@ async fn account_action(
     match result {
         Ok(()) => {
             tracing::info!(account = %id, action, "admin action");
-            admin.notice(done);
+            admin.notice(done).await;
         }
         Err(e) => {
             tracing::warn!(account = %id, action, error = %e, "admin action failed");
-            admin.problem(failure_words(&action, alias, &e));
+            admin.problem(failure_words(&action, alias, &e)).await;
         }
     }
     Redirect::to(&format!("/admin/accounts/{id}")).into_response()
@@ -651,7 +671,7 @@ async fn activity(
     };
     let calendars = Calendars::new(accounts.clone());
     activity::activity(
-        &admin.page(&state),
+        &admin.page(&state).await,
         &accounts,
         &calendars,
         &entries,
@@ -663,7 +683,7 @@ async fn activity(
 
 async fn live_page(admin: Admin, State(state): State<AppState>) -> Response {
     match live::Live::read(&state).await {
-        Ok(data) => live::page(&admin.page(&state), &data).into_response(),
+        Ok(data) => live::page(&admin.page(&state).await, &data).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -728,7 +748,7 @@ async fn week_page(
     };
     let view = week::WeekView::new(start, zone, q.titles());
     match week::Week::read(&state, view).await {
-        Ok(data) => week::page(&admin.page(&state), &data).into_response(),
+        Ok(data) => week::page(&admin.page(&state).await, &data).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -769,7 +789,7 @@ async fn events_page(
         },
     };
     match trace::EventList::read(&state, query).await {
-        Ok(list) => trace::list_page(&admin.page(&state), &list).into_response(),
+        Ok(list) => trace::list_page(&admin.page(&state).await, &list).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -802,7 +822,7 @@ async fn trace_page(
         titles: q.titles(),
     };
     match trace::Trace::read(&state, source, event, link).await {
-        Ok(data) => trace::trace_page(&admin.page(&state), &data).into_response(),
+        Ok(data) => trace::trace_page(&admin.page(&state).await, &data).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -820,7 +840,7 @@ async fn connect_page(
 ) -> Response {
     let oauth_ready =
         state.settings.google.client_id.is_some() && state.settings.google.redirect_uri.is_some();
-    pages::connect(&admin.page(&state), q.alias.as_deref(), oauth_ready).into_response()
+    pages::connect(&admin.page(&state).await, q.alias.as_deref(), oauth_ready).into_response()
 }
 
 #[derive(Deserialize)]
@@ -847,17 +867,25 @@ async fn demo_action(
         return unknown_page(admin).await;
     };
     let Some(action) = DemoAction::parse(&form.action) else {
-        admin.problem("Nothing was done: unknown demo action.");
+        admin
+            .problem("Nothing was done: unknown demo action.")
+            .await;
         return Redirect::to("/admin").into_response();
     };
     let event = form.event.as_deref().filter(|e| !e.is_empty());
     if action.needs_event() && event.is_none() {
-        admin.problem("Nothing was done: choose an event the demo made first.");
+        admin
+            .problem("Nothing was done: choose an event the demo made first.")
+            .await;
         return Redirect::to("/admin#demo").into_response();
     }
     match demo.perform(&form.calendar, event, action).await {
-        Ok(done) => admin.notice(done),
-        Err(problem) => admin.problem(format!("The demo action failed: {problem}")),
+        Ok(done) => admin.notice(done).await,
+        Err(problem) => {
+            admin
+                .problem(format!("The demo action failed: {problem}"))
+                .await
+        }
     }
     Redirect::to("/admin").into_response()
 }

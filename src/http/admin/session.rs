@@ -1,22 +1,25 @@
 //! Admin sign-in: server-side sessions behind a signed cookie, per-session CSRF tokens, the
 //! login form's own CSRF nonce, and the per-client login limit.
 //!
-//! Lifecycle: everything here lives in memory for the life of the process. The cookie key is
-//! random per process, so a restart signs everybody out (documented in `docs/operations.md`);
-//! with several replicas an operator needs sticky sessions or one admin replica.
+//! Lifecycle: sessions and login attempts live in the database (`store::web_state`), and the
+//! cookie key is generated once and kept there too, so any replica serves any signed-in
+//! request, and a restart signs nobody out. Only hashes of session ids are stored. A
+//! database that does not answer signs the request out (a page asks to sign in again) and
+//! refuses logins, rather than letting anyone in.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use cookie::{Cookie, CookieJar, Key, SameSite};
-use parking_lot::Mutex;
 use rand::RngCore as _;
 use subtle::ConstantTimeEq as _;
+
+use crate::store::web_state::secret_hash;
+use crate::store::Store;
 
 /// The session cookie (holds only a random session id, signed).
 pub(crate) const SESSION_COOKIE: &str = "mcss_admin";
@@ -24,7 +27,7 @@ pub(crate) const SESSION_COOKIE: &str = "mcss_admin";
 pub(crate) const LOGIN_COOKIE: &str = "mcss_login";
 /// Sessions kept at most; the oldest are dropped beyond it (a flood of logins cannot grow
 /// memory without bound).
-const MAX_SESSIONS: usize = 1000;
+const MAX_SESSIONS: u64 = 1000;
 
 /// 32 random bytes as hex: session ids, CSRF tokens, nonces.
 pub(crate) fn random_token() -> String {
@@ -45,89 +48,84 @@ pub(crate) struct SessionInfo {
     pub csrf: String,
 }
 
-struct SessionData {
-    csrf: String,
-    expires_at: Instant,
-    created_at: Instant,
-    /// A one-shot notice for the next page ("Sync started").
-    flash: Option<String>,
-}
-
-/// The session table and the cookie key.
+/// The session table (in the store) and the cookie key.
 pub(crate) struct Sessions {
     key: Key,
     ttl: Duration,
     secure: bool,
-    table: Mutex<HashMap<String, SessionData>>,
+    store: Store,
 }
 
 impl Sessions {
-    pub fn new(ttl: Duration, secure: bool) -> Self {
+    /// `key` is the installation's cookie key (`Store::cookie_key`), the same on every
+    /// replica.
+    pub fn new(store: Store, key: &[u8; 64], ttl: Duration, secure: bool) -> Self {
         Self {
-            key: Key::generate(),
+            key: Key::from(key),
             ttl,
             secure,
-            table: Mutex::new(HashMap::new()),
+            store,
         }
     }
 
-    /// Opens a session and returns the `Set-Cookie` value that carries it.
-    pub fn create(&self) -> (SessionInfo, HeaderValue) {
+    /// Opens a session and returns the `Set-Cookie` value that carries it; `None` when the
+    /// store cannot keep it.
+    pub async fn create(&self) -> Option<(SessionInfo, HeaderValue)> {
         let id = random_token();
         let csrf = random_token();
-        let now = Instant::now();
-        let mut table = self.table.lock();
-        table.retain(|_, s| s.expires_at > now);
-        if table.len() >= MAX_SESSIONS {
-            if let Some(oldest) = table
-                .iter()
-                .min_by_key(|(_, s)| s.created_at)
-                .map(|(k, _)| k.clone())
-            {
-                table.remove(&oldest);
-            }
+        if let Err(e) = self
+            .store
+            .create_session(&secret_hash(&id), &csrf, self.ttl, MAX_SESSIONS)
+            .await
+        {
+            tracing::error!(error = %e, "cannot store an admin session");
+            return None;
         }
-        table.insert(
-            id.clone(),
-            SessionData {
-                csrf: csrf.clone(),
-                expires_at: now + self.ttl,
-                created_at: now,
-                flash: None,
-            },
-        );
-        drop(table);
         let cookie = self.signed_cookie(SESSION_COOKIE, id.clone(), Some(self.ttl));
-        (SessionInfo { id, csrf }, cookie)
+        Some((SessionInfo { id, csrf }, cookie))
     }
 
     /// The live session named by the request's signed cookie, if any.
-    pub fn current(&self, headers: &HeaderMap) -> Option<SessionInfo> {
+    pub async fn current(&self, headers: &HeaderMap) -> Option<SessionInfo> {
         let id = self.read_signed(headers, SESSION_COOKIE)?;
-        let mut table = self.table.lock();
-        let data = table.get(&id)?;
-        if Instant::now() >= data.expires_at {
-            table.remove(&id);
-            return None;
-        }
-        Some(SessionInfo {
-            id,
-            csrf: data.csrf.clone(),
-        })
-    }
-
-    pub fn end(&self, id: &str) {
-        self.table.lock().remove(id);
-    }
-
-    pub fn set_flash(&self, id: &str, message: impl Into<String>) {
-        if let Some(data) = self.table.lock().get_mut(id) {
-            data.flash = Some(message.into());
+        match self.store.session(&secret_hash(&id)).await {
+            Ok(Some(session)) => Some(SessionInfo {
+                id,
+                csrf: session.csrf,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read an admin session");
+                None
+            }
         }
     }
 
-    pub fn take_flash(&self, id: &str) -> Option<String> {
-        self.table.lock().get_mut(id).and_then(|d| d.flash.take())
+    pub async fn end(&self, id: &str) {
+        if let Err(e) = self.store.end_session(&secret_hash(id)).await {
+            tracing::warn!(error = %e, "cannot end an admin session");
+        }
+    }
+
+    pub async fn set_flash(&self, id: &str, message: impl Into<String>) {
+        let message = message.into();
+        if let Err(e) = self
+            .store
+            .set_session_flash(&secret_hash(id), &message)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot keep a notice for the next page");
+        }
+    }
+
+    pub async fn take_flash(&self, id: &str) -> Option<String> {
+        match self.store.take_session_flash(&secret_hash(id)).await {
+            Ok(flash) => flash,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the notice of a session");
+                None
+            }
+        }
     }
 
     /// A `Set-Cookie` value that deletes `name`.
@@ -204,42 +202,34 @@ pub(crate) fn set_cookie(headers: &mut HeaderMap, cookie: HeaderValue) {
     headers.append(SET_COOKIE, cookie);
 }
 
-/// A sliding one-minute window of login attempts per client address.
+/// A sliding one-minute window of login attempts per client address, shared by every replica.
 pub(crate) struct LoginLimiter {
     per_minute: u32,
-    attempts: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    store: Store,
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
 
 impl LoginLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        Self {
-            per_minute,
-            attempts: Mutex::new(HashMap::new()),
-        }
+    pub fn new(store: Store, per_minute: u32) -> Self {
+        Self { per_minute, store }
     }
 
     /// Records an attempt from `client`; `false` when it is over the limit (the attempt is
-    /// refused and not counted, so waiting a minute always helps).
-    pub fn allow(&self, client: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut attempts = self.attempts.lock();
-        if attempts.len() > 10_000 {
-            attempts.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
-        }
-        let queue = attempts.entry(client).or_default();
-        while queue
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+    /// refused and not counted, so waiting a minute always helps), or when the store cannot
+    /// tell.
+    pub async fn allow(&self, client: IpAddr) -> bool {
+        match self
+            .store
+            .allow_login_attempt(&client.to_string(), self.per_minute, WINDOW)
+            .await
         {
-            queue.pop_front();
+            Ok(allowed) => allowed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count a login attempt; refusing it");
+                false
+            }
         }
-        if queue.len() >= self.per_minute as usize {
-            return false;
-        }
-        queue.push_back(now);
-        true
     }
 }
 
@@ -281,35 +271,6 @@ pub(crate) fn client_ip(parts: &Parts) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_sixth_attempt_in_a_minute_is_refused() {
-        let limiter = LoginLimiter::new(5);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..5 {
-            assert!(limiter.allow(ip));
-        }
-        assert!(!limiter.allow(ip));
-        assert!(limiter.allow("192.0.2.2".parse().unwrap()));
-    }
-
-    #[test]
-    fn a_session_cookie_signed_by_another_process_is_ignored() {
-        let ours = Sessions::new(Duration::from_secs(60), false);
-        let theirs = Sessions::new(Duration::from_secs(60), false);
-        let (_, cookie) = theirs.create();
-        let mut headers = HeaderMap::new();
-        let pair = cookie
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        headers.insert(COOKIE, HeaderValue::from_str(&pair).unwrap());
-        assert!(theirs.current(&headers).is_some());
-        assert!(ours.current(&headers).is_none());
-    }
 
     #[test]
     fn secrets_compare_equal_only_when_identical() {

@@ -42,7 +42,7 @@ pub(super) async fn settings_index(admin: Admin, State(state): State<AppState>) 
         Ok(a) => a,
         Err(e) => return internal(e),
     };
-    let page = admin.page(&state);
+    let page = admin.page(&state).await;
     index_page(&page, &state, &accounts).into_response()
 }
 
@@ -186,7 +186,7 @@ pub(super) async fn settings_page(
         Ok(names) => names,
         Err(e) => return internal(e),
     };
-    let page = admin.page(&state);
+    let page = admin.page(&state).await;
     let values = Values::in_force(&account, &resolved(&state, &account));
     form_page(&page, &account, &values, &groups).into_response()
 }
@@ -320,16 +320,18 @@ pub(super) async fn save_settings(
             } else {
                 "The group was changed, the rules were not."
             };
-            admin.problem(format!("{moved} {e}"));
+            admin.problem(format!("{moved} {e}")).await;
             return Redirect::to(&back).into_response();
         }
     }
     tracing::info!(account = %account.id, "settings changed from the dashboard");
-    admin.notice(format!(
-        "Settings of {} saved. {}",
-        account.alias,
-        consequences(&changes)
-    ));
+    admin
+        .notice(format!(
+            "Settings of {} saved. {}",
+            account.alias,
+            consequences(&changes)
+        ))
+        .await;
     Redirect::to(&back).into_response()
 }
 
@@ -346,7 +348,7 @@ async fn refused(
         Ok(names) => names,
         Err(e) => return internal(e),
     };
-    let mut page = admin.page(state);
+    let mut page = admin.page(state).await;
     page.flash = Some(Flash::Failed(format!("Nothing was changed. {problem}")));
     (
         StatusCode::BAD_REQUEST,
@@ -397,7 +399,7 @@ pub(super) async fn links_page(admin: Admin, State(state): State<AppState>) -> R
         Ok(found) => found,
         Err(e) => return internal(e),
     };
-    let page = admin.page(&state);
+    let page = admin.page(&state).await;
     let calendars = Calendars::new(accounts);
     pages::layout(
         "Links",
@@ -501,9 +503,11 @@ pub(super) async fn set_link(
         "on" => true,
         "off" => false,
         other => {
-            admin.problem(format!(
-                "Nothing was changed. state: must be `on` or `off`, not {other:?}"
-            ));
+            admin
+                .problem(format!(
+                    "Nothing was changed. state: must be `on` or `off`, not {other:?}"
+                ))
+                .await;
             return Redirect::to("/admin/links").into_response();
         }
     };
@@ -513,17 +517,19 @@ pub(super) async fn set_link(
     {
         Ok(change) => {
             tracing::info!(on, "link changed from the dashboard");
-            admin.notice(format!(
-                "{} → {} is {}. {}",
-                form.source.trim(),
-                form.target.trim(),
-                form.state,
-                consequences(&[change])
-            ));
+            admin
+                .notice(format!(
+                    "{} → {} is {}. {}",
+                    form.source.trim(),
+                    form.target.trim(),
+                    form.state,
+                    consequences(&[change])
+                ))
+                .await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "link change failed");
-            admin.problem(format!("Nothing was changed. {e}"));
+            admin.problem(format!("Nothing was changed. {e}")).await;
         }
     }
     Redirect::to("/admin/links").into_response()
