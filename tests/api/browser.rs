@@ -704,23 +704,26 @@ async fn the_week_shows_an_event_and_its_four_blocks_and_the_trace_has_them_in_s
     let week = format!("{}/admin/week?start={monday}", app.base);
     let when = start.format("%Y-%m-%dT%H:%M:%SZ").to_string();
 
-    let blocks = eventually("four blocks drawn in the week", || async {
-        browser.goto(&week).await.ok()?;
-        let found = browser
-            .find_all(Locator::Css(&format!(
-                "a.item[data-kind=block][data-source-event=\"{event_id}\"]"
-            )))
-            .await
-            .ok()?;
-        (found.len() == 4).then_some(found)
-    })
+    let (blocks, own) = eventually(
+        "the event and its four blocks drawn in the week",
+        || async {
+            browser.goto(&week).await.ok()?;
+            let found = browser
+                .find_all(Locator::Css(&format!(
+                    "a.item[data-kind=block][data-source-event=\"{event_id}\"]"
+                )))
+                .await
+                .ok()?;
+            let own = browser
+                .find(Locator::Css(&format!(
+                    "a.item[data-kind=event][data-source-event=\"{event_id}\"]"
+                )))
+                .await
+                .ok()?;
+            (found.len() == 4).then_some((found, own))
+        },
+    )
     .await;
-    let own = browser
-        .find(Locator::Css(&format!(
-            "a.item[data-kind=event][data-source-event=\"{event_id}\"]"
-        )))
-        .await
-        .expect("the event drawn on its own calendar");
     assert_eq!(
         own.attr("data-start").await.unwrap().as_deref(),
         Some(when.as_str())
