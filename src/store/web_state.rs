@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Set,
+    ColumnTrait as _, DatabaseTransaction, EntityTrait, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, Set,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -125,25 +125,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let at = now();
         let txn = self.write_txn().await?;
-        sessions::Entity::delete_many()
-            .filter(sessions::Column::ExpiresAt.lte(at))
-            .exec(&txn)
-            .await?;
-        let live = sessions::Entity::find().count(&txn).await?;
-        if live >= max {
-            let oldest: Vec<String> = sessions::Entity::find()
-                .select_only()
-                .column(sessions::Column::IdHash)
-                .order_by_asc(sessions::Column::CreatedAt)
-                .limit(live + 1 - max)
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            sessions::Entity::delete_many()
-                .filter(sessions::Column::IdHash.is_in(oldest))
-                .exec(&txn)
-                .await?;
-        }
+        make_room::<sessions::Entity>(
+            &txn,
+            at,
+            [
+                sessions::Column::ExpiresAt,
+                sessions::Column::IdHash,
+                sessions::Column::CreatedAt,
+            ],
+            max,
+        )
+        .await?;
         sessions::Entity::insert(sessions::ActiveModel {
             id_hash: Set(id_hash.to_owned()),
             csrf: Set(csrf.to_owned()),
@@ -256,25 +248,17 @@ impl Store {
             .seal(verifier.expose_secret(), state_hash.as_bytes())?;
         let at = now();
         let txn = self.write_txn().await?;
-        consents::Entity::delete_many()
-            .filter(consents::Column::ExpiresAt.lte(at))
-            .exec(&txn)
-            .await?;
-        let waiting = consents::Entity::find().count(&txn).await?;
-        if waiting >= max {
-            let oldest: Vec<String> = consents::Entity::find()
-                .select_only()
-                .column(consents::Column::StateHash)
-                .order_by_asc(consents::Column::CreatedAt)
-                .limit(waiting + 1 - max)
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            consents::Entity::delete_many()
-                .filter(consents::Column::StateHash.is_in(oldest))
-                .exec(&txn)
-                .await?;
-        }
+        make_room::<consents::Entity>(
+            &txn,
+            at,
+            [
+                consents::Column::ExpiresAt,
+                consents::Column::StateHash,
+                consents::Column::CreatedAt,
+            ],
+            max,
+        )
+        .await?;
         consents::Entity::insert(consents::ActiveModel {
             state_hash: Set(state_hash.to_owned()),
             verifier: Set(sealed),
@@ -364,4 +348,31 @@ mod tests {
         assert_ne!(hash, "session-id");
         assert_eq!(hash, secret_hash("session-id"));
     }
+}
+
+/// Makes room for one more row in a bounded table: its expired rows go and, when `max` are
+/// still live, its oldest. `columns` are the table's expiry, key and creation columns.
+async fn make_room<E: EntityTrait>(
+    txn: &DatabaseTransaction,
+    at: DateTime<Utc>,
+    [expires, key, created]: [E::Column; 3],
+    max: u64,
+) -> Result<(), StoreError>
+where
+    E::Model: Sync,
+{
+    E::delete_many().filter(expires.lte(at)).exec(txn).await?;
+    let live = E::find().count(txn).await?;
+    if live >= max {
+        let oldest: Vec<String> = E::find()
+            .select_only()
+            .column(key)
+            .order_by_asc(created)
+            .limit(live + 1 - max)
+            .into_tuple()
+            .all(txn)
+            .await?;
+        E::delete_many().filter(key.is_in(oldest)).exec(txn).await?;
+    }
+    Ok(())
 }
