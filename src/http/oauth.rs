@@ -233,27 +233,7 @@ async fn callback(
     };
     let alias = pending.alias;
     if let Some(error) = q.error.as_deref() {
-        tracing::info!(%alias, error, "consent not granted");
-        return if error == "access_denied" {
-            message(
-                StatusCode::FORBIDDEN,
-                "Access was not granted",
-                &format!("Google reports that access for {alias} was declined on the consent screen. Nothing was changed. To connect the calendar, start again and choose Allow."),
-                again,
-            )
-        } else {
-            let code: String = error
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(64)
-                .collect();
-            message(
-                StatusCode::BAD_REQUEST,
-                "Google did not complete the sign-in",
-                &format!("Google answered \"{code}\". Nothing was changed. Start again; if it keeps failing, check the OAuth client settings (docs/operations.md)."),
-                again,
-            )
-        };
+        return consent_refused(&alias, error, again);
     }
     let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
         return message(
@@ -272,27 +252,9 @@ async fn callback(
             return exchange_failed(&e, again);
         }
     };
-    let missing = missing_scopes(&granted);
-    if !missing.is_empty() {
-        let list: Vec<String> = missing
-            .iter()
-            .map(|s| format!("\"{}\" ({s})", scope_words(s)))
-            .collect();
-        tracing::info!(%alias, missing = ?missing, "consent granted only part of the scopes");
-        return message(
-            StatusCode::FORBIDDEN,
-            "Some permissions are missing",
-            &format!("Google granted only part of what the service needs. Missing: {}. Nothing was changed. Start again and leave every box on the consent screen ticked.", list.join(", ")),
-            again,
-        );
-    }
-    let Some(refresh_token) = granted.refresh_token.clone() else {
-        return message(
-            StatusCode::BAD_GATEWAY,
-            "Google sent no refresh token",
-            "Without one the service cannot sync while you are away. Remove the app's access at https://myaccount.google.com/permissions and connect again.",
-            again,
-        );
+    let refresh_token = match usable_grant(&granted, &alias, again) {
+        Ok(token) => token,
+        Err(page) => return page,
     };
     let existed = matches!(state.store.account_by_alias(&alias).await, Ok(Some(_)));
     // A new name for an account with several calendars: the operator picks which.
@@ -303,6 +265,82 @@ async fn callback(
             return page;
         }
     }
+    connect_granted(
+        &control,
+        alias,
+        refresh_token,
+        granted.email.clone(),
+        existed,
+        again,
+    )
+    .await
+}
+
+/// The page for a consent Google reports as not granted.
+fn consent_refused(alias: &str, error: &str, again: Option<(&str, &str)>) -> Response {
+    tracing::info!(%alias, error, "consent not granted");
+    if error == "access_denied" {
+        message(
+            StatusCode::FORBIDDEN,
+            "Access was not granted",
+            &format!("Google reports that access for {alias} was declined on the consent screen. Nothing was changed. To connect the calendar, start again and choose Allow."),
+            again,
+        )
+    } else {
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        message(
+            StatusCode::BAD_REQUEST,
+            "Google did not complete the sign-in",
+            &format!("Google answered \"{code}\". Nothing was changed. Start again; if it keeps failing, check the OAuth client settings (docs/operations.md)."),
+            again,
+        )
+    }
+}
+
+/// The grant's refresh token, or the page saying what the grant lacks.
+fn usable_grant(
+    granted: &GrantedTokens,
+    alias: &str,
+    again: Option<(&str, &str)>,
+) -> Result<SecretString, Response> {
+    let missing = missing_scopes(granted);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|s| format!("\"{}\" ({s})", scope_words(s)))
+            .collect();
+        tracing::info!(%alias, missing = ?missing, "consent granted only part of the scopes");
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "Some permissions are missing",
+            &format!("Google granted only part of what the service needs. Missing: {}. Nothing was changed. Start again and leave every box on the consent screen ticked.", list.join(", ")),
+            again,
+        ));
+    }
+    granted.refresh_token.clone().ok_or_else(|| {
+        message(
+            StatusCode::BAD_GATEWAY,
+            "Google sent no refresh token",
+            "Without one the service cannot sync while you are away. Remove the app's access at https://myaccount.google.com/permissions and connect again.",
+            again,
+        )
+    })
+}
+
+/// Connects the consented calendar (or reconnects it) and starts its actors.
+async fn connect_granted(
+    control: &crate::actors::Control,
+    alias: String,
+    refresh_token: SecretString,
+    email: Option<String>,
+    existed: bool,
+    again: Option<(&str, &str)>,
+) -> Response {
+    let services = control.services();
     let account = match ops::connect_account(
         services,
         ConnectRequest {
@@ -310,7 +348,7 @@ async fn callback(
             alias: alias.clone(),
             refresh_token,
             calendar_id: None,
-            email: granted.email.clone(),
+            email,
         },
     )
     .await
