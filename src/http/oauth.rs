@@ -254,7 +254,7 @@ async fn callback(
     };
     let refresh_token = match usable_grant(&granted, &alias, again) {
         Ok(token) => token,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let existed = matches!(state.store.account_by_alias(&alias).await, Ok(Some(_)));
     // A new name for an account with several calendars: the operator picks which.
@@ -266,7 +266,7 @@ async fn callback(
         }
     }
     connect_granted(
-        &control,
+        control,
         alias,
         refresh_token,
         granted.email.clone(),
@@ -306,7 +306,7 @@ fn usable_grant(
     granted: &GrantedTokens,
     alias: &str,
     again: Option<(&str, &str)>,
-) -> Result<SecretString, Response> {
+) -> Result<SecretString, Box<Response>> {
     let missing = missing_scopes(granted);
     if !missing.is_empty() {
         let list: Vec<String> = missing
@@ -314,20 +314,20 @@ fn usable_grant(
             .map(|s| format!("\"{}\" ({s})", scope_words(s)))
             .collect();
         tracing::info!(%alias, missing = ?missing, "consent granted only part of the scopes");
-        return Err(message(
+        return Err(Box::new(message(
             StatusCode::FORBIDDEN,
             "Some permissions are missing",
             &format!("Google granted only part of what the service needs. Missing: {}. Nothing was changed. Start again and leave every box on the consent screen ticked.", list.join(", ")),
             again,
-        ));
+        )));
     }
     granted.refresh_token.clone().ok_or_else(|| {
-        message(
+        Box::new(message(
             StatusCode::BAD_GATEWAY,
             "Google sent no refresh token",
             "Without one the service cannot sync while you are away. Remove the app's access at https://myaccount.google.com/permissions and connect again.",
             again,
-        )
+        ))
     })
 }
 

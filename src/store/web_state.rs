@@ -336,20 +336,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_is_stored_only_as_its_hash() {
-        let hash = secret_hash("session-id");
-
-        assert_eq!(hash.len(), 64);
-        assert_ne!(hash, "session-id");
-        assert_eq!(hash, secret_hash("session-id"));
-    }
-}
-
 /// Makes room for one more row in a bounded table: its expired rows go and, when `max` are
 /// still live, its oldest. `columns` are the table's expiry, key and creation columns.
 async fn make_room<E: EntityTrait>(
@@ -375,4 +361,18 @@ where
         E::delete_many().filter(key.is_in(oldest)).exec(txn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_stored_only_as_its_hash() {
+        let hash = secret_hash("session-id");
+
+        assert_eq!(hash.len(), 64);
+        assert_ne!(hash, "session-id");
+        assert_eq!(hash, secret_hash("session-id"));
+    }
 }
