@@ -1115,7 +1115,7 @@ async fn a_rule_changed_on_the_settings_page_retitles_the_blocks_and_a_bad_regex
     browser.goto(&settings).await.unwrap();
     fill(&browser, "#block_title", "Busy ({alias})").await;
     click_and_wait(&browser, "form.settings button[type=submit]").await;
-    let done = text_of(&browser, "p.flash.done").await.expect("a notice");
+    let done = eventually("a notice", || text_of(&browser, "p.flash.done")).await;
     assert!(done.contains("Settings of Calendar 02 saved"), "{done}");
     eventually("the block retitled on Calendar 02", || async {
         let titles = app.titles_on(1).await;
@@ -1165,7 +1165,7 @@ async fn turning_a_link_off_in_the_matrix_removes_exactly_its_blocks() {
         "no link from a calendar to itself is offered"
     );
     click_and_wait(&browser, "button[data-link=\"Calendar 01 → Calendar 02\"]").await;
-    let done = text_of(&browser, "p.flash.done").await.expect("a notice");
+    let done = eventually("a notice", || text_of(&browser, "p.flash.done")).await;
     assert!(done.contains("Calendar 01 → Calendar 02 is off"), "{done}");
     assert_eq!(
         text_of(&browser, "button[data-link=\"Calendar 01 → Calendar 02\"]")
@@ -1254,7 +1254,7 @@ async fn a_secondary_calendar_is_connected_through_the_picker_on_the_accounts_to
     }
     click_and_wait(&browser, "table.pick ~ p button.primary").await;
 
-    let done = text_of(&browser, "p.flash.done").await.expect("a notice");
+    let done = eventually("a notice", || text_of(&browser, "p.flash.done")).await;
     assert!(done.contains("Connected Team rota"), "{done}");
     let rota = app
         .store
