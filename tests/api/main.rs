@@ -15,6 +15,7 @@ mod crash_restart;
 mod engine;
 mod google_client;
 mod groups;
+mod import;
 mod ops;
 mod serve;
 mod soak;
