@@ -69,6 +69,8 @@ pub const VARIABLES: &[&str] = &[
     "POLL_INTERVAL_SECS",
     "RECONCILE_INTERVAL_SECS",
     "WRITES_PER_SECOND",
+    "MAX_CONCURRENT_SYNCS",
+    "MAX_CONCURRENT_GOOGLE_REQUESTS",
     "MASS_DELETE_THRESHOLD",
     "CHANNEL_RENEW_BEFORE_SECS",
     "CHANNEL_TTL_SECS",
@@ -253,6 +255,18 @@ pub struct SyncSettings {
     pub channel_ttl: Duration,
 }
 
+/// How much work one process keeps in flight; beyond it, work waits its turn instead of
+/// piling up as tasks (back-pressure).
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrencySettings {
+    /// Calendar syncs running at once; a calendar waiting for its turn holds one pending
+    /// sync, however many pings arrive meanwhile.
+    pub max_syncs: usize,
+    /// Google requests in flight at once. Google's latency, not the CPU, sets how many are
+    /// worth having in flight: hundreds.
+    pub max_google_requests: usize,
+}
+
 /// How the supervisor restarts failed children.
 #[derive(Debug, Clone)]
 pub struct SupervisionSettings {
@@ -299,6 +313,7 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
     pub enable_metrics: bool,
     pub sync: SyncSettings,
+    pub concurrency: ConcurrencySettings,
     pub supervision: SupervisionSettings,
     /// Deadline for a graceful stop after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
@@ -402,6 +417,15 @@ impl Settings {
                 ),
             ));
         }
+        let concurrency = ConcurrencySettings {
+            max_syncs: vars.number("MAX_CONCURRENT_SYNCS", 256usize, 1, 10_000)?,
+            max_google_requests: vars.number(
+                "MAX_CONCURRENT_GOOGLE_REQUESTS",
+                512usize,
+                1,
+                10_000,
+            )?,
+        };
         let supervision = SupervisionSettings {
             backoff_initial: Duration::from_millis(vars.number(
                 "RESTART_BACKOFF_INITIAL_MS",
@@ -459,6 +483,7 @@ impl Settings {
             },
             enable_metrics: vars.flag("ENABLE_METRICS", true)?,
             sync,
+            concurrency,
             supervision,
             shutdown_timeout: vars.secs("SHUTDOWN_TIMEOUT_SECS", 8, 1, 300)?,
             max_body_bytes: vars.number(

@@ -21,6 +21,11 @@ pub const ACTOR_RESTARTS: &str = "mcss_actor_restarts_total";
 pub const PROPAGATION_LATENCY: &str = "mcss_propagation_latency_seconds";
 pub const ACCOUNTS: &str = "mcss_accounts";
 pub const UPTIME: &str = "mcss_uptime_seconds";
+pub const DB_WRITE_TRANSACTIONS: &str = "mcss_db_write_transactions_total";
+pub const DB_AUDIT_ROWS: &str = "mcss_db_audit_rows_total";
+pub const DB_ACCOUNT_LIST_READS: &str = "mcss_db_account_list_reads_total";
+pub const CALENDAR_STARTS: &str = "mcss_calendar_actor_starts_total";
+pub const SYNCS_IN_FLIGHT: &str = "mcss_syncs_in_flight";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -87,4 +92,18 @@ fn describe() {
     );
     describe_gauge!(ACCOUNTS, "Connected accounts, by status.");
     describe_gauge!(UPTIME, "Seconds since the process started.");
+    describe_counter!(
+        DB_WRITE_TRANSACTIONS,
+        "Database transactions that may write (write transactions and autocommit writes)."
+    );
+    describe_counter!(DB_AUDIT_ROWS, "Sync-log (audit) rows inserted.");
+    describe_counter!(DB_ACCOUNT_LIST_READS, "Reads of the whole account list.");
+    describe_counter!(
+        CALENDAR_STARTS,
+        "CalendarActors started (their post_start done), first starts and restarts."
+    );
+    describe_gauge!(
+        SYNCS_IN_FLIGHT,
+        "Calendar syncs running now (bounded by MAX_CONCURRENT_SYNCS)."
+    );
 }

@@ -37,6 +37,8 @@ pub struct Services {
     /// processes on one database never apply the same row at once.
     pub writer_id: Arc<str>,
     pub planner: Arc<PlannerConfig>,
+    /// One permit per running calendar sync (`MAX_CONCURRENT_SYNCS`).
+    pub sync_permits: Arc<tokio::sync::Semaphore>,
     tokens: Arc<Mutex<TokenCache>>,
 }
 
@@ -64,7 +66,8 @@ impl std::fmt::Debug for Services {
 
 impl Services {
     pub async fn build(settings: Arc<Settings>, store: Store) -> Result<Self, ServicesError> {
-        let google = GoogleClient::new(&settings.google)?;
+        let google = GoogleClient::new(&settings.google)?
+            .with_concurrency_limit(settings.concurrency.max_google_requests);
         let oauth = google.oauth(&settings.google)?;
         if !oauth.is_configured() {
             tracing::warn!(
@@ -76,6 +79,9 @@ impl Services {
             &settings.sync,
             installation.to_string(),
         ));
+        let sync_permits = Arc::new(tokio::sync::Semaphore::new(
+            settings.concurrency.max_syncs.max(1),
+        ));
         Ok(Self {
             settings,
             store,
@@ -84,6 +90,7 @@ impl Services {
             installation,
             planner,
             writer_id: new_writer_id().into(),
+            sync_permits,
             tokens: Arc::default(),
         })
     }

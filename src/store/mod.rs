@@ -31,6 +31,8 @@ use crate::config::{one_line, ConfigError, DatabaseKind, EncryptionKey, Settings
 
 mod accounts;
 mod channels;
+mod counters;
+mod group_commit;
 pub mod crypto;
 pub mod entities;
 mod events;
@@ -41,6 +43,7 @@ mod sync_log;
 mod sync_state;
 mod writes;
 
+pub use counters::StoreCounters;
 pub use crypto::{CryptoError, TokenCipher};
 pub use records::*;
 pub use writes::{WriteOutcome, WriteReport};
@@ -91,6 +94,8 @@ pub struct Store {
     db: DatabaseConnection,
     /// Seals refresh tokens; the key comes from `ENCRYPTION_KEY` or the SQLite key file.
     cipher: Arc<TokenCipher>,
+    /// The queue of write transactions that may share one (`group_commit.rs`).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,6 +198,7 @@ impl Store {
         Ok(Store {
             db,
             cipher: Arc::new(TokenCipher::new(&key)),
+            group: Arc::default(),
         })
     }
 
@@ -303,6 +309,7 @@ impl Store {
 
     /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, see the module docs).
     pub(crate) async fn write_txn(&self) -> Result<DatabaseTransaction, DbErr> {
+        counters::write_transaction();
         self.db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

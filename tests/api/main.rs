@@ -17,6 +17,7 @@ mod google_client;
 mod groups;
 mod import;
 mod ops;
+mod scale_limits;
 mod serve;
 mod soak;
 mod store;
