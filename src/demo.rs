@@ -3,23 +3,31 @@
 //! Role: start `gcal-emulator` in-process (five accounts, plain-HTTP webhooks allowed), the
 //! service on a temporary SQLite database with every Google URL pointing at the emulator and
 //! `WEBHOOK_BASE_URL` at the service itself, connect "Calendar 01".."Calendar 05", print the
-//! dashboard address and a generated password, and serve until Ctrl-C.
+//! dashboard's and the emulator's addresses and a generated password, and serve until
+//! Ctrl-C. It listens on 127.0.0.1 unless `--host` says otherwise, and writes its logs to a
+//! file it names (or to standard error), never into the banner on standard output.
 //!
 //! Collaborators: [`crate::ops::connect_account`] and `Control::start_account` connect the
 //! calendars; the dashboard's demo panel calls [`DemoActions`] (implemented here by
 //! [`EmulatorDemo`], which edits calendars through the emulator's Google API as their owner
-//! would); `--scenario NAME` runs a scripted series of such edits after start-up.
+//! would — the service sees only real changes); `--scenario NAME` runs a scripted series of
+//! such edits after start-up. A calendar connected later through the dashboard (the
+//! emulator's consent page can add a new test account) is offered by the panel too.
 //!
 //! Lifecycle: [`Demo::start`] builds everything (tests use it too); [`run`] serves it and
-//! deletes the temporary folder at the end.
+//! deletes the temporary folder at the end (the log file stays).
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use chrono::{Datelike as _, Duration as Days, NaiveDate, Timelike as _, Utc};
+use chrono::{DateTime, Datelike as _, Duration as Days, NaiveDate, Timelike as _, Utc};
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use gcal_emulator::state::Shared;
 use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use parking_lot::Mutex;
 use secrecy::SecretString;
@@ -27,12 +35,48 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::domain::{AccountId, CalendarId, EventId};
-use crate::google::{AccountClient, GoogleClient, TokenSource};
+use crate::google::{AccountClient, GoogleClient, OAuthClient, TokenSource};
 use crate::http::{DemoAction, DemoActions};
 use crate::ops::{self, ConnectRequest};
 use crate::services::Services;
 use crate::startup::Application;
 use crate::store::Store;
+
+/// The scripted scenarios of `mcss demo --scenario NAME`, with one line each.
+pub const SCENARIOS: [(&str, &str); 4] = [
+    (
+        "busy-week",
+        "meetings on three calendars across the next five days",
+    ),
+    (
+        "recurring",
+        "a daily stand-up and a weekly one-to-one, then one cancelled occurrence",
+    ),
+    (
+        "conflict",
+        "overlapping meetings on two calendars and a free-time event that is not mirrored",
+    ),
+    (
+        "two-people",
+        "a second person's three calendars in a group of their own (family); blocks never cross groups",
+    ),
+];
+
+/// The group and the calendars of the second person in `--scenario two-people`: a primary
+/// calendar and two secondary ones of one Google account.
+pub const FAMILY_GROUP: &str = "family";
+/// The second person's e-mail at the emulator.
+pub const PARTNER_EMAIL: &str = "partner@example.test";
+/// Their calendars' names: the primary one first.
+pub const FAMILY_CALENDARS: [&str; 3] = ["Partner", "Partner family", "Kids"];
+
+fn scenario_values() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        SCENARIOS
+            .iter()
+            .map(|(name, what)| PossibleValue::new(*name).help(*what)),
+    )
+}
 
 /// Options of `mcss demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,93 +84,275 @@ pub struct DemoArgs {
     /// Port of the dashboard and API (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
-    /// Run a scripted scenario after start-up (see `--help` of the dashboard's demo panel).
-    #[arg(long)]
+    /// Address to listen on. The demo prints its password and fakes Google, so it stays on
+    /// loopback unless you ask for another (e.g. 0.0.0.0 in a container).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+    /// Run a scripted scenario after start-up.
+    #[arg(long, value_parser = scenario_values())]
     pub scenario: Option<String>,
+    /// Where the logs go: a file, or `-` for standard error. Default: mcss-demo-<pid>.log in
+    /// the system's temporary folder (kept after the demo stops). `LOG_LEVEL` sets the level.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// Demo calendars the emulator creates (user01@example.test …).
 pub const DEMO_ACCOUNTS: usize = 5;
 
-/// One demo calendar, edited as its owner through the emulator.
-struct DemoCalendar {
+fn alias(index: usize) -> String {
+    format!("Calendar {:02}", index + 1)
+}
+
+/// A demo calendar, as its owner acts on it.
+struct Owner {
     alias: String,
+    email: String,
     calendar: CalendarId,
     client: AccountClient,
 }
 
-/// [`DemoActions`] through the emulator's Google API.
+/// An event the panel or a scenario made.
+#[derive(Debug, Clone)]
+struct Made {
+    key: u64,
+    alias: String,
+    id: EventId,
+    what: String,
+    /// When it starts, in words ("Tue 03 Mar 10:00 UTC").
+    when: String,
+}
+
+/// [`DemoActions`] through the emulator's Google API, as the calendars' owners.
 pub struct EmulatorDemo {
-    calendars: Vec<DemoCalendar>,
-    /// Events made by the panel or a scenario, newest last (for "delete the last one").
-    made: Mutex<Vec<(usize, EventId, String)>>,
+    shared: Arc<Shared>,
+    store: Store,
+    google: GoogleClient,
+    oauth: OAuthClient,
+    /// One client per owner (by e-mail), with the owner's own refresh token.
+    clients: Mutex<HashMap<String, AccountClient>>,
+    /// Events made by the panel or a scenario, newest last.
+    made: Mutex<Vec<Made>>,
+    next_key: Mutex<u64>,
 }
 
 impl EmulatorDemo {
-    /// Acts on the emulator's accounts as "Calendar 01".."Calendar NN", with their own
-    /// refresh tokens (the owner's view, not the service's).
-    pub fn new(settings: &Settings, emulator: &EmulatorHandle) -> anyhow::Result<Self> {
+    /// Acts on the emulator's accounts with their own refresh tokens (the owner's view, not
+    /// the service's); calendars are named as the service's accounts name them.
+    pub fn new(
+        settings: &Settings,
+        emulator: &EmulatorHandle,
+        store: Store,
+    ) -> anyhow::Result<Self> {
         let google = GoogleClient::new(&settings.google)?;
         let oauth = google.oauth(&settings.google)?;
-        let calendars = emulator
-            .accounts()
-            .into_iter()
-            .enumerate()
-            .map(|(i, info)| {
-                Ok(DemoCalendar {
-                    alias: alias(i),
-                    calendar: CalendarId::parse(&info.calendar_id)
-                        .map_err(|e| anyhow::anyhow!("emulator calendar id: {e}"))?,
-                    client: google.account(TokenSource::new(
-                        oauth.clone(),
-                        SecretString::from(info.refresh_token),
-                    )),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
-            calendars,
+            shared: emulator.shared().clone(),
+            store,
+            google,
+            oauth,
+            clients: Mutex::new(HashMap::new()),
             made: Mutex::new(Vec::new()),
+            next_key: Mutex::new(1),
         })
     }
 
-    fn index(&self, alias: &str) -> Result<usize, String> {
-        self.calendars
-            .iter()
-            .position(|c| c.alias == alias)
-            .ok_or_else(|| format!("no demo calendar is called {alias:?}"))
+    /// The owner of the calendar the service calls `alias`; before anything is connected,
+    /// "Calendar NN" is the emulator's NN-th account.
+    async fn owner(&self, alias: &str) -> Result<Owner, String> {
+        let infos = self.shared.account_infos();
+        let connected = self
+            .store
+            .account_by_alias(alias)
+            .await
+            .map_err(|e| format!("cannot read the accounts: {e}"))?;
+        // A secondary calendar is reached through the account that owns it.
+        let info = match &connected {
+            Some(account) => self
+                .shared
+                .calendar(account.calendar_id.as_str())
+                .and_then(|cal| infos.into_iter().find(|i| i.email == cal.owner)),
+            None => alias
+                .strip_prefix("Calendar ")
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| infos.into_iter().nth(i)),
+        }
+        .ok_or_else(|| format!("no demo calendar is called {alias:?}"))?;
+        let client = self
+            .clients
+            .lock()
+            .entry(info.email.clone())
+            .or_insert_with(|| {
+                self.google.account(TokenSource::new(
+                    self.oauth.clone(),
+                    SecretString::from(info.refresh_token.clone()),
+                ))
+            })
+            .clone();
+        let calendar = match connected {
+            Some(account) => account.calendar_id,
+            None => CalendarId::parse(&info.calendar_id)
+                .map_err(|e| format!("emulator calendar id: {e}"))?,
+        };
+        Ok(Owner {
+            alias: alias.to_owned(),
+            calendar,
+            email: info.email,
+            client,
+        })
     }
 
-    /// Creates `body` on calendar `index` and remembers it; returns its id.
-    async fn insert(&self, index: usize, body: Value, what: String) -> Result<EventId, String> {
-        let cal = &self.calendars[index];
-        let event = cal
+    /// Creates `body` on `alias` and remembers it as `what`; returns its id.
+    async fn insert(&self, alias: &str, body: Value, what: &str) -> Result<EventId, String> {
+        let owner = self.owner(alias).await?;
+        let event = owner
             .client
-            .events_insert(&cal.calendar, &body)
+            .events_insert(&owner.calendar, &body)
             .await
             .map_err(|e| e.to_string())?;
         let id = event
             .id
             .ok_or_else(|| "Google answered without an event id".to_owned())?;
-        self.made.lock().push((index, id.clone(), what));
+        let key = {
+            let mut next = self.next_key.lock();
+            *next += 1;
+            *next
+        };
+        self.made.lock().push(Made {
+            key,
+            alias: owner.alias,
+            id: id.clone(),
+            what: what.to_owned(),
+            when: start_words(&body),
+        });
         Ok(id)
     }
 
-    async fn delete(&self, index: usize, id: &EventId) -> Result<(), String> {
-        let cal = &self.calendars[index];
-        cal.client
-            .events_delete(&cal.calendar, id)
+    async fn delete(&self, alias: &str, id: &EventId) -> Result<(), String> {
+        let owner = self.owner(alias).await?;
+        owner
+            .client
+            .events_delete(&owner.calendar, id)
             .await
             .map_err(|e| e.to_string())
     }
-}
 
-fn alias(index: usize) -> String {
-    format!("Calendar {:02}", index + 1)
+    async fn patch(&self, made: &Made, body: Value) -> Result<Value, String> {
+        let owner = self.owner(&made.alias).await?;
+        let event = owner
+            .client
+            .events_patch(&owner.calendar, &made.id, &body, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(serde_json::to_value(event).unwrap_or(Value::Null))
+    }
+
+    fn chosen(&self, key: Option<&str>) -> Result<Made, String> {
+        let key: u64 = key
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| "choose an event the demo made".to_owned())?;
+        self.made
+            .lock()
+            .iter()
+            .find(|m| m.key == key)
+            .cloned()
+            .ok_or_else(|| "that event is not one the demo made (or it was deleted)".to_owned())
+    }
+
+    fn forget(&self, key: u64) {
+        self.made.lock().retain(|m| m.key != key);
+    }
+
+    fn remember_when(&self, key: u64, when: String) {
+        if let Some(m) = self.made.lock().iter_mut().find(|m| m.key == key) {
+            m.when = when;
+        }
+    }
+
+    /// Moves `made` one hour later (an all-day event one day).
+    async fn move_later(&self, made: &Made) -> Result<String, String> {
+        let owner = self.owner(&made.alias).await?;
+        let event = owner
+            .client
+            .events_get(&owner.calendar, &made.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let event = serde_json::to_value(event).unwrap_or(Value::Null);
+        let shift = |side: &Value| -> Option<Value> {
+            if let Some(dt) = side["dateTime"].as_str() {
+                let moved = DateTime::parse_from_rfc3339(dt).ok()? + Days::hours(1);
+                let mut out = json!({"dateTime": moved.to_rfc3339()});
+                if let Some(zone) = side["timeZone"].as_str() {
+                    out["timeZone"] = json!(zone);
+                }
+                return Some(out);
+            }
+            let day = NaiveDate::parse_from_str(side["date"].as_str()?, "%Y-%m-%d").ok()?;
+            Some(json!({"date": (day + Days::days(1)).to_string()}))
+        };
+        let (Some(start), Some(end)) = (shift(&event["start"]), shift(&event["end"])) else {
+            return Err("the event has no start and end to move".into());
+        };
+        let body = json!({"start": start, "end": end});
+        self.patch(made, body.clone()).await?;
+        let when = start_words(&body);
+        self.remember_when(made.key, when.clone());
+        Ok(format!(
+            "Moved {} on {} to {when}; its blocks move with it.",
+            made.what, made.alias
+        ))
+    }
+
+    async fn change(&self, made: &Made, action: DemoAction) -> Result<String, String> {
+        let what = &made.what;
+        let on = &made.alias;
+        match action {
+            DemoAction::Move => self.move_later(made).await,
+            DemoAction::Rename => {
+                let title = format!("Renamed demo event ({})", Utc::now().format("%H:%M:%S"));
+                self.patch(made, json!({"summary": title})).await?;
+                Ok(format!(
+                    "Renamed {what} on {on}; its blocks' descriptions follow (their titles stay \"{on} Block\")."
+                ))
+            }
+            DemoAction::MarkFree => {
+                self.patch(made, json!({"transparency": "transparent"}))
+                    .await?;
+                Ok(format!(
+                    "Marked {what} on {on} free; its blocks are removed (free time blocks nobody)."
+                ))
+            }
+            DemoAction::MarkBusy => {
+                self.patch(made, json!({"transparency": "opaque"})).await?;
+                Ok(format!("Marked {what} on {on} busy; its blocks come back."))
+            }
+            DemoAction::Decline => {
+                let owner = self.owner(on).await?;
+                self.patch(
+                    made,
+                    json!({"attendees": [
+                        {"email": "organizer@example.test", "organizer": true, "responseStatus": "accepted"},
+                        {"email": owner.email, "self": true, "responseStatus": "declined"},
+                    ]}),
+                )
+                .await?;
+                Ok(format!(
+                    "{what} on {on} is now an invitation its owner declined; its blocks are removed."
+                ))
+            }
+            DemoAction::Delete => {
+                self.delete(on, &made.id).await?;
+                self.forget(made.key);
+                Ok(format!("Deleted {what} from {on}; its blocks disappear."))
+            }
+            other => Err(format!("{} does not change an event", other.as_str())),
+        }
+    }
 }
 
 /// A timed event body in UTC.
-fn timed(summary: &str, start: chrono::DateTime<Utc>, minutes: i64) -> Value {
+fn timed(summary: &str, start: DateTime<Utc>, minutes: i64) -> Value {
     json!({
         "summary": summary,
         "start": {"dateTime": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "timeZone": "UTC"},
@@ -142,8 +368,27 @@ fn all_day(summary: &str, day: NaiveDate) -> Value {
     })
 }
 
+/// "Tue 03 Mar 10:00 UTC" or "Wed 04 Mar, all day" for an event body's start.
+fn start_words(body: &Value) -> String {
+    let start = &body["start"];
+    if let Some(at) = start["dateTime"]
+        .as_str()
+        .and_then(|dt| DateTime::parse_from_rfc3339(dt).ok())
+    {
+        return at
+            .with_timezone(&Utc)
+            .format("%a %d %b %H:%M UTC")
+            .to_string();
+    }
+    start["date"]
+        .as_str()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map(|d| format!("{}, all day", d.format("%a %d %b")))
+        .unwrap_or_else(|| "no time".into())
+}
+
 /// The next whole hour at least an hour from now.
-fn in_an_hour() -> chrono::DateTime<Utc> {
+fn in_an_hour() -> DateTime<Utc> {
     let t = Utc::now() + Days::hours(1);
     t.with_minute(0)
         .and_then(|t| t.with_second(0))
@@ -153,7 +398,7 @@ fn in_an_hour() -> chrono::DateTime<Utc> {
 }
 
 /// Tomorrow at `hour`:00 UTC.
-fn tomorrow_at(hour: u32) -> chrono::DateTime<Utc> {
+fn tomorrow_at(hour: u32) -> DateTime<Utc> {
     let day = Utc::now().date_naive() + Days::days(1);
     day.and_hms_opt(hour, 0, 0)
         .expect("a whole hour below 24 is a valid time")
@@ -162,19 +407,51 @@ fn tomorrow_at(hour: u32) -> chrono::DateTime<Utc> {
 
 #[async_trait]
 impl DemoActions for EmulatorDemo {
-    fn calendars(&self) -> Vec<String> {
-        self.calendars.iter().map(|c| c.alias.clone()).collect()
+    async fn calendars(&self) -> Vec<String> {
+        match self.store.list_accounts().await {
+            Ok(accounts) => accounts
+                .into_iter()
+                .filter(|a| self.shared.calendar(a.calendar_id.as_str()).is_some())
+                .map(|a| a.alias)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the demo panel cannot read the accounts");
+                Vec::new()
+            }
+        }
     }
 
-    async fn perform(&self, calendar: &str, action: DemoAction) -> Result<String, String> {
-        let index = self.index(calendar)?;
+    async fn events(&self) -> Vec<(String, String)> {
+        self.made
+            .lock()
+            .iter()
+            .rev()
+            .map(|m| {
+                (
+                    m.key.to_string(),
+                    format!("{} · {} · {}", m.alias, m.when, m.what),
+                )
+            })
+            .collect()
+    }
+
+    async fn perform(
+        &self,
+        calendar: &str,
+        event: Option<&str>,
+        action: DemoAction,
+    ) -> Result<String, String> {
+        if action.needs_event() {
+            let made = self.chosen(event)?;
+            return self.change(&made, action).await;
+        }
         match action {
             DemoAction::Meeting => {
                 let start = in_an_hour();
                 self.insert(
-                    index,
+                    calendar,
                     timed("Demo meeting", start, 60),
-                    "a one-hour meeting".into(),
+                    "a one-hour meeting",
                 )
                 .await?;
                 Ok(format!(
@@ -184,54 +461,42 @@ impl DemoActions for EmulatorDemo {
             }
             DemoAction::AllDay => {
                 let day = Utc::now().date_naive() + Days::days(1);
-                self.insert(
-                    index,
-                    all_day("Demo day off", day),
-                    "an all-day event".into(),
-                )
-                .await?;
+                self.insert(calendar, all_day("Demo day off", day), "an all-day event")
+                    .await?;
                 Ok(format!("Created an all-day event on {day} on {calendar}."))
             }
             DemoAction::Weekly => {
                 let start = tomorrow_at(10);
                 let mut body = timed("Demo weekly", start, 30);
                 body["recurrence"] = json!(["RRULE:FREQ=WEEKLY;COUNT=10"]);
-                self.insert(index, body, "a weekly series".into()).await?;
+                self.insert(calendar, body, "a weekly series").await?;
                 Ok(format!(
                     "Created a weekly series (10 × 30 min, {}s 10:00 UTC) on {calendar}; it costs one block per other calendar, not ten.",
                     start.weekday()
                 ))
             }
             DemoAction::DeleteLast => {
-                let last = self.made.lock().pop();
-                let Some((i, id, what)) = last else {
-                    return Err("the demo has not created anything yet".into());
+                let last = self
+                    .made
+                    .lock()
+                    .iter()
+                    .rev()
+                    .find(|m| m.alias == calendar)
+                    .cloned();
+                let Some(made) = last else {
+                    return Err(format!("the demo has not made anything on {calendar} yet"));
                 };
-                self.delete(i, &id).await?;
+                self.delete(calendar, &made.id).await?;
+                self.forget(made.key);
                 Ok(format!(
-                    "Deleted {what} from {}; its blocks will disappear.",
-                    self.calendars[i].alias
+                    "Deleted {} from {calendar}; its blocks will disappear.",
+                    made.what
                 ))
             }
+            other => Err(format!("{} needs an event", other.as_str())),
         }
     }
 }
-
-/// The scripted scenarios of `mcss demo --scenario NAME`.
-pub const SCENARIOS: [(&str, &str); 3] = [
-    (
-        "busy-week",
-        "meetings on three calendars across the next five days",
-    ),
-    (
-        "recurring",
-        "a daily stand-up and a weekly one-to-one, then one cancelled occurrence",
-    ),
-    (
-        "conflict",
-        "overlapping meetings on two calendars and a free-time event that is not mirrored",
-    ),
-];
 
 impl EmulatorDemo {
     /// Runs scenario `name`, returning one line per step.
@@ -241,21 +506,20 @@ impl EmulatorDemo {
             "busy-week" => {
                 let day0 = Utc::now().date_naive() + Days::days(1);
                 for d in 0..5i64 {
-                    let index = usize::try_from(d).unwrap_or(0) % 3;
+                    let on = alias(usize::try_from(d).unwrap_or(0) % 3);
                     let hour = 9 + u32::try_from(d).unwrap_or(0);
                     let start = (day0 + Days::days(d))
                         .and_hms_opt(hour, 0, 0)
                         .expect("hours 9..14 are valid")
                         .and_utc();
                     self.insert(
-                        index,
+                        &on,
                         timed("Busy-week meeting", start, 60),
-                        "a busy-week meeting".into(),
+                        "a busy-week meeting",
                     )
                     .await?;
                     done.push(format!(
-                        "{}: one-hour meeting {} UTC",
-                        alias(index),
+                        "{on}: one-hour meeting {} UTC",
                         start.format("%a %d %b %H:%M")
                     ));
                 }
@@ -264,17 +528,17 @@ impl EmulatorDemo {
                 let start = tomorrow_at(9);
                 let mut standup = timed("Daily stand-up", start, 15);
                 standup["recurrence"] = json!(["RRULE:FREQ=DAILY;COUNT=10"]);
-                let series = self.insert(0, standup, "a daily stand-up".into()).await?;
+                let series = self.insert(&alias(0), standup, "a daily stand-up").await?;
                 done.push(format!("{}: daily stand-up 09:00 UTC × 10", alias(0)));
                 let mut one_to_one = timed("Weekly 1:1", tomorrow_at(14), 30);
                 one_to_one["recurrence"] = json!(["RRULE:FREQ=WEEKLY;COUNT=8"]);
-                self.insert(1, one_to_one, "a weekly 1:1".into()).await?;
+                self.insert(&alias(1), one_to_one, "a weekly 1:1").await?;
                 done.push(format!("{}: weekly 1:1 14:00 UTC × 8", alias(1)));
                 let second = start + Days::days(1);
                 let instance =
                     EventId::parse(&format!("{}_{}", series, second.format("%Y%m%dT%H%M%SZ")))
                         .map_err(|e| e.to_string())?;
-                self.delete(0, &instance).await?;
+                self.delete(&alias(0), &instance).await?;
                 done.push(format!(
                     "{}: cancelled the stand-up of {} (its block occurrence is cancelled too)",
                     alias(0),
@@ -283,17 +547,17 @@ impl EmulatorDemo {
             }
             "conflict" => {
                 let start = in_an_hour();
-                self.insert(0, timed("Client call", start, 60), "a client call".into())
+                self.insert(&alias(0), timed("Client call", start, 60), "a client call")
                     .await?;
                 self.insert(
-                    1,
+                    &alias(1),
                     timed("Team review", start + Days::minutes(30), 60),
-                    "a team review".into(),
+                    "a team review",
                 )
                 .await?;
                 let mut free = timed("Lunch (free)", start + Days::hours(2), 60);
                 free["transparency"] = json!("transparent");
-                self.insert(2, free, "a free-time event".into()).await?;
+                self.insert(&alias(2), free, "a free-time event").await?;
                 done.push(format!(
                     "{}: client call {} UTC",
                     alias(0),
@@ -309,6 +573,43 @@ impl EmulatorDemo {
                     alias(2)
                 ));
             }
+            "two-people" => {
+                let start = tomorrow_at(10);
+                self.insert(
+                    &alias(0),
+                    timed("Planning", start, 60),
+                    "a planning meeting",
+                )
+                .await?;
+                self.insert(
+                    FAMILY_CALENDARS[0],
+                    timed("Dentist", start, 60),
+                    "a dentist appointment",
+                )
+                .await?;
+                self.insert(
+                    FAMILY_CALENDARS[2],
+                    timed("School play", tomorrow_at(16), 90),
+                    "a school play",
+                )
+                .await?;
+                done.push(format!(
+                    "{}: planning {} UTC — blocks on the other four calendars of group default only",
+                    alias(0),
+                    start.format("%a %d %b %H:%M")
+                ));
+                done.push(format!(
+                    "{}: dentist at the same time — blocks on {} and {} only (group {FAMILY_GROUP})",
+                    FAMILY_CALENDARS[0], FAMILY_CALENDARS[1], FAMILY_CALENDARS[2]
+                ));
+                done.push(format!(
+                    "{}: school play {} UTC — blocks on {} and {}",
+                    FAMILY_CALENDARS[2],
+                    tomorrow_at(16).format("%H:%M"),
+                    FAMILY_CALENDARS[0],
+                    FAMILY_CALENDARS[1]
+                ));
+            }
             other => return Err(format!("unknown scenario {other:?}")),
         }
         Ok(done)
@@ -320,14 +621,19 @@ impl EmulatorDemo {
 pub struct DemoOptions {
     /// 0 picks a free port.
     pub port: u16,
+    /// Where to listen; `None` is 127.0.0.1.
+    pub host: Option<IpAddr>,
     /// How many of the five demo calendars to connect at start (the browser tests connect
-    /// one more through the consent page).
+    /// more through the consent page).
     pub connect: usize,
     /// Where the SQLite database goes.
     pub data_dir: PathBuf,
     /// `None` generates one.
     pub admin_password: Option<String>,
     pub log_level: String,
+    /// Also connect the second person's calendars in their own group (`--scenario
+    /// two-people`).
+    pub two_people: bool,
 }
 
 /// A started demo: emulator, built (not yet running) service, and how to reach it.
@@ -339,6 +645,15 @@ pub struct Demo {
     pub dashboard: String,
     pub actions: Arc<EmulatorDemo>,
     pub connected: Vec<AccountId>,
+}
+
+/// The address a browser on this machine uses for `host`.
+fn reachable(host: IpAddr) -> String {
+    match host {
+        h if h.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
 }
 
 impl Demo {
@@ -353,16 +668,19 @@ impl Demo {
         })
         .await
         .context("cannot start the Google Calendar emulator")?;
+        let host = options.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let port = match options.port {
-            0 => free_port()?,
+            0 => free_port(host)?,
             p => p,
         };
         let password = options
             .admin_password
             .unwrap_or_else(|| crate::config::EncryptionKey::generate().to_hex()[..16].to_owned());
+        let me = format!("http://{}:{port}", reachable(host));
         let settings = demo_settings(
             &emulator,
             port,
+            &me,
             &options.data_dir,
             &password,
             &options.log_level,
@@ -393,10 +711,17 @@ impl Demo {
             .with_context(|| format!("cannot connect {}", alias(i)))?;
             connected.push(account.id);
         }
+        if options.two_people {
+            connected.extend(connect_family(&emulator, &services).await?);
+        }
         store.close().await;
 
-        let actions = Arc::new(EmulatorDemo::new(&settings, &emulator)?);
-        let mut app = Application::build(settings).await?;
+        let mut app = Application::build_on(settings.clone(), Some(host)).await?;
+        let actions = Arc::new(EmulatorDemo::new(
+            &settings,
+            &emulator,
+            app.state().store.clone(),
+        )?);
         app.admin_config_mut().demo = Some(actions.clone() as Arc<dyn DemoActions>);
         for id in &connected {
             app.state()
@@ -406,7 +731,7 @@ impl Demo {
                 .with_context(|| format!("cannot start the actors of account {id}"))?;
         }
         Ok(Demo {
-            dashboard: format!("http://127.0.0.1:{}/admin", app.port()),
+            dashboard: format!("http://{}:{}/admin", reachable(host), app.port()),
             emulator,
             app,
             password,
@@ -416,21 +741,54 @@ impl Demo {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free port")?;
+/// The second person of `--scenario two-people`: one Google account with a primary and two
+/// secondary calendars, connected in [`FAMILY_GROUP`] through the one refresh token.
+async fn connect_family(
+    emulator: &EmulatorHandle,
+    services: &Services,
+) -> anyhow::Result<Vec<AccountId>> {
+    let shared = emulator.shared();
+    let info = shared.create_account(Some(PARTNER_EMAIL.to_owned()), None, None);
+    let mut calendars = vec![info.calendar_id.clone()];
+    for name in &FAMILY_CALENDARS[1..] {
+        let calendar = shared
+            .create_secondary_calendar(PARTNER_EMAIL, (*name).to_owned(), None)
+            .context("cannot create the second person's calendars")?;
+        calendars.push(calendar.id.clone());
+    }
+    let mut connected = Vec::new();
+    for (name, calendar) in FAMILY_CALENDARS.iter().zip(calendars) {
+        let account = ops::connect_account(
+            services,
+            ConnectRequest {
+                group: Some(FAMILY_GROUP.to_owned()),
+                alias: (*name).to_owned(),
+                refresh_token: SecretString::from(info.refresh_token.clone()),
+                calendar_id: Some(CalendarId::parse(&calendar)?),
+                email: Some(info.email.clone()),
+            },
+        )
+        .await
+        .with_context(|| format!("cannot connect {name}"))?;
+        connected.push(account.id);
+    }
+    Ok(connected)
+}
+
+fn free_port(host: IpAddr) -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind((host, 0)).context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 fn demo_settings(
     emulator: &EmulatorHandle,
     port: u16,
+    me: &str,
     dir: &Path,
     password: &str,
     log_level: &str,
 ) -> anyhow::Result<Settings> {
     let base = emulator.base_url().trim_end_matches('/').to_owned();
-    let me = format!("http://127.0.0.1:{port}");
     let vars = [
         ("PORT", port.to_string()),
         (
@@ -459,36 +817,53 @@ fn demo_settings(
     )?)
 }
 
-/// `mcss demo [--port P] [--scenario NAME]`
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    if let Some(name) = &args.scenario {
-        if !SCENARIOS.iter().any(|(n, _)| n == name) {
-            let known: Vec<String> = SCENARIOS
-                .iter()
-                .map(|(n, what)| format!("  {n}: {what}"))
-                .collect();
-            anyhow::bail!(
-                "unknown scenario {name:?}; choose one of:\n{}",
-                known.join("\n")
-            );
-        }
+/// Where the demo's logs go, in words for the banner.
+fn install_logs(path: Option<&Path>, level: &str) -> anyhow::Result<String> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    if path.is_some_and(|p| p == Path::new("-")) {
+        crate::telemetry::init_with_writer(level, None, BoxMakeWriter::new(std::io::stderr), false);
+        return Ok("standard error".into());
     }
-    let log_level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into());
-    crate::telemetry::init(&log_level, None);
+    let path = path.map_or_else(
+        || std::env::temp_dir().join(format!("mcss-demo-{}.log", std::process::id())),
+        Path::to_owned,
+    );
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot write the log file {}", path.display()))?;
+    crate::telemetry::init_with_writer(
+        level,
+        Some(crate::config::LogFormat::Pretty),
+        BoxMakeWriter::new(Arc::new(file)),
+        false,
+    );
+    Ok(path.display().to_string())
+}
+
+/// `mcss demo [--port P] [--host H] [--scenario NAME] [--log-file PATH]`
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let log_level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    let logs = install_logs(args.log_file.as_deref(), &log_level)?;
     let dir = std::env::temp_dir().join(format!("mcss-demo-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).context("cannot create the demo's temporary folder")?;
-    let result = serve_demo(args, &dir, log_level).await;
+    let result = serve_demo(args, &dir, log_level, logs).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn serve_demo(args: DemoArgs, dir: &Path, log_level: String) -> anyhow::Result<()> {
+async fn serve_demo(
+    args: DemoArgs,
+    dir: &Path,
+    log_level: String,
+    logs: String,
+) -> anyhow::Result<()> {
     let demo = Demo::start(DemoOptions {
         port: args.port,
+        host: Some(args.host),
         connect: DEMO_ACCOUNTS,
         data_dir: dir.to_owned(),
         admin_password: None,
         log_level,
+        two_people: args.scenario.as_deref() == Some("two-people"),
     })
     .await?;
     let Demo {
@@ -503,25 +878,43 @@ async fn serve_demo(args: DemoArgs, dir: &Path, log_level: String) -> anyhow::Re
     println!();
     println!("  dashboard: {dashboard}");
     println!("  password:  {password}");
+    println!("  emulator:  {}", emulator.base_url());
+    println!("  logs:      {logs}");
     println!();
-    println!("  {DEMO_ACCOUNTS} calendars are connected (\"Calendar 01\"..\"Calendar {DEMO_ACCOUNTS:02}\") on an emulated Google.");
-    println!("  Use the demo panel at the bottom of the dashboard to create events; their");
-    println!("  blocks appear on the other calendars within seconds. Ctrl-C stops everything.");
+    if args.host.is_unspecified() {
+        println!("  Listening on every interface ({}).", args.host);
+    }
+    println!("  {DEMO_ACCOUNTS} calendars are connected (\"Calendar 01\"..\"Calendar {DEMO_ACCOUNTS:02}\") on an emulated Google");
+    if args.scenario.as_deref() == Some("two-people") {
+        println!(
+            "  and {} more of a second person in group {FAMILY_GROUP:?} ({}).",
+            FAMILY_CALENDARS.len(),
+            FAMILY_CALENDARS.join(", ")
+        );
+    }
+    println!(
+        "  (its Calendar API, consent page and /emulator control API are at the emulator address)."
+    );
+    println!(
+        "  Use the demo panel at the bottom of the dashboard to create and change events; their"
+    );
+    println!("  blocks follow on the other calendars within seconds. Ctrl-C stops everything.");
     if let Some(name) = args.scenario {
         tokio::spawn(async move {
             // Let the first full syncs finish so the scenario's changes arrive as pushes.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            println!();
-            println!("scenario {name}:");
-            match actions.scenario(&name).await {
+            let report = match actions.scenario(&name).await {
                 Ok(lines) => {
+                    let mut text = format!("\nscenario {name}:\n");
                     for line in lines {
-                        println!("  {line}");
+                        text.push_str(&format!("  {line}\n"));
                     }
-                    println!("  done; watch the blocks appear on the dashboard.");
+                    text.push_str("  done; watch the blocks appear on the dashboard.");
+                    text
                 }
-                Err(e) => println!("  failed: {e}"),
-            }
+                Err(e) => format!("\nscenario {name} failed: {e}"),
+            };
+            println!("{report}");
         });
     }
     let result = app.run_with_signals().await;
@@ -546,5 +939,19 @@ mod tests {
         let start = in_an_hour();
         assert_eq!(start.minute(), 0);
         assert!(start - Utc::now() >= Days::minutes(59));
+    }
+
+    #[test]
+    fn the_panel_names_a_start_in_utc_or_as_a_day() {
+        let start: DateTime<Utc> = "2026-03-03T10:00:00Z".parse().unwrap();
+        assert_eq!(start_words(&timed("x", start, 60)), "Tue 03 Mar 10:00 UTC");
+        let day = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+        assert_eq!(start_words(&all_day("x", day)), "Wed 04 Mar, all day");
+    }
+
+    #[test]
+    fn a_wildcard_host_is_reached_on_loopback() {
+        assert_eq!(reachable("0.0.0.0".parse().unwrap()), "127.0.0.1");
+        assert_eq!(reachable("::1".parse().unwrap()), "[::1]");
     }
 }

@@ -55,6 +55,15 @@ impl Application {
     /// Connects and migrates the store, connects Redis when configured, binds the listener,
     /// then starts the supervisor with one child pair per active account.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_on(settings, None).await
+    }
+
+    /// [`Application::build`], listening on `host` only (`None`: every interface). `mcss
+    /// demo` listens on loopback unless told otherwise.
+    pub async fn build_on(
+        settings: Settings,
+        host: Option<std::net::IpAddr>,
+    ) -> Result<Self, StartupError> {
         let started_at = Instant::now();
         let store = Store::connect(&settings).await?;
         store.migrate().await?;
@@ -63,7 +72,7 @@ impl Application {
             None => None,
         };
         // Bound before anything uses `WEBHOOK_BASE_URL`, so port 0 there can name the port.
-        let (listener, port) = bind(settings.port).await?;
+        let (listener, port) = bind(settings.port, host).await?;
         let mut settings = settings;
         resolve_webhook_port(&mut settings, port);
         let settings = Arc::new(settings);
@@ -201,10 +210,18 @@ impl Application {
     }
 }
 
-/// The listener on `port` and the port it got (the one asked for, or a free one for 0).
-async fn bind(port: u16) -> Result<(TcpListener, u16), StartupError> {
+/// The listener on `port` (of `host`, or every interface) and the port it got (the one
+/// asked for, or a free one for 0).
+async fn bind(
+    port: u16,
+    host: Option<std::net::IpAddr>,
+) -> Result<(TcpListener, u16), StartupError> {
     let refused = |e: std::io::Error| StartupError::Bind(bind_problem(port, &e));
-    let listener = http::bind(port).await.map_err(refused)?;
+    let listener = match host {
+        Some(host) => TcpListener::bind((host, port)).await,
+        None => http::bind(port).await,
+    }
+    .map_err(refused)?;
     let bound = listener.local_addr().map_err(refused)?.port();
     Ok((listener, bound))
 }

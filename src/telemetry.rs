@@ -24,8 +24,22 @@ fn directives(level: &str) -> String {
     directives
 }
 
-/// Installs the global subscriber once; later calls (tests, the demo) are harmless no-ops.
+/// Installs the global subscriber once, writing to standard output; later calls (tests, the
+/// demo) are harmless no-ops.
 pub fn init(level: &str, format: Option<LogFormat>) {
+    let terminal = std::io::stdout().is_terminal();
+    let writer = fmt::writer::BoxMakeWriter::new(std::io::stdout);
+    init_with_writer(level, format, writer, terminal);
+}
+
+/// [`init`], writing to `writer` instead (the demo keeps its logs out of its banner);
+/// `colours` only where a terminal reads them.
+pub fn init_with_writer(
+    level: &str,
+    format: Option<LogFormat>,
+    writer: fmt::writer::BoxMakeWriter,
+    colours: bool,
+) {
     // Settings checked the filter; the demo passes its own, which falls back to `info`.
     let filter = EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
@@ -40,13 +54,21 @@ pub fn init(level: &str, format: Option<LogFormat>) {
                 // Every line carries its spans (request, sync, actor handler), so one
                 // `sync_id` or `account_id` filter follows a change through the logs.
                 fmt::layer()
+                    .with_writer(writer)
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
                     .with_span_list(true),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .with_writer(writer)
+                    .with_ansi(colours)
+                    .compact(),
+            )
+            .try_init(),
     };
     if installed.is_ok() {
         install_panic_hook();

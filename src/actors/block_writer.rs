@@ -65,6 +65,18 @@ const VANISHED_SERIES_PATIENCE: u32 = 2;
 /// there, but Google has no such instance: the series' rule changed under it).
 const VANISHED_OCCURRENCE_LIMIT: u32 = 6;
 
+/// How long writes wait for the trigger of their source's change before they are not
+/// measured (they came from a reconciliation or an operation, which has none).
+const UNCLAIMED_WRITES: Duration = Duration::from_secs(60);
+
+/// The writes made for one source's changes since the writer last drained.
+struct SourceWrites {
+    count: u32,
+    /// The sync that queued the latest of them.
+    sync_id: Option<String>,
+    first: Instant,
+}
+
 /// Everything a `BlockWriter` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriterMsg {
@@ -107,10 +119,12 @@ pub struct WriterState {
     timer: Option<AbortHandle>,
     /// No write before this instant (a rate limit or quota answer applies to the calendar).
     paused_until: Option<Instant>,
-    /// The earliest trigger whose writes are not yet all applied, and its source account.
-    waiting_since: Option<(Instant, Option<AccountId>)>,
-    /// Writes made since `waiting_since` was set.
-    writes: u32,
+    /// Per source account (`None`: a trigger that named none), the earliest trigger whose
+    /// writes are not yet all applied.
+    waiting_since: HashMap<Option<AccountId>, Instant>,
+    /// Writes made since the first of `waiting_since`, per source account of the row: how
+    /// many, the sync id of the latest, and when the first was made.
+    writes: HashMap<AccountId, SourceWrites>,
     /// Consent was revoked: nothing more to do until the account is reconnected.
     halted: bool,
 }
@@ -138,8 +152,8 @@ impl Actor for BlockWriter {
             bucket: TokenBucket::new(rate),
             timer: None,
             paused_until: None,
-            waiting_since: None,
-            writes: 0,
+            waiting_since: HashMap::new(),
+            writes: HashMap::new(),
             halted: false,
         })
     }
@@ -162,10 +176,8 @@ impl Actor for BlockWriter {
     ) -> Result<(), ActorProcessingErr> {
         let WriterMsg::Converge { trigger, source } = msg;
         if let Some(at) = trigger {
-            state.waiting_since = match state.waiting_since {
-                Some((earlier, s)) if earlier <= at => Some((earlier, s)),
-                _ => Some((at, source)),
-            };
+            let earliest = state.waiting_since.entry(source).or_insert(at);
+            *earliest = (*earliest).min(at);
         }
         state.converge(&myself).await;
         Ok(())
@@ -270,8 +282,19 @@ impl WriterState {
                 break;
             }
             let applied = self.apply(&row, &series).await;
-            if applied.wrote {
-                self.writes = self.writes.saturating_add(1);
+            if applied.wrote && !self.waiting_since.is_empty() {
+                let counted =
+                    self.writes
+                        .entry(row.source_account_id)
+                        .or_insert_with(|| SourceWrites {
+                            count: 0,
+                            sync_id: None,
+                            first: Instant::now(),
+                        });
+                counted.count = counted.count.saturating_add(1);
+                if row.sync_id.is_some() {
+                    counted.sync_id.clone_from(&row.sync_id);
+                }
             }
             if row.role == RowRole::Series {
                 remember_series(&mut series, &row, &applied.outcome);
@@ -352,24 +375,35 @@ impl WriterState {
         self.drained();
     }
 
-    /// Nothing is due now: the writes a trigger caused are all done.
+    /// Nothing is due now: the writes the triggers caused are all done. One sample per
+    /// source account, measured from that source's own trigger (or from a trigger that named
+    /// no source). Writes of a source whose trigger has not arrived yet (another source's
+    /// wake-up claimed its rows first) wait for it, for at most [`UNCLAIMED_WRITES`].
     fn drained(&mut self) {
-        let Some((since, source)) = self.waiting_since.take() else {
-            return;
-        };
+        let triggers = std::mem::take(&mut self.waiting_since);
         let writes = std::mem::take(&mut self.writes);
-        if writes == 0 {
-            return;
+        for (source, counted) in writes {
+            let Some(since) = triggers
+                .get(&Some(source))
+                .or_else(|| triggers.get(&None))
+                .copied()
+            else {
+                if counted.first.elapsed() < UNCLAIMED_WRITES {
+                    self.writes.insert(source, counted);
+                }
+                continue;
+            };
+            let latency = since.elapsed();
+            metrics::histogram!(PROPAGATION_LATENCY).record(latency.as_secs_f64());
+            self.latency.push(LatencySample {
+                at: Utc::now(),
+                account: source,
+                target: self.account.id,
+                latency,
+                writes: counted.count,
+                sync_id: counted.sync_id,
+            });
         }
-        let latency = since.elapsed();
-        metrics::histogram!(PROPAGATION_LATENCY).record(latency.as_secs_f64());
-        self.latency.push(LatencySample {
-            at: Utc::now(),
-            account: source.unwrap_or(self.account.id),
-            target: self.account.id,
-            latency,
-            writes,
-        });
     }
 
     fn schedule(&mut self, myself: &ActorRef<WriterMsg>, after: Duration) {
@@ -637,8 +671,8 @@ impl WriterState {
         tracing::info!(
             op,
             result,
-            target = %self.account.id,
-            source = %row.source_account_id,
+            target_account = %self.account.id,
+            source_account = %row.source_account_id,
             block_id = %row.block_id,
             sync_id,
             attempts = row.attempts,
@@ -652,7 +686,7 @@ impl WriterState {
         if result == "failed" {
             tracing::warn!(
                 op,
-                target = %self.account.id,
+                target_account = %self.account.id,
                 block_id = %row.block_id,
                 sync_id,
                 "a block write was refused for good; it is retried when its content changes"
@@ -694,6 +728,19 @@ fn occurrence_waits(row: &OutboxRow, series: Option<&OutboxRow>) -> Option<Write
     if series.state == BlockState::Failed {
         return Some(WriteOutcome::Failed {
             error: "its block series could not be written".to_owned(),
+        });
+    }
+    let behind = series.state == BlockState::Pending && series.applied_hash != series.desired_hash;
+    if series.applied_hash.is_some() && behind && row.body.is_some() {
+        // Its series has a change still to write: a new time at Google drops the series'
+        // exceptions, so an occurrence written before it would be lost (found by the soak).
+        return Some(WriteOutcome::Deferred {
+            at: series
+                .next_attempt_at
+                .unwrap_or_else(crate::store::now)
+                .max(crate::store::now())
+                + SERIES_WAIT,
+            reason: Some("waiting for its block series to be written".to_owned()),
         });
     }
     if series.applied_hash.is_none() {
@@ -800,6 +847,51 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(role: RowRole, desired: &str, applied: Option<&str>, state: BlockState) -> OutboxRow {
+        let now = crate::store::now();
+        OutboxRow {
+            id: crate::store::OutboxId::new(1),
+            target_account_id: AccountId::new(2),
+            source_account_id: AccountId::new(1),
+            source_event_id: EventId::parse("series").unwrap(),
+            block_id: BlockId::parse("blockseries0123456789abcdefgh").unwrap(),
+            body: Some(serde_json::json!({"summary": "Calendar 01 Block"})),
+            desired_hash: Some(desired.to_owned()),
+            applied_hash: applied.map(str::to_owned),
+            google_etag: None,
+            state,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            role,
+            series_block_id: None,
+            claimed_by: None,
+            claim_expires_at: None,
+            sync_id: None,
+            applied_updated: None,
+        }
+    }
+
+    #[test]
+    fn an_occurrence_waits_while_its_series_has_a_change_to_write() {
+        let occurrence = |series| {
+            let mut row = row(RowRole::Occurrence, "o2", Some("o1"), BlockState::Pending);
+            row.series_block_id = Some(BlockId::parse("blockseries0123456789abcdefgh").unwrap());
+            occurrence_waits(&row, Some(series))
+        };
+
+        let behind = row(RowRole::Series, "s2", Some("s1"), BlockState::Pending);
+        let in_step = row(RowRole::Series, "s2", Some("s2"), BlockState::Applied);
+
+        assert!(matches!(
+            occurrence(&behind),
+            Some(WriteOutcome::Deferred { .. })
+        ));
+        assert_eq!(occurrence(&in_step), None);
+    }
 
     #[test]
     fn a_bucket_allows_a_burst_then_paces_writes() {

@@ -14,7 +14,9 @@ use crate::domain::AccountId;
 const LATENCY_RING: usize = 512;
 
 /// One measured propagation: from the trigger (ping received, poll tick, manual sync) of a
-/// source account's sync to the last block write it caused on one target calendar.
+/// source account's sync to the last block write it caused on one target calendar. When the
+/// changes of several sources reach one writer before its queue drains, each source gets a
+/// sample of its own with its own writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LatencySample {
     pub at: DateTime<Utc>,
@@ -23,8 +25,12 @@ pub struct LatencySample {
     /// The target calendar whose writer measured it.
     pub target: AccountId,
     pub latency: Duration,
-    /// Block writes the target's writer made between the trigger and the drained queue.
+    /// Block writes for this source's changes the target's writer made between the trigger
+    /// and the drained queue.
     pub writes: u32,
+    /// The sync that queued the last of those writes, so the samples of one change on every
+    /// target can be put together (the dashboard's Live page).
+    pub sync_id: Option<String>,
 }
 
 /// The shared ring of recent latency samples; cheap to clone.

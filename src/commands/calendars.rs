@@ -98,6 +98,34 @@ pub(super) async fn set_account(services: &Services, args: SetAccountArgs) -> an
     Ok(())
 }
 
+/// One line of a calendar's rules; a rule never set reads "default" (the environment's).
+pub(super) fn describe_rules(rules: &CalendarRules) -> String {
+    fn or_default<T: std::fmt::Display>(value: Option<T>) -> String {
+        value.map_or_else(|| "default".to_owned(), |v| v.to_string())
+    }
+    format!(
+        "as target: title {}, details {}; as source: skip all-day {}, skip out-of-office {}, \
+         skip focus time {}, exclude title {}, look back {} days",
+        or_default(
+            rules
+                .block_title_template
+                .as_deref()
+                .map(|t| format!("{t:?}"))
+        ),
+        or_default(rules.block_details.map(|d| d.as_str())),
+        or_default(rules.skip_all_day),
+        or_default(rules.skip_out_of_office),
+        or_default(rules.skip_focus_time),
+        or_default(
+            rules
+                .exclude_title_regex
+                .as_deref()
+                .map(|r| format!("{r:?}"))
+        ),
+        or_default(rules.look_back_days),
+    )
+}
+
 fn report(what: &str, change: &SettingsChange) {
     println!("{what}");
     if change.retracted > 0 {

@@ -24,8 +24,12 @@ use crate::store::Store;
 /// `mcss accounts …`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AccountsCommand {
-    /// List connected accounts with their status.
-    List,
+    /// List connected calendars: alias, group, calendar id, status, Google account.
+    List {
+        /// Also print each calendar's rules (as a target, then as a source).
+        #[arg(long)]
+        rules: bool,
+    },
     /// Connect a calendar from a refresh token, without a browser.
     ///
     /// The calendar's real id and time zone are read from Google (calendarList.get). If an
@@ -290,7 +294,7 @@ pub async fn accounts(settings: Settings, command: AccountsCommand) -> anyhow::R
     let store = Store::connect(&settings).await?;
     store.migrate().await?;
     let result = match command {
-        AccountsCommand::List => list_accounts(&store).await,
+        AccountsCommand::List { rules } => list_accounts(&store, rules).await,
         AccountsCommand::Add(args) => add_account(settings, store.clone(), args).await,
         AccountsCommand::Remove(args) => remove_account(settings, store.clone(), args).await,
         AccountsCommand::Set(args) => {
@@ -306,19 +310,23 @@ pub async fn accounts(settings: Settings, command: AccountsCommand) -> anyhow::R
     result
 }
 
-async fn list_accounts(store: &Store) -> anyhow::Result<()> {
+async fn list_accounts(store: &Store, with_rules: bool) -> anyhow::Result<()> {
     let accounts = store.list_accounts().await?;
     if accounts.is_empty() {
         println!("no accounts connected");
     }
     for a in accounts {
         println!(
-            "{:<14} {:<40} {:<13} {}",
+            "{:<14} {:<12} {:<40} {:<13} {}",
             a.alias,
+            a.group,
             a.calendar_id,
             a.status.as_str(),
             a.email.as_deref().unwrap_or("-")
         );
+        if with_rules {
+            println!("  {}", calendars::describe_rules(&a.rules));
+        }
     }
     Ok(())
 }

@@ -334,6 +334,41 @@ impl AccountClient {
         self.fetch(call).await
     }
 
+    /// `calendarList.list`, every page: the calendars the account sees (hidden ones too),
+    /// primary first as Google lists them. At most ten pages of 250 are followed.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn calendar_list(&self) -> Result<Vec<CalendarListEntry>, GoogleError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page {
+            #[serde(default)]
+            items: Vec<CalendarListEntry>,
+            #[serde(default)]
+            next_page_token: Option<String>,
+        }
+        let mut entries = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..10 {
+            let mut call = Call::new(
+                "calendarList.list",
+                Method::GET,
+                "/users/me/calendarList".to_owned(),
+            )
+            .query("maxResults", 250)
+            .query("showHidden", true);
+            if let Some(token) = &token {
+                call = call.query("pageToken", token);
+            }
+            let page: Page = self.fetch(call).await?;
+            entries.extend(page.items);
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        Ok(entries)
+    }
+
     /// One page of `events.list`. With a sync token, a 410 is
     /// [`GoogleError::SyncTokenExpired`].
     #[tracing::instrument(

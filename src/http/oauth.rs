@@ -98,7 +98,7 @@ struct StartQuery {
 }
 
 /// Why an alias or login hint from the form is refused, in words for the page.
-fn check_alias(alias: &str) -> Result<String, String> {
+pub(crate) fn check_alias(alias: &str) -> Result<String, String> {
     let alias = alias.trim();
     if alias.is_empty() {
         return Err("Give the calendar a name (for example \"Calendar 06\").".into());
@@ -281,6 +281,14 @@ async fn callback(
         );
     };
     let existed = matches!(state.store.account_by_alias(&alias).await, Ok(Some(_)));
+    // A new name for an account with several calendars: the operator picks which.
+    if !existed {
+        if let Some(page) =
+            admin::offer_calendars(&state, &rt, &alias, &refresh_token, granted.email.clone()).await
+        {
+            return page;
+        }
+    }
     let account = match ops::connect_account(
         services,
         ConnectRequest {
@@ -310,6 +318,8 @@ async fn callback(
         }
     };
     services.forget_tokens(account.id);
+    // A calendar already connected under another name was reconnected under that name.
+    let existed = existed || account.alias != alias;
     let started = if existed {
         control.resume(account.id).await
     } else {
@@ -319,7 +329,7 @@ async fn callback(
         tracing::warn!(account = %account.id, error = %e, "connected, but its actors did not start");
     }
     tracing::info!(account = %account.id, alias = %account.alias, reconnected = existed, "account connected through consent");
-    super::admin::connected_page(&account, existed)
+    super::admin::connected_page(&account, existed, &alias)
 }
 
 /// The page for a code Google would not exchange. A refused code (used, expired, forged,

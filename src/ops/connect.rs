@@ -90,76 +90,21 @@ pub async fn connect_account_with(
     on_retry: RetryNotice<'_>,
 ) -> Result<Account, OpsError> {
     let alias = validate_alias(&req.alias)?;
-    let wanted = req.calendar_id.unwrap_or_else(CalendarId::primary);
-    let tokens = TokenSource::new(services.oauth.clone(), req.refresh_token.clone());
-    // This loop does the waiting, so it can say so; the client's own retries would be silent.
-    let client = services
-        .google
-        .clone()
-        .with_retry_policy(RetryPolicy::no_retry())
-        .account(tokens);
-    let entry = read_calendar(&client, &wanted, on_retry)
-        .await
-        .map_err(|e| OpsError::google(format!("cannot read calendar {wanted} from Google"), e))?;
-    if entry.id.as_str() == "primary" || entry.deleted {
-        return Err(OpsError::UnresolvedCalendar(wanted.into_string()));
-    }
-    let calendar_id = entry.id;
-    // The primary calendar's id is the account's e-mail address (Google's calendarList docs):
-    // it names the Google account, whose calendars share one refresh token.
-    let email = match req.email {
-        Some(email) => Some(email),
-        None if entry.primary => calendar_id
-            .as_str()
-            .contains('@')
-            .then(|| calendar_id.to_string()),
-        None => read_calendar(&client, &CalendarId::primary(), on_retry)
-            .await
-            .ok()
-            .map(|primary| primary.id.to_string())
-            .filter(|id| id.contains('@')),
-    };
     let group = match req.group.as_deref().map(str::trim) {
         Some(name) => validate_group(name)?,
         None => crate::store::DEFAULT_GROUP.to_owned(),
     };
-
-    let by_alias = services.store.account_by_alias(&alias).await?;
-    let by_calendar = services
-        .store
-        .accounts_by_calendar(&calendar_id)
-        .await?
-        .into_iter()
-        .next();
-    let existing = match (by_alias, by_calendar) {
-        (Some(a), _) if a.calendar_id != calendar_id => {
-            return Err(OpsError::AliasTaken {
-                alias,
-                existing: a.calendar_id.into_string(),
-            });
-        }
-        (Some(a), _) | (None, Some(a)) => Some(a),
-        (None, None) => None,
-    };
-
-    let account = match existing {
-        Some(account) => {
-            services
-                .store
-                .set_refresh_token(account.id, &req.refresh_token)
-                .await?;
-            // The actors must not keep using the old token's cache.
-            services.forget_tokens(account.id);
-            log(services, &account, "reconnected with a new refresh token").await;
-            services.store.account(account.id).await?
-        }
+    let wanted = req.calendar_id.clone().unwrap_or_else(CalendarId::primary);
+    let (entry, email) = resolve_calendar(services, &req, &wanted, on_retry).await?;
+    let account = match existing_account(services, &alias, &entry.id).await? {
+        Some(account) => reconnect(services, account, &req.refresh_token).await?,
         None => {
             let account = services
                 .store
                 .create_account(NewAccount {
                     alias,
                     email,
-                    calendar_id,
+                    calendar_id: entry.id,
                     refresh_token: req.refresh_token,
                     time_zone: entry.time_zone,
                     group,
@@ -172,6 +117,84 @@ pub async fn connect_account_with(
     };
     tracing::info!(account = %account.id, calendar = %account.calendar_id, "account connected");
     Ok(account)
+}
+
+/// The calendar `wanted` as Google names it, and the e-mail of its Google account.
+async fn resolve_calendar(
+    services: &Services,
+    req: &ConnectRequest,
+    wanted: &CalendarId,
+    on_retry: RetryNotice<'_>,
+) -> Result<(CalendarListEntry, Option<String>), OpsError> {
+    let tokens = TokenSource::new(services.oauth.clone(), req.refresh_token.clone());
+    // This loop does the waiting, so it can say so; the client's own retries would be silent.
+    let client = services
+        .google
+        .clone()
+        .with_retry_policy(RetryPolicy::no_retry())
+        .account(tokens);
+    let entry = read_calendar(&client, wanted, on_retry)
+        .await
+        .map_err(|e| OpsError::google(format!("cannot read calendar {wanted} from Google"), e))?;
+    if entry.id.as_str() == "primary" || entry.deleted {
+        return Err(OpsError::UnresolvedCalendar(wanted.to_string()));
+    }
+    // The primary calendar's id is the account's e-mail address (Google's calendarList docs):
+    // it names the Google account, whose calendars share one refresh token.
+    let email = match &req.email {
+        Some(email) => Some(email.clone()),
+        None if entry.primary => entry
+            .id
+            .as_str()
+            .contains('@')
+            .then(|| entry.id.to_string()),
+        None => read_calendar(&client, &CalendarId::primary(), on_retry)
+            .await
+            .ok()
+            .map(|primary| primary.id.to_string())
+            .filter(|id| id.contains('@')),
+    };
+    Ok((entry, email))
+}
+
+/// The calendar already connected under `alias` or on `calendar_id`; an alias that names
+/// another calendar is taken.
+async fn existing_account(
+    services: &Services,
+    alias: &str,
+    calendar_id: &CalendarId,
+) -> Result<Option<Account>, OpsError> {
+    let by_alias = services.store.account_by_alias(alias).await?;
+    let by_calendar = services
+        .store
+        .accounts_by_calendar(calendar_id)
+        .await?
+        .into_iter()
+        .next();
+    match (by_alias, by_calendar) {
+        (Some(a), _) if a.calendar_id != *calendar_id => Err(OpsError::AliasTaken {
+            alias: alias.to_owned(),
+            existing: a.calendar_id.into_string(),
+        }),
+        (Some(a), _) | (None, Some(a)) => Ok(Some(a)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A new refresh token for a connected calendar.
+async fn reconnect(
+    services: &Services,
+    account: Account,
+    refresh_token: &SecretString,
+) -> Result<Account, OpsError> {
+    services
+        .store
+        .set_refresh_token(account.id, refresh_token)
+        .await?;
+    // The actors must not keep using the old token's cache.
+    services.forget_tokens(account.id);
+    log(services, &account, "reconnected with a new refresh token").await;
+    Ok(services.store.account(account.id).await?)
 }
 
 /// calendarList.get under [`CONNECT_RETRIES`] and [`RETRY_BUDGET`].

@@ -41,6 +41,7 @@ mod outbox;
 pub mod records;
 mod sync_log;
 mod sync_state;
+pub mod views;
 mod writes;
 
 pub use counters::StoreCounters;

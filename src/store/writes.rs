@@ -71,7 +71,7 @@ pub struct WriteReport {
 impl Store {
     /// Claims up to `limit` due pending rows of `target` for `claim.owner`; see the module
     /// docs. Rows come oldest due first, series and single blocks before occurrences.
-    #[tracing::instrument(name = "store.claim_due", skip(self, claim), fields(target = %target))]
+    #[tracing::instrument(name = "store.claim_due", skip(self, claim), fields(target_account = %target))]
     pub async fn claim_due(
         &self,
         target: AccountId,

@@ -26,9 +26,9 @@ use crate::domain::EventId;
 
 use super::block::{cancelled_occurrence_body, live_body};
 use super::ids::detached_block_id;
-use super::model::{SourceEvent, TargetAccount, TargetHoldings};
+use super::model::{EventTime, SourceEvent, TargetAccount, TargetHoldings};
 use super::plan::{BlockRole, DesiredBlock, PlanContext, PlannedBlock};
-use super::rules::{Decision, SkipReason};
+use super::rules::{beyond_series_end, Decision, SkipReason};
 
 /// One source series as far as it is known: its master and its exceptions.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +85,20 @@ pub fn plan_family(
         if ctx.is_past(original) {
             continue;
         }
+        if master.is_some_and(|m| past_its_series(ctx, m, original)) {
+            // Google shows it no more: whatever stood for it goes, and nothing replaces it.
+            let gone = Decision::Skip(SkipReason::Cancelled);
+            planned.extend(plan_occurrence_row(
+                ctx,
+                exception,
+                target,
+                gone,
+                false,
+                &series_block,
+            ));
+            planned.push(plan_detached_row(ctx, exception, target, gone, false));
+            continue;
+        }
         let decision = if family.deleted {
             Decision::Skip(SkipReason::Cancelled)
         } else {
@@ -115,6 +129,16 @@ pub fn plan_family(
         ));
     }
     planned
+}
+
+/// Whether the exception's original start lies past the end of its master's rules (the
+/// series was ended before it, as "this and following" does).
+fn past_its_series(ctx: &PlanContext<'_>, master: &SourceEvent, original: &EventTime) -> bool {
+    let Some(start) = master.start.as_ref() else {
+        return false;
+    };
+    let zone = start.time_zone().or(ctx.source.time_zone.as_deref());
+    beyond_series_end(&master.recurrence, start, original, zone)
 }
 
 fn plan_series_row(

@@ -270,6 +270,120 @@ fn a_series_made_busy_again_brings_back_its_moved_occurrence_and_drops_the_detac
     );
 }
 
+/// Found by the chaos soak (seed 7): a busy exception kept as a detached block under a free
+/// series, then the series ended before it ("this and following" from an earlier
+/// occurrence). Google no longer shows that occurrence, so nothing may block it.
+#[test]
+fn an_exception_past_the_end_of_its_shortened_series_is_blocked_nowhere() {
+    let mut ended = series();
+    ended.recurrence = vec!["RRULE:FREQ=WEEKLY;UNTIL=20260315T085959Z".to_owned()];
+    let busy_late = exception(16);
+    for master in [ended.clone(), free(ended)] {
+        let plan = Pass::listing(vec![master])
+            .knowing(vec![free(series()), busy_late.clone()])
+            .run();
+
+        for detached in [false, true] {
+            assert_eq!(
+                want_on_2(&plan, "weekly_20260316T090000Z", detached),
+                Some(Want::Absent),
+                "detached {detached}"
+            );
+        }
+    }
+    // Inside the series the same exception is still blocked.
+    let plan = Pass::listing(vec![free(series())])
+        .knowing(vec![series(), busy_late])
+        .run();
+    assert_eq!(
+        want_on_2(&plan, "weekly_20260316T090000Z", true),
+        Some(Want::Live)
+    );
+}
+
+#[test]
+fn an_all_day_exception_past_a_date_until_is_outside_and_one_on_it_inside() {
+    let day = |d: u32| EventTime::all_day(chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap());
+    let recurrence = vec!["RRULE:FREQ=WEEKLY;UNTIL=20260309".to_owned()];
+    let beyond = |d: u32| super::rules::beyond_series_end(&recurrence, &day(2), &day(d), None);
+
+    assert!(
+        !beyond(9),
+        "the UNTIL date itself still holds an occurrence"
+    );
+    assert!(beyond(16));
+    assert!(!super::rules::beyond_series_end(
+        &["RRULE:FREQ=WEEKLY".to_owned()],
+        &day(2),
+        &day(30),
+        None
+    ));
+}
+
+#[test]
+fn an_exception_the_moved_series_no_longer_produces_is_outside_it() {
+    let timed = |day: u32, hour: u32| at(day, hour);
+    let weekly = vec!["RRULE:FREQ=WEEKLY".to_owned()];
+    let outside = |recurrence: &[String], first: &EventTime, original: &EventTime, zone| {
+        super::rules::beyond_series_end(recurrence, first, original, zone)
+    };
+
+    assert!(!outside(&weekly, &timed(2, 9), &timed(16, 9), Some("UTC")));
+    assert!(
+        outside(&weekly, &timed(2, 11), &timed(16, 9), Some("UTC")),
+        "moved by two hours"
+    );
+    assert!(
+        outside(&weekly, &timed(3, 9), &timed(16, 9), Some("UTC")),
+        "moved by a day"
+    );
+    assert!(
+        outside(&weekly, &timed(9, 9), &timed(2, 9), Some("UTC")),
+        "before its start"
+    );
+    let daily_2 = vec!["RRULE:FREQ=DAILY;INTERVAL=2".to_owned()];
+    assert!(!outside(&daily_2, &timed(2, 9), &timed(6, 9), Some("UTC")));
+    assert!(outside(&daily_2, &timed(2, 9), &timed(5, 9), Some("UTC")));
+    let mo_we = vec!["RRULE:FREQ=WEEKLY;BYDAY=MO,WE".to_owned()];
+    assert!(
+        !outside(&mo_we, &timed(2, 9), &timed(11, 9), Some("UTC")),
+        "a Wednesday"
+    );
+    assert!(
+        outside(&mo_we, &timed(2, 9), &timed(12, 9), Some("UTC")),
+        "a Thursday"
+    );
+    // A wall time is kept across daylight saving: 9:00 Berlin is 8:00Z in winter, 7:00Z in
+    // summer.
+    let berlin = |d: u32, m: u32, h: u32| {
+        EventTime::from_instant(
+            Utc.with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap(),
+            Some("Europe/Berlin"),
+        )
+    };
+    assert!(!outside(
+        &weekly,
+        &berlin(2, 3, 8),
+        &berlin(6, 4, 7),
+        Some("Europe/Berlin")
+    ));
+    assert!(outside(
+        &weekly,
+        &berlin(2, 3, 8),
+        &berlin(6, 4, 8),
+        Some("Europe/Berlin")
+    ));
+    // Rules beyond the plain reading, or no zone, are never judged.
+    let monthly = vec!["RRULE:FREQ=MONTHLY;BYMONTHDAY=2".to_owned()];
+    assert!(!outside(
+        &monthly,
+        &timed(2, 9),
+        &timed(16, 11),
+        Some("UTC")
+    ));
+    assert!(!outside(&weekly, &timed(2, 11), &timed(16, 9), None));
+}
+
 // -- families ------------------------------------------------------------------------------
 
 #[test]

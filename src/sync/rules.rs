@@ -2,7 +2,7 @@
 //! meeting"). [`mirror_decision`] answers with the first rule that applies, so a skipped
 //! event always names one reason (logged and counted by the caller).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
 
 use super::marker::is_block;
 use super::model::{
@@ -186,7 +186,8 @@ pub(crate) fn series_last_end(
             continue;
         };
         rules += 1;
-        let last_start = rule_last_start(rule, first_start)?;
+        // An extra day absorbs daylight-saving shifts of a series expanded in a local zone.
+        let last_start = rule_last_start(rule, first_start, TimeDelta::days(1))?;
         let rule_end = last_start + duration;
         last = Some(last.map_or(rule_end, |l| l.max(rule_end)));
     }
@@ -196,7 +197,160 @@ pub(crate) fn series_last_end(
     last
 }
 
-fn rule_last_start(rule: &str, first_start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// Whether an exception whose original start is `original` lies past the last occurrence
+/// the rules of its series (starting `first_start`) still allow — a "this and following"
+/// split ended the series before it, so Google shows it no more. Only a certain answer is
+/// yes: rules beyond this simple reading (RDATE, BYMONTHDAY, …) keep it in its series.
+pub(crate) fn beyond_series_end(
+    recurrence: &[String],
+    first_start: &EventTime,
+    original: &EventTime,
+    zone: Option<&str>,
+) -> bool {
+    // Dates of an all-day series are read alike, so their zone does not matter.
+    let zone = match (first_start, original) {
+        (EventTime::AllDay { .. }, EventTime::AllDay { .. }) => Some("UTC"),
+        _ => zone,
+    };
+    let mut rules = 0;
+    for line in recurrence {
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("RDATE") {
+            return false;
+        }
+        let Some(rule) = upper.strip_prefix("RRULE:") else {
+            continue;
+        };
+        rules += 1;
+        if !beyond_rule(rule, first_start, original, zone) {
+            return false;
+        }
+    }
+    rules > 0
+}
+
+fn beyond_rule(
+    rule: &str,
+    first_start: &EventTime,
+    original: &EventTime,
+    zone: Option<&str>,
+) -> bool {
+    let until = rule
+        .split(';')
+        .find_map(|p| p.strip_prefix("UNTIL="))
+        .and_then(|raw| NaiveDate::parse_from_str(raw, "%Y%m%d").ok());
+    if let (EventTime::AllDay { date }, Some(until)) = (original, until) {
+        if *date > until {
+            return true;
+        }
+    }
+    if off_the_rule(rule, first_start, original, zone) {
+        return true;
+    }
+    // Daylight saving moves a local occurrence by an hour at most (half an hour on Lord
+    // Howe), so two hours past the last start is certainly past the series.
+    let slack = TimeDelta::hours(2);
+    rule_last_start(rule, first_start.latest_instant(zone), slack)
+        .is_some_and(|last| earliest_instant(original, zone) > last)
+}
+
+/// Whether `original` is certainly no instance of a plain DAILY or WEEKLY rule (INTERVAL,
+/// BYDAY on WEEKLY, COUNT and UNTIL allowed): a wall time of day, a day step or a weekday
+/// the rule never produces — the series was moved after the exception was made. Any other
+/// rule, or a zone that cannot be read, answers no.
+fn off_the_rule(
+    rule: &str,
+    first_start: &EventTime,
+    original: &EventTime,
+    zone: Option<&str>,
+) -> bool {
+    let parts: Vec<(&str, &str)> = rule.split(';').filter_map(|p| p.split_once('=')).collect();
+    let get = |name: &str| parts.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let plain = parts.iter().all(|(k, _)| {
+        matches!(*k, "FREQ" | "INTERVAL" | "COUNT" | "UNTIL")
+            || (*k == "BYDAY" && get("FREQ") == Some("WEEKLY"))
+    });
+    let interval: i64 = match get("INTERVAL").map_or(Some(1), |v| v.parse().ok()) {
+        Some(n) if n >= 1 => n,
+        _ => return false,
+    };
+    let (Some((first_day, first_time)), Some((day, time))) = (
+        local_reading(first_start, zone),
+        local_reading(original, zone),
+    ) else {
+        return false;
+    };
+    if !plain || in_a_gap(original, zone, day, first_time) {
+        return false;
+    }
+    if time != first_time || day < first_day {
+        return true; // every instance starts at the series' wall time, from its start on
+    }
+    let days = (day - first_day).num_days();
+    match (get("FREQ"), get("BYDAY")) {
+        (Some("DAILY"), _) => days % interval != 0,
+        (Some("WEEKLY"), None) => days % (7 * interval) != 0,
+        (Some("WEEKLY"), Some(by_day)) => {
+            let weekday = day.format("%a").to_string()[..2].to_ascii_uppercase();
+            let on_a_rule_day = by_day.split(',').any(|d| d == weekday);
+            let weeks = (day.week(chrono::Weekday::Mon).first_day()
+                - first_day.week(chrono::Weekday::Mon).first_day())
+            .num_days()
+                / 7;
+            !on_a_rule_day || weeks % interval != 0
+        }
+        _ => false,
+    }
+}
+
+/// Whether the series' wall time does not exist on `day` (a daylight-saving gap moves that
+/// instance to another wall time).
+fn in_a_gap(time: &EventTime, zone: Option<&str>, day: NaiveDate, wall: chrono::NaiveTime) -> bool {
+    let EventTime::Timed { .. } = time else {
+        return false;
+    };
+    zone.and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+        .is_some_and(|tz| {
+            tz.from_local_datetime(&day.and_time(wall))
+                .single()
+                .is_none()
+        })
+}
+
+/// A boundary as (local date, local wall time) in `zone`; an all-day date at midnight.
+fn local_reading(time: &EventTime, zone: Option<&str>) -> Option<(NaiveDate, chrono::NaiveTime)> {
+    match time {
+        EventTime::AllDay { date } => Some((*date, chrono::NaiveTime::MIN)),
+        EventTime::Timed { instant, .. } => {
+            let tz: chrono_tz::Tz = zone?.parse().ok()?;
+            let local = instant.with_timezone(&tz).naive_local();
+            Some((local.date(), local.time()))
+        }
+    }
+}
+
+/// The earliest instant a boundary can denote (an all-day date: its first midnight anywhere
+/// on Earth unless its zone is known).
+fn earliest_instant(time: &EventTime, zone: Option<&str>) -> DateTime<Utc> {
+    match time {
+        EventTime::Timed { instant, .. } => *instant,
+        EventTime::AllDay { date } => {
+            let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+            zone.and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+                .and_then(|tz| tz.from_local_datetime(&midnight).earliest())
+                .map(|local| local.with_timezone(&Utc))
+                .unwrap_or_else(|| midnight.and_utc() - TimeDelta::hours(14))
+        }
+    }
+}
+
+/// An upper bound on the last start a rule allows, `slack` past the exact one for counted
+/// rules.
+fn rule_last_start(
+    rule: &str,
+    first_start: DateTime<Utc>,
+    slack: TimeDelta,
+) -> Option<DateTime<Utc>> {
     let parts: Vec<(&str, &str)> = rule.split(';').filter_map(|p| p.split_once('=')).collect();
     let get = |name: &str| parts.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     if let Some(until) = get("UNTIL") {
@@ -234,9 +388,7 @@ fn rule_last_start(rule: &str, first_start: DateTime<Utc>) -> Option<DateTime<Ut
         _ => return None,
     };
     let steps = count.checked_sub(1)?.checked_mul(interval.max(1))?;
-    // An extra day absorbs daylight-saving shifts of a series expanded in a local zone.
-    first_start
-        .checked_add_signed(period.checked_mul(i32::try_from(steps).ok()?)? + TimeDelta::days(1))
+    first_start.checked_add_signed(period.checked_mul(i32::try_from(steps).ok()?)? + slack)
 }
 
 /// `(instant, exact)`: exact for a UTC `…Z` value, a local reading otherwise.

@@ -9,6 +9,12 @@
 //! model of each target calendar with the outbox's rules (a block series that goes takes its
 //! occurrences with it). Both calendars are then expanded the same way — an exception
 //! replaces or cancels the instance with its original start — and compared.
+//!
+//! The second property mixes settings changes into the edits — a link to either target
+//! turned off or on, the source's skip-all-day and exclude-title rules, a target's title
+//! template — each applied as the store and the replan apply it: blocked instants on each
+//! target equal the busy instants of the source when the link is on and no rule skips the
+//! events, none otherwise, and every block carries its target's title.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,18 +27,20 @@ use super::testing::listed_event;
 use super::*;
 
 const INSTALLATION: &str = "inst-series";
+/// Every event of the model is a stand-up (an exclude-title rule can match them).
+const TITLE: &str = "Standup";
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
 }
 
-fn account(n: i64) -> Account {
+fn account_with(n: i64, rules: Rules) -> Account {
     Account {
         id: AccountId::new(n),
         alias: format!("Calendar {n:02}"),
         calendar_id: CalendarId::parse(&format!("cal{n}@example.com")).unwrap(),
         time_zone: Some("UTC".to_owned()),
-        rules: Rules::default(),
+        rules,
     }
 }
 
@@ -125,6 +133,7 @@ impl Series {
             "WEEKLY"
         };
         event.recurrence = vec![format!("RRULE:FREQ={freq};COUNT={}", self.count)];
+        event.summary = Some(TITLE.to_owned());
         event.ical_uid = Some(format!("{}@model", self.id));
         if self.free {
             event.transparency = Transparency::Transparent;
@@ -149,6 +158,9 @@ impl Series {
             SourceEvent::new(id, self.time(start), self.time(start + self.length()))
         };
         event.recurring_event_id = Some(EventId::parse(&self.id).unwrap());
+        if state != Exception::Cancelled {
+            event.summary = Some(TITLE.to_owned());
+        }
         event.original_start = Some(self.time(original));
         event.ical_uid = Some(format!("{}@model", self.id));
         match state {
@@ -201,6 +213,12 @@ enum Edit {
     DeclineAll,
     Delete,
     Split(i64),
+    /// A split as a client that only shortens the old series makes it: the old series'
+    /// later exceptions stay stored (and unlisted) but are past its end.
+    SplitKeepingExceptions(i64),
+    /// The whole series moved by a client after which Google kept the old exceptions
+    /// stored: they no longer match any occurrence.
+    MoveAllKeepingExceptions(i64),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -216,6 +234,8 @@ fn edit() -> impl Strategy<Value = Edit> {
         Just(Edit::DeclineAll),
         Just(Edit::Delete),
         (1i64..7).prop_map(Edit::Split),
+        (1i64..7).prop_map(Edit::SplitKeepingExceptions),
+        (1i64..5).prop_map(Edit::MoveAllKeepingExceptions),
     ]
 }
 
@@ -262,6 +282,15 @@ impl Calendar {
                 changed.push(series.master_event());
                 changed
             }
+            Edit::MoveAllKeepingExceptions(hours) => {
+                let shift = if series.all_day {
+                    TimeDelta::days(hours)
+                } else {
+                    TimeDelta::hours(hours)
+                };
+                series.start += shift;
+                vec![series.master_event()]
+            }
             Edit::FreeAll => {
                 (series.free, series.declined) = (true, false);
                 vec![series.master_event()]
@@ -283,13 +312,14 @@ impl Calendar {
                 }
                 changed
             }
-            Edit::Split(k) => self.split(index, k, next_id),
+            Edit::Split(k) => self.split(index, k, next_id, true),
+            Edit::SplitKeepingExceptions(k) => self.split(index, k, next_id, false),
         }
     }
 
     /// "This and following" from occurrence `k`: the old series ends before it (its later
     /// exceptions are cancelled), a new series starts there.
-    fn split(&mut self, index: usize, k: i64, id: String) -> Vec<SourceEvent> {
+    fn split(&mut self, index: usize, k: i64, id: String, cancel_later: bool) -> Vec<SourceEvent> {
         let old = &mut self.series[index];
         if k >= old.count {
             return Vec::new();
@@ -297,7 +327,7 @@ impl Calendar {
         let cut = old.original(k);
         let mut changed = Vec::new();
         let later: Vec<DateTime<Utc>> = old.exceptions.range(cut..).map(|(o, _)| *o).collect();
-        for original in later {
+        for original in later.into_iter().filter(|_| cancel_later) {
             old.exceptions.insert(original, Exception::Cancelled);
             changed.push(old.exception_event(original));
         }
@@ -442,19 +472,89 @@ fn sync(
     stored: &mut HashMap<EventId, SourceEvent>,
     targets: &mut HashMap<AccountId, Target>,
 ) {
+    let links = Links::default();
+    sync_linked(cfg, &links, listed, false, stored, targets);
+}
+
+/// The settings of the property with links and rules: which targets the source blocks,
+/// the source's rules, the targets' title templates.
+#[derive(Debug, Clone)]
+struct Links {
+    on: [bool; 2],
+    skip_all_day: bool,
+    exclude_standups: bool,
+    titles: [&'static str; 2],
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Self {
+            on: [true, true],
+            skip_all_day: false,
+            exclude_standups: false,
+            titles: ["{alias} Block", "{alias} Block"],
+        }
+    }
+}
+
+impl Links {
+    fn source(&self) -> Account {
+        let rules = Rules {
+            skip_all_day: self.skip_all_day,
+            exclude_title: self
+                .exclude_standups
+                .then(|| regex::Regex::new("^Standup$").unwrap()),
+            ..Rules::default()
+        };
+        account_with(1, rules)
+    }
+
+    /// The linked targets (calendars 2 and 3), each with its own title.
+    fn targets(&self) -> Vec<Account> {
+        (0..2)
+            .filter(|&i| self.on[i])
+            .map(|i| {
+                let rules = Rules {
+                    title_template: self.titles[i].to_owned(),
+                    ..Rules::default()
+                };
+                account_with(i as i64 + 2, rules)
+            })
+            .collect()
+    }
+
+    /// What target `n` must show blocked, given what the source shows busy.
+    fn expected(&self, n: usize, all_day: bool, busy: &[Span]) -> Vec<Span> {
+        let mirrored = self.on[n - 2] && !self.exclude_standups && !(self.skip_all_day && all_day);
+        if mirrored {
+            busy.to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+fn sync_linked(
+    cfg: &PlannerConfig,
+    links: &Links,
+    listed: &[SourceEvent],
+    replan_all: bool,
+    stored: &mut HashMap<EventId, SourceEvent>,
+    targets: &mut HashMap<AccountId, Target>,
+) {
     let input = PassInput {
         cfg,
         now: now(),
-        source: account(1),
+        source: links.source(),
         full: false,
         listed: listed.iter().map(listed_event).collect(),
         known: stored.values().cloned().collect(),
-        targets: vec![account(2), account(3)],
+        targets: links.targets(),
         sources_of_me: Vec::new(),
         meetings: Vec::new(),
         rows_on_me: HashMap::new(),
         guard: GuardInput::default(),
-        replan_all: false,
+        replan_all,
     };
     let plan = sync_pass(&input);
     for id in &plan.forget {
@@ -466,13 +566,93 @@ fn sync(
     }
     for (source, planned) in &plan.blocks {
         assert_eq!(*source, AccountId::new(1));
-        assert_ne!(
-            planned.target,
-            AccountId::new(1),
-            "nothing targets the source"
+        assert!(
+            links.targets().iter().any(|t| t.id == planned.target),
+            "only linked targets are planned onto: {planned:?}"
         );
         targets.entry(planned.target).or_default().apply(planned);
     }
+}
+
+/// A change of the settings, as `mcss accounts set` / `links set` or the dashboard makes it.
+#[derive(Debug, Clone)]
+enum Setting {
+    Link(usize, bool),
+    SkipAllDay(bool),
+    ExcludeStandups(bool),
+    Retitle(usize),
+}
+
+fn setting() -> impl Strategy<Value = Setting> {
+    prop_oneof![
+        (0usize..2, prop::bool::ANY).prop_map(|(n, on)| Setting::Link(n, on)),
+        prop::bool::ANY.prop_map(Setting::SkipAllDay),
+        prop::bool::ANY.prop_map(Setting::ExcludeStandups),
+        (0usize..2).prop_map(Setting::Retitle),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Edit(Edit),
+    Set(Setting),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => edit().prop_map(Step::Edit),
+        1 => setting().prop_map(Step::Set),
+    ]
+}
+
+/// Applies a settings change as the store and the replan do: a link turned off retracts
+/// every block on its target (the store queues their deletion); then the source plans all
+/// its stored events again against the new settings.
+fn change_setting(
+    cfg: &PlannerConfig,
+    links: &mut Links,
+    change: &Setting,
+    stored: &mut HashMap<EventId, SourceEvent>,
+    targets: &mut HashMap<AccountId, Target>,
+) {
+    match *change {
+        Setting::Link(n, on) => {
+            links.on[n] = on;
+            if !on {
+                targets.remove(&AccountId::new(n as i64 + 2));
+            }
+        }
+        Setting::SkipAllDay(on) => links.skip_all_day = on,
+        Setting::ExcludeStandups(on) => links.exclude_standups = on,
+        Setting::Retitle(n) => {
+            links.titles[n] = if links.titles[n] == "Busy" {
+                "{alias} Block"
+            } else {
+                "Busy"
+            }
+        }
+    }
+    sync_linked(cfg, links, &[], true, stored, targets);
+}
+
+/// Every live block on a linked target has the title its template asks for.
+fn titles_follow(links: &Links, targets: &HashMap<AccountId, Target>) -> Result<(), String> {
+    for (i, template) in links.titles.iter().enumerate() {
+        let Some(target) = targets.get(&AccountId::new(i as i64 + 2)) else {
+            continue;
+        };
+        let want = template.replace("{alias}", "Calendar 01");
+        for (id, (_, body)) in &target.blocks {
+            if !body.is_cancelled() && body.summary.as_deref() != Some(want.as_str()) {
+                return Err(format!(
+                    "{id} on target {} is {:?}, not {want:?}",
+                    i + 2,
+                    body.summary
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 proptest! {
@@ -502,6 +682,49 @@ proptest! {
                     &blocked, &busy,
                     "after step {} ({:?}) of {:?}, target {}", step, edit, edits, n
                 );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn blocked_instants_follow_links_and_rules_through_series_edits(
+        all_day in prop::bool::ANY,
+        daily in prop::bool::ANY,
+        count in 3i64..9,
+        steps in prop::collection::vec(step(), 1..14),
+    ) {
+        let cfg = PlannerConfig::new(INSTALLATION);
+        let mut links = Links::default();
+        let mut calendar = Calendar { series: vec![first_series(all_day, daily, count)] };
+        let mut stored = HashMap::new();
+        let mut targets: HashMap<AccountId, Target> = HashMap::new();
+        let created = vec![calendar.series[0].master_event()];
+        sync_linked(&cfg, &links, &created, false, &mut stored, &mut targets);
+
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                Step::Edit(edit) => {
+                    let listed = calendar.apply(edit);
+                    sync_linked(&cfg, &links, &listed, false, &mut stored, &mut targets);
+                }
+                Step::Set(change) => {
+                    change_setting(&cfg, &mut links, change, &mut stored, &mut targets);
+                }
+            }
+            let busy = calendar.busy();
+            for n in [2, 3] {
+                let blocked = targets.entry(AccountId::new(n as i64)).or_default().blocked();
+                prop_assert_eq!(
+                    &blocked, &links.expected(n, all_day, &busy),
+                    "after step {} ({:?}) of {:?}, target {}, {:?}", i, step, steps, n, links
+                );
+            }
+            if let Err(wrong) = titles_follow(&links, &targets) {
+                prop_assert!(false, "after step {} ({:?}) of {:?}: {}", i, step, steps, wrong);
             }
         }
     }

@@ -142,19 +142,20 @@ fn cfg_with(f: impl FnOnce(&mut PlannerConfig)) -> PlannerConfig {
     cfg
 }
 
+/// One row of a decision table: what it shows, the planner's settings, the event, the
+/// decision (each rule is one of docs/sync-rules.md's "Which events get a block").
+type DecisionRow = (&'static str, PlannerConfig, SourceEvent, Decision);
+
+fn check_decisions(rows: Vec<DecisionRow>) {
+    for (name, cfg, event, expected) in rows {
+        assert_eq!(decide(&cfg, &event), expected, "{name}");
+    }
+}
+
 #[test]
-fn every_mirroring_rule_decides_as_design_section_2_says() {
+fn a_meeting_is_mirrored_by_its_status_and_answer() {
     use Decision::{Mirror, Skip};
-    let our_marker = Marker::new(INSTALLATION, AccountId::new(9), &id("x"));
-    let foreign_marker = Marker::new("someone-else", AccountId::new(9), &id("x"));
-    let block_tombstone = block_id(
-        INSTALLATION,
-        &account(3).calendar_id,
-        &id("e"),
-        &account(1).calendar_id,
-    );
-    let look_back_two_days = cfg_with(|c| c.look_back = TimeDelta::days(2));
-    let rows: Vec<(&str, PlannerConfig, SourceEvent, Decision)> = vec![
+    check_decisions(vec![
         (
             "a confirmed busy meeting is mirrored",
             cfg(),
@@ -203,6 +204,13 @@ fn every_mirroring_rule_decides_as_design_section_2_says() {
             with(|e| e.transparency = Transparency::Transparent),
             Skip(SkipReason::Transparent),
         ),
+    ]);
+}
+
+#[test]
+fn event_kinds_are_mirrored_or_skipped_by_the_source_rules() {
+    use Decision::{Mirror, Skip};
+    check_decisions(vec![
         (
             "a working location is not",
             cfg(),
@@ -251,6 +259,13 @@ fn every_mirroring_rule_decides_as_design_section_2_says() {
             with(|e| e.event_type = EventType::Other("newKind".into())),
             Mirror,
         ),
+    ]);
+}
+
+#[test]
+fn all_day_and_title_rules_of_the_source_decide() {
+    use Decision::{Mirror, Skip};
+    check_decisions(vec![
         (
             "an all-day event is mirrored by default",
             cfg(),
@@ -281,6 +296,14 @@ fn every_mirroring_rule_decides_as_design_section_2_says() {
             meeting(),
             Mirror,
         ),
+    ]);
+}
+
+#[test]
+fn an_event_is_mirrored_until_it_ends_or_its_look_back_passes() {
+    use Decision::{Mirror, Skip};
+    let look_back_two_days = cfg_with(|c| c.look_back = TimeDelta::days(2));
+    check_decisions(vec![
         (
             "an event that ended exactly now is not",
             cfg(),
@@ -335,6 +358,21 @@ fn every_mirroring_rule_decides_as_design_section_2_says() {
             }),
             Skip(SkipReason::Ended),
         ),
+    ]);
+}
+
+#[test]
+fn blocks_and_malformed_events_are_never_mirrored() {
+    use Decision::Skip;
+    let our_marker = Marker::new(INSTALLATION, AccountId::new(9), &id("x"));
+    let foreign_marker = Marker::new("someone-else", AccountId::new(9), &id("x"));
+    let block_tombstone = block_id(
+        INSTALLATION,
+        &account(3).calendar_id,
+        &id("e"),
+        &account(1).calendar_id,
+    );
+    check_decisions(vec![
         (
             "our own block is never mirrored",
             cfg(),
@@ -371,10 +409,7 @@ fn every_mirroring_rule_decides_as_design_section_2_says() {
             with(|e| std::mem::swap(&mut e.start, &mut e.end)),
             Skip(SkipReason::Malformed),
         ),
-    ];
-    for (name, cfg, event, expected) in rows {
-        assert_eq!(decide(&cfg, &event), expected, "{name}");
-    }
+    ]);
 }
 
 #[test]

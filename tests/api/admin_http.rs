@@ -42,10 +42,12 @@ async fn spawn_app(options: Options) -> TestApp {
         emulator, mut app, ..
     } = Demo::start(DemoOptions {
         port: 0,
+        host: None,
         connect: options.connect,
         data_dir: dir.path().to_owned(),
         admin_password: Some(PASSWORD.to_owned()),
         log_level: "warn".into(),
+        two_people: false,
     })
     .await
     .expect("the demo starts");
@@ -502,10 +504,12 @@ async fn every_demo_scenario_runs_against_the_emulator() {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(DemoOptions {
         port: 0,
+        host: None,
         connect: 0,
         data_dir: dir.path().to_owned(),
         admin_password: None,
         log_level: "warn".into(),
+        two_people: true,
     })
     .await
     .unwrap();
@@ -600,4 +604,525 @@ async fn a_garbage_authorization_code_is_a_clear_400_asking_to_start_again() {
         .await
         .unwrap()
         .is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Confirmation steps, the new pages and the demo panel's POST
+// ---------------------------------------------------------------------------------------
+
+async fn signed_in(app: &TestApp) -> (Client, String) {
+    let mut client = Client::new();
+    client.log_in(app, PASSWORD).await;
+    let token = client.csrf(app).await;
+    (client, token)
+}
+
+#[tokio::test]
+async fn removing_an_account_first_shows_what_it_does_and_removes_only_when_confirmed() {
+    let app = app().await;
+    let (mut client, token) = signed_in(&app).await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    let remove = format!("{}/admin/accounts/{}/remove", app.base, account.id);
+
+    let asked = client
+        .post(&remove, &[("csrf", &token), ("purge", "1")])
+        .await;
+
+    assert_eq!(asked.status(), StatusCode::OK);
+    let page = asked.text().await.unwrap();
+    assert!(page.contains("Remove Calendar 01?"), "{page}");
+    assert!(
+        page.contains("own calendar"),
+        "the purge is spelled out: {page}"
+    );
+    assert!(
+        app.store.account(account.id).await.is_ok(),
+        "nothing removed yet"
+    );
+
+    let confirmed = client
+        .post(
+            &remove,
+            &[("csrf", &token), ("purge", "1"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
+    assert!(app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_full_resync_and_confirming_held_deletions_ask_first() {
+    let app = app().await;
+    let (mut client, token) = signed_in(&app).await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    // Incremental syncs may move the token meanwhile; only a full resync moves this.
+    let before = crate::support::eventually("the first full sync", || async {
+        app.store
+            .sync_state(account.id)
+            .await
+            .ok()?
+            .last_full_sync_at
+    })
+    .await;
+    let before = Some(before);
+
+    for action in ["resync", "confirm-deletions"] {
+        let url = format!("{}/admin/accounts/{}/{action}", app.base, account.id);
+        let asked = client.post(&url, &[("csrf", &token)]).await;
+        assert_eq!(asked.status(), StatusCode::OK, "{action}");
+        assert!(
+            asked
+                .text()
+                .await
+                .unwrap()
+                .contains("form class=\"confirm\""),
+            "{action}"
+        );
+    }
+    let after = app.store.sync_state(account.id).await.unwrap();
+    assert!(
+        after.sync_token.is_some(),
+        "the sync token is kept until confirmed"
+    );
+    assert_eq!(after.last_full_sync_at, before, "no full listing ran");
+}
+
+#[tokio::test]
+async fn a_confirmed_action_still_needs_a_session_and_the_csrf_token() {
+    let app = app().await;
+    let (mut client, _) = signed_in(&app).await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 01")
+        .await
+        .unwrap()
+        .unwrap();
+    let remove = format!("{}/admin/accounts/{}/remove", app.base, account.id);
+
+    let refused = client.post(&remove, &[("confirm", "yes")]).await;
+    let anonymous = Client::new()
+        .post(&remove, &[("confirm", "yes"), ("csrf", &"0".repeat(64))])
+        .await;
+
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&anonymous), "/admin/login");
+    assert!(app.store.account(account.id).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_demo_panel_needs_a_session_and_a_csrf_token() {
+    let app = app().await;
+    let mut anonymous = Client::new();
+    let demo = format!("{}/admin/demo", app.base);
+
+    let without_session = anonymous
+        .post(&demo, &[("calendar", "Calendar 01"), ("action", "meeting")])
+        .await;
+    let (mut client, _) = signed_in(&app).await;
+    let without_token = client
+        .post(&demo, &[("calendar", "Calendar 01"), ("action", "meeting")])
+        .await;
+
+    assert_eq!(without_session.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&without_session), "/admin/login");
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_failed_demo_action_is_shown_as_an_error() {
+    let app = app().await;
+    let (mut client, token) = signed_in(&app).await;
+
+    let done = client
+        .post(
+            &format!("{}/admin/demo", app.base),
+            &[
+                ("csrf", &token),
+                ("calendar", "Calendar 01"),
+                ("action", "delete-last"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let page = client.get(&format!("{}/admin", app.base)).await;
+    let html = page.text().await.unwrap();
+
+    assert!(html.contains("class=\"flash error\""), "{html}");
+    assert!(html.contains("role=\"alert\""), "{html}");
+}
+
+#[tokio::test]
+async fn the_week_and_event_pages_need_a_session_and_answer_to_one() {
+    let app = app().await;
+    let mut anonymous = Client::new();
+    for page in ["/admin/week", "/admin/events"] {
+        let response = anonymous.get(&format!("{}{page}", app.base)).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(location(&response), "/admin/login", "{page}");
+    }
+    let (mut client, _) = signed_in(&app).await;
+    for page in [
+        "/admin/week",
+        "/admin/week?tz=Europe%2FBerlin&titles=1",
+        "/admin/events",
+    ] {
+        let response = client.get(&format!("{}{page}", app.base)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{page}");
+    }
+    let bad_zone = client
+        .get(&format!("{}/admin/week?tz=Mars%2FOlympus", app.base))
+        .await;
+    assert_eq!(bad_zone.status(), StatusCode::BAD_REQUEST);
+    assert!(bad_zone.text().await.unwrap().contains("Mars/Olympus"));
+}
+
+#[tokio::test]
+async fn connecting_a_calendar_that_is_already_connected_under_another_name_says_so() {
+    let app = app().await;
+    let mut client = Client::new();
+    let consent = begin_consent(
+        &mut client,
+        &app,
+        "alias=Calendar%2009&login_hint=user01%40example.test",
+    )
+    .await;
+
+    let approved = client.get(&consent).await;
+    let page = client.get(&location(&approved)).await;
+
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("already connected as Calendar 01"), "{html}");
+    assert!(
+        html.contains("Calendar 09"),
+        "the unused name is named: {html}"
+    );
+    assert!(app
+        .store
+        .account_by_alias("Calendar 09")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// The settings form of `alias` with `changes` over good values.
+fn settings_form<'a>(token: &'a str, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("csrf", token),
+        ("group", "default"),
+        ("block_title", "{alias} Block"),
+        ("details", "full"),
+        ("exclude_title_regex", ""),
+        ("look_back_days", "0"),
+    ];
+    for (key, value) in changes {
+        form.retain(|(k, _)| k != key);
+        form.push((key, value));
+    }
+    form
+}
+
+#[tokio::test]
+async fn the_settings_form_needs_a_session_and_its_csrf_token_and_a_bad_value_changes_nothing() {
+    let app = spawn_app(Options {
+        connect: 2,
+        session_ttl: None,
+    })
+    .await;
+    let account = app
+        .store
+        .account_by_alias("Calendar 02")
+        .await
+        .unwrap()
+        .unwrap();
+    let url = format!("{}/admin/settings/{}", app.base, account.id);
+    let before = account.rules.clone();
+
+    let anonymous = Client::new()
+        .post(&url, &settings_form("x", &[("block_title", "Busy")]))
+        .await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&anonymous), "/admin/login");
+
+    let (mut client, token) = signed_in(&app).await;
+    let forged = client
+        .post(
+            &url,
+            &settings_form(&"0".repeat(64), &[("block_title", "Busy")]),
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    for (field, bad, named) in [
+        ("exclude_title_regex", "(", "exclude title regex: "),
+        ("look_back_days", "999", "look back days: "),
+        ("look_back_days", "soon", "look back days: "),
+        ("details", "everything", "details: "),
+        ("block_title", "{owner} Block", "block title: "),
+        ("group", "   ", "group: "),
+    ] {
+        let refused = client
+            .post(
+                &url,
+                &settings_form(&token, &[("block_title", "Busy"), (field, bad)]),
+            )
+            .await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{field}");
+        let page = refused.text().await.unwrap();
+        let typed = if field == "block_title" { bad } else { "Busy" };
+        assert!(
+            page.contains(&format!("value=\"{typed}\"")),
+            "what was typed is shown again: {page}"
+        );
+        let line = page
+            .split("role=\"alert\">")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .unwrap_or_else(|| panic!("an error line for {field}: {page}"));
+        assert!(line.starts_with("Nothing was changed. "), "{line}");
+        assert!(line.contains(named), "{field}: {line}");
+        let stored = app.store.account(account.id).await.unwrap();
+        assert_eq!(stored.rules, before, "{field}={bad:?} changed nothing");
+        assert_eq!(stored.group, "default");
+    }
+
+    let saved = client
+        .post(
+            &url,
+            &settings_form(
+                &token,
+                &[
+                    ("block_title", "Busy ({alias})"),
+                    ("details", "busy-only"),
+                    ("skip_all_day", "1"),
+                    ("exclude_title_regex", "^Private"),
+                    ("look_back_days", "3"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let rules = app.store.account(account.id).await.unwrap().rules;
+    assert_eq!(
+        rules.block_title_template.as_deref(),
+        Some("Busy ({alias})")
+    );
+    assert_eq!(
+        rules.block_details,
+        Some(mcss::config::BlockDetails::BusyOnly)
+    );
+    assert_eq!(rules.skip_all_day, Some(true));
+    assert_eq!(rules.skip_focus_time, Some(false));
+    assert_eq!(rules.exclude_title_regex.as_deref(), Some("^Private"));
+    assert_eq!(rules.look_back_days, Some(3));
+
+    let moved = client
+        .post(&url, &settings_form(&token, &[("group", "family")]))
+        .await;
+    assert_eq!(moved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.store.account(account.id).await.unwrap().group, "family");
+}
+
+#[tokio::test]
+async fn the_links_form_needs_a_session_and_its_csrf_token_and_never_links_a_calendar_to_itself() {
+    let app = spawn_app(Options {
+        connect: 3,
+        session_ttl: None,
+    })
+    .await;
+    let url = format!("{}/admin/links", app.base);
+    fn link<'a>(token: &'a str, target: &'a str, state: &'a str) -> [(&'a str, &'a str); 4] {
+        [
+            ("csrf", token),
+            ("source", "Calendar 01"),
+            ("target", target),
+            ("state", state),
+        ]
+    }
+    let id = |alias: &'static str| {
+        let store = app.store.clone();
+        async move { store.account_by_alias(alias).await.unwrap().unwrap().id }
+    };
+    let (one, two) = (id("Calendar 01").await, id("Calendar 02").await);
+
+    let anonymous = Client::new()
+        .post(&url, &link("x", "Calendar 02", "off"))
+        .await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&anonymous), "/admin/login");
+    let (mut client, token) = signed_in(&app).await;
+    let forged = client
+        .post(&url, &link(&"0".repeat(64), "Calendar 02", "off"))
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(app.store.disabled_links().await.unwrap().is_empty());
+
+    let page = client.get(&url).await.text().await.unwrap();
+    assert!(page.contains("data-link=\"Calendar 01 → Calendar 02\""));
+    assert!(
+        !page.contains("data-link=\"Calendar 01 → Calendar 01\""),
+        "no link from a calendar to itself is offered"
+    );
+    let to_itself = client.post(&url, &link(&token, "Calendar 01", "off")).await;
+    assert_eq!(to_itself.status(), StatusCode::SEE_OTHER);
+    let page = client.get(&url).await.text().await.unwrap();
+    assert!(page.contains("cannot block itself"), "{page}");
+    assert!(app.store.disabled_links().await.unwrap().is_empty());
+
+    let off = client.post(&url, &link(&token, "Calendar 02", "off")).await;
+    assert_eq!(off.status(), StatusCode::SEE_OTHER);
+    let disabled = app.store.disabled_links().await.unwrap();
+    assert_eq!(disabled.len(), 1);
+    assert!(disabled.contains(&(one, two)));
+    let on = client.post(&url, &link(&token, "Calendar 02", "on")).await;
+    assert_eq!(on.status(), StatusCode::SEE_OTHER);
+    assert!(app.store.disabled_links().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_consent_for_an_account_with_several_calendars_offers_them_and_connects_the_picked_ones_on_one_token(
+) {
+    let app = app().await;
+    let shared = app._emulator.shared();
+    let rota = shared
+        .create_secondary_calendar("user02@example.test", "Rota".into(), None)
+        .unwrap();
+    let club = shared
+        .create_secondary_calendar("user02@example.test", "Club".into(), None)
+        .unwrap();
+    let mut client = Client::new();
+    let consent = begin_consent(
+        &mut client,
+        &app,
+        "alias=Calendar%2002&login_hint=user02%40example.test",
+    )
+    .await;
+    let approved = client.get(&consent).await;
+    let callback = client.get(&location(&approved)).await;
+    assert_eq!(callback.status(), StatusCode::OK);
+    let html = callback.text().await.unwrap();
+    let pick = html
+        .split('"')
+        .find(|s| s.starts_with("/admin/connect/pick/"))
+        .unwrap_or_else(|| panic!("the callback moves on to the picker: {html}"))
+        .to_owned();
+    assert!(
+        app.store
+            .account_by_alias("Calendar 02")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing is connected before the pick"
+    );
+
+    let page = client.get(&format!("{}{pick}", app.base)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    for id in ["user02@example.test", rota.id.as_str(), club.id.as_str()] {
+        assert!(page.contains(id), "{id} offered: {page}");
+    }
+    let token = csrf_of(&page);
+    let url = format!("{}{pick}", app.base);
+    let choice = |csrf: String| {
+        vec![
+            ("csrf".to_owned(), csrf),
+            ("group".to_owned(), "default".to_owned()),
+            ("pick_0".to_owned(), "1".to_owned()),
+            ("alias_0".to_owned(), "Calendar 02".to_owned()),
+            ("pick_1".to_owned(), "1".to_owned()),
+            ("alias_1".to_owned(), "Rota".to_owned()),
+            ("alias_2".to_owned(), "Club".to_owned()),
+        ]
+    };
+
+    let forged = client
+        .http
+        .post(&url)
+        .header(COOKIE, client.cookie_header())
+        .form(&choice("0".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let anonymous = Client::new()
+        .http
+        .post(&url)
+        .form(&choice(token.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&anonymous), "/admin/login");
+
+    // Two calendars under one name: refused in one line, nothing connected.
+    let mut twice = choice(token.clone());
+    twice[5].1 = "Calendar 02".into();
+    let refused = client
+        .http
+        .post(&url)
+        .header(COOKIE, client.cookie_header())
+        .form(&twice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    assert!(app
+        .store
+        .account_by_alias("Calendar 02")
+        .await
+        .unwrap()
+        .is_none());
+
+    let connected = client
+        .http
+        .post(&url)
+        .header(COOKIE, client.cookie_header())
+        .form(&choice(token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), StatusCode::SEE_OTHER);
+    let primary = app
+        .store
+        .account_by_alias("Calendar 02")
+        .await
+        .unwrap()
+        .expect("the primary calendar is connected");
+    let second = app
+        .store
+        .account_by_alias("Rota")
+        .await
+        .unwrap()
+        .expect("the ticked secondary calendar is connected");
+    assert!(
+        app.store.account_by_alias("Club").await.unwrap().is_none(),
+        "not ticked"
+    );
+    assert_eq!(second.calendar_id.as_str(), rota.id);
+    assert_eq!(primary.email.as_deref(), Some("user02@example.test"));
+    assert_eq!(second.email.as_deref(), Some("user02@example.test"));
+    assert!(primary.credential_id.is_some());
+    assert_eq!(
+        primary.credential_id, second.credential_id,
+        "one token per Google account"
+    );
+
+    let again = client.get(&url).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND, "a pick is used once");
 }

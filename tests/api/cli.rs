@@ -34,7 +34,7 @@ impl From<Output> for Run {
 impl Cli {
     async fn start() -> Cli {
         let emulator = Emulator::start(EmulatorConfig {
-            accounts: 2,
+            accounts: 3,
             ..EmulatorConfig::default()
         })
         .await
@@ -357,7 +357,10 @@ async fn every_command_explains_itself_in_help() {
     let cases: &[(&[&str], &str)] = &[
         (&["--help"], "reconcile"),
         (&["accounts", "--help"], "remove"),
-        (&["accounts", "list", "--help"], "List connected accounts"),
+        (&["accounts", "list", "--help"], "List connected calendars"),
+        (&["accounts", "set", "--help"], "--exclude-title-regex"),
+        (&["links", "--help"], "matrix"),
+        (&["links", "set", "--help"], "SOURCE"),
         (&["accounts", "add", "--help"], "--refresh-token"),
         (&["accounts", "remove", "--help"], "--purge"),
         (&["reconcile", "--help"], "--dry-run"),
@@ -458,4 +461,166 @@ async fn check_calls_connected_accounts_without_an_oauth_client_an_error() {
         checked.stdout
     );
     assert_eq!(checked.stderr.lines().count(), 1, "{}", checked.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_links_and_rules_are_set_from_the_cli_and_bad_input_changes_nothing() {
+    let cli = Cli::start().await;
+    for (n, alias, group) in [
+        (0, "Calendar 01", None),
+        (1, "Calendar 02", None),
+        (2, "Family", Some("family")),
+    ] {
+        let token = cli.token(n);
+        let mut args = vec![
+            "accounts",
+            "add",
+            "--alias",
+            alias,
+            "--refresh-token",
+            &token,
+        ];
+        if let Some(group) = group {
+            args.extend(["--group", group]);
+        }
+        let added = cli.run(&args).await;
+        assert!(added.ok, "{alias}: {}", added.stderr);
+    }
+
+    let set = cli
+        .run(&[
+            "accounts",
+            "set",
+            "Calendar 02",
+            "--block-title",
+            "Busy ({alias})",
+            "--details",
+            "busy-only",
+            "--skip-all-day",
+            "true",
+        ])
+        .await;
+    let off = cli
+        .run(&["links", "set", "Calendar 01", "Calendar 02", "off"])
+        .await;
+    let matrices = cli.run(&["links", "list"]).await;
+    let listed = cli.run(&["accounts", "list", "--rules"]).await;
+
+    assert!(set.ok, "{}", set.stderr);
+    assert!(
+        set.stdout.contains("rules of \"Calendar 02\" set"),
+        "{}",
+        set.stdout
+    );
+    assert!(off.ok, "{}", off.stderr);
+    assert!(matrices.ok, "{}", matrices.stderr);
+    let default = matrices
+        .stdout
+        .split("group ")
+        .find(|m| m.starts_with("\"default\""))
+        .unwrap_or_else(|| panic!("the default group's matrix: {}", matrices.stdout));
+    let row = |alias: &str| -> Vec<&str> {
+        default
+            .lines()
+            .find(|l| l.starts_with(alias))
+            .unwrap_or_else(|| panic!("row {alias}: {default}"))[alias.len()..]
+            .split_whitespace()
+            .collect()
+    };
+    assert_eq!(row("Calendar 01"), ["-", "off"], "{default}");
+    assert_eq!(row("Calendar 02"), ["on", "-"], "{default}");
+    assert!(
+        matrices.stdout.contains("group \"family\""),
+        "{}",
+        matrices.stdout
+    );
+    let second = listed
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Calendar 02"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        second.contains("title \"Busy ({alias})\", details busy-only")
+            && second.contains("skip all-day true"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("Family") && l.contains("family")),
+        "{}",
+        listed.stdout
+    );
+
+    // Every bad input: a non-zero exit, one line naming what is wrong, nothing changed.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["accounts", "set", "Nobody", "--group", "x"],
+            "no account is named \"Nobody\"",
+        ),
+        (
+            &[
+                "accounts",
+                "set",
+                "Calendar 01",
+                "--exclude-title-regex",
+                "(unclosed",
+            ],
+            "exclude title regex",
+        ),
+        (
+            &[
+                "accounts",
+                "set",
+                "Calendar 01",
+                "--block-title",
+                "{nope} Block",
+            ],
+            "block title",
+        ),
+        (
+            &["accounts", "set", "Calendar 01", "--details", "some"],
+            "details",
+        ),
+        (
+            &["accounts", "set", "Calendar 01", "--skip-all-day", "maybe"],
+            "--skip-all-day",
+        ),
+        (
+            &["accounts", "set", "Calendar 01", "--look-back-days", "9999"],
+            "look back days",
+        ),
+        (&["accounts", "set", "Calendar 01", "--group", ""], "group"),
+        (&["accounts", "set", "Calendar 01"], "nothing to change"),
+        (
+            &["links", "set", "Calendar 01", "Calendar 01", "off"],
+            "cannot block itself",
+        ),
+        (
+            &["links", "set", "Calendar 01", "Family", "off"],
+            "different groups",
+        ),
+        (
+            &["links", "set", "Calendar 01", "Calendar 02", "maybe"],
+            "on",
+        ),
+    ];
+    for (args, expected) in cases {
+        let run = cli.run(args).await;
+        assert!(!run.ok, "{args:?} was accepted: {}", run.stdout);
+        let message = run.stderr.trim();
+        assert!(message.contains(expected), "{args:?}: {message}");
+        assert!(
+            !message.contains("\n") || message.starts_with("error: invalid value"),
+            "{args:?}: one line, not {message}"
+        );
+    }
+    assert_eq!(cli.run(&["links", "list"]).await.stdout, matrices.stdout);
+    assert_eq!(
+        cli.run(&["accounts", "list", "--rules"]).await.stdout,
+        listed.stdout
+    );
 }

@@ -16,6 +16,46 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcss");
 
+/// The emulator for a real `mcss serve`: it pushes over plain http to loopback and sets no
+/// quota, with `accounts` connected users.
+pub(crate) async fn push_emulator(accounts: usize) -> EmulatorHandle {
+    Emulator::start(EmulatorConfig {
+        accounts,
+        settings: EmuSettings {
+            allow_http_webhooks: true,
+            rate_limit_per_minute: None,
+            ..EmuSettings::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("the emulator starts")
+}
+
+/// The environment of a real `mcss serve` on `port`, pushing to its own webhook, with JSON
+/// logs at `info` (no title may show at any level) and a backstop poll every `poll_secs`.
+pub(crate) fn serve_env(
+    emulator: &EmulatorHandle,
+    database_url: &str,
+    port: u16,
+    poll_secs: u64,
+) -> Vec<(String, String)> {
+    let mut env = base_vars(emulator, database_url);
+    let own = ["PORT", "LOG_LEVEL", "POLL_INTERVAL_SECS", "ENABLE_METRICS"];
+    env.retain(|(k, _)| !own.contains(&k.as_str()));
+    env.extend([
+        ("PORT".to_owned(), port.to_string()),
+        (
+            "WEBHOOK_BASE_URL".to_owned(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("POLL_INTERVAL_SECS".to_owned(), poll_secs.to_string()),
+        ("LOG_FORMAT".to_owned(), "json".to_owned()),
+        ("LOG_LEVEL".to_owned(), "info".to_owned()),
+    ]);
+    env
+}
+
 /// A free loopback port (bound, read, released): the service keeps one port across its
 /// restarts so the push channels it opened still reach it.
 pub(crate) fn free_port() -> u16 {
@@ -61,6 +101,14 @@ impl Service {
             "mcss accounts add failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// `mcss ARGS` (a CLI command beside the service), waiting for it to finish.
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("the mcss binary runs")
     }
 
     pub(crate) fn serve(&self) -> Child {
@@ -157,33 +205,14 @@ async fn a_kill_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(ba
     let Some(db) = TestDb::create(backend, "crash_restart").await else {
         return;
     };
-    let emulator = Emulator::start(EmulatorConfig {
-        accounts: 5,
-        settings: EmuSettings {
-            allow_http_webhooks: true,
-            rate_limit_per_minute: None,
-            ..EmuSettings::default()
-        },
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("the emulator starts");
+    let emulator = push_emulator(5).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let port = free_port();
-    let mut env = base_vars(&emulator, &db.url());
-    env.retain(|(k, _)| k != "PORT" && k != "ENABLE_METRICS");
-    env.extend([
-        ("PORT".to_owned(), port.to_string()),
-        (
-            "WEBHOOK_BASE_URL".to_owned(),
-            format!("http://127.0.0.1:{port}"),
-        ),
-        (
-            "ADMIN_PASSWORD".to_owned(),
-            "crash-test-password".to_owned(),
-        ),
-        ("LOG_FORMAT".to_owned(), "json".to_owned()),
-    ]);
+    let mut env = serve_env(&emulator, &db.url(), port, 5);
+    env.push((
+        "ADMIN_PASSWORD".to_owned(),
+        "crash-test-password".to_owned(),
+    ));
     let service = Service {
         env: env.clone(),
         port,

@@ -329,3 +329,62 @@ on_both_backends!(
     two_calendars_of_one_google_account_share_one_token,
     every_bad_setting_is_refused_naming_its_field_and_changes_nothing,
 );
+
+/// The running service's blocks on calendar `n`, read at the emulator.
+async fn served_blocks(served: &crate::logs::Served, n: usize) -> Vec<Value> {
+    let calendars = served
+        .emulator
+        .accounts()
+        .into_iter()
+        .enumerate()
+        .map(|(i, info)| crate::support::Calendar {
+            alias: format!("Calendar {:02}", i + 1),
+            email: info.email,
+            calendar_id: info.calendar_id,
+            refresh_token: info.refresh_token,
+            account: mcss::domain::AccountId::new(i as i64 + 1),
+        })
+        .collect();
+    let observer = crate::support::Observer {
+        http: served.http.clone(),
+        base_url: served.emulator.base_url().to_owned(),
+        calendars,
+    };
+    observer
+        .blocks_on(n)
+        .await
+        .into_iter()
+        .filter(|b| b["status"] != "cancelled")
+        .collect()
+}
+
+/// Settings changed with the CLI beside a running `serve` (another process, no Control
+/// handle) take effect without a restart: a link turned off removes its block, a new title
+/// template retitles the blocks on its calendar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_serve_picks_up_links_and_rules_set_with_the_cli() {
+    let served = crate::logs::Served::start("groups_cli_live", 3).await;
+    served
+        .insert(0, "Board", "2030-05-06T09:00:00Z", "2030-05-06T10:00:00Z")
+        .await;
+    for n in [1, 2] {
+        eventually(&format!("the block on calendar {n}"), || async {
+            (served_blocks(&served, n).await.len() == 1).then_some(())
+        })
+        .await;
+    }
+
+    served.cli(&["links", "set", "Calendar 01", "Calendar 03", "off"]);
+    served.cli(&["accounts", "set", "Calendar 02", "--block-title", "Busy"]);
+
+    crate::support::eventually_within(
+        "the block on 03 gone and the one on 02 retitled",
+        std::time::Duration::from_secs(20),
+        || async {
+            let on_2 = served_blocks(&served, 1).await;
+            let on_3 = served_blocks(&served, 2).await;
+            (on_3.is_empty() && on_2.len() == 1 && on_2[0]["summary"] == "Busy").then_some(())
+        },
+    )
+    .await;
+}

@@ -104,6 +104,7 @@ on_both_backends!(
     concurrent_writers_do_not_fail,
     two_calendars_of_one_google_account_share_one_stored_token,
     a_token_stored_before_credentials_is_moved_to_one_on_start,
+    the_migration_from_the_first_schema_keeps_every_block,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1321,20 +1322,7 @@ async fn a_token_stored_before_credentials_is_moved_to_one_on_start(db: &StoreDb
     let store = &db.store;
     let id = add_account(store, "Calendar 01").await;
     // The row as an older version wrote it: the token sealed on the account, no credential.
-    let key = match &db.settings.encryption_key {
-        Some(key) => key.clone(),
-        None => {
-            let dir = db._dir.as_ref().expect("SQLite test dir");
-            let file = mcss::store::crypto::key_file_for(&dir.path().join("mcss.db"));
-            mcss::store::crypto::load_or_create_key_file(&file).expect("the key file")
-        }
-    };
-    let sealed = mcss::store::TokenCipher::new(&key)
-        .seal(
-            "1//legacy-token",
-            &mcss::store::crypto::account_aad("Calendar 01"),
-        )
-        .expect("seal");
+    let sealed = sealed_on_account(db, "1//legacy-token", "Calendar 01");
     accounts::Entity::update_many()
         .col_expr(accounts::Column::RefreshTokenEnc, sealed.into())
         .col_expr(accounts::Column::CredentialId, Option::<i64>::None.into())
@@ -1361,4 +1349,144 @@ async fn a_token_stored_before_credentials_is_moved_to_one_on_start(db: &StoreDb
         "1//legacy-token"
     );
     assert_eq!(store.account(id).await.expect("account").group, "default");
+}
+
+/// The key the store seals tokens with: ENCRYPTION_KEY, or the key file beside SQLite.
+fn key_of(db: &StoreDb) -> EncryptionKey {
+    match &db.settings.encryption_key {
+        Some(key) => key.clone(),
+        None => {
+            let dir = db._dir.as_ref().expect("SQLite test dir");
+            let file = mcss::store::crypto::key_file_for(&dir.path().join("mcss.db"));
+            mcss::store::crypto::load_or_create_key_file(&file).expect("the key file")
+        }
+    }
+}
+
+/// A refresh token sealed as releases before credentials kept it: on the account's row.
+fn sealed_on_account(db: &StoreDb, token: &str, alias: &str) -> String {
+    mcss::store::TokenCipher::new(&key_of(db))
+        .seal(token, &mcss::store::crypto::account_aad(alias))
+        .expect("seal")
+}
+
+/// The database as the first release left it: only the first migration applied, one
+/// calendar with its token sealed on the account row, one single block and one occurrence
+/// block applied at Google.
+async fn first_release_database(db: &StoreDb) -> i64 {
+    use migration::sea_orm_migration::MigratorTrait as _;
+    let conn = db.store.connection();
+    migration::Migrator::reset(conn)
+        .await
+        .expect("down to nothing");
+    migration::Migrator::up(conn, Some(1))
+        .await
+        .expect("the first schema");
+    let sealed = sealed_on_account(db, "1//first-release", "Work");
+    let at = Utc::now();
+    let backend = conn.get_database_backend();
+    let insert = |sql: &str, values: Vec<sea_orm::Value>| {
+        let sql = match backend {
+            sea_orm::DatabaseBackend::Postgres => {
+                let mut n = 0;
+                sql.chars()
+                    .map(|c| match c {
+                        '?' => {
+                            n += 1;
+                            format!("${n}")
+                        }
+                        c => c.to_string(),
+                    })
+                    .collect()
+            }
+            _ => sql.to_owned(),
+        };
+        sea_orm::Statement::from_sql_and_values(backend, sql, values)
+    };
+    conn.execute_raw(insert(
+        "INSERT INTO accounts (alias, email, calendar_id, refresh_token_enc, status, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?)",
+        vec![
+            "Work".into(),
+            "work@example.com".into(),
+            "work@example.com".into(),
+            sealed.into(),
+            at.into(),
+            at.into(),
+        ],
+    ))
+    .await
+    .expect("the first release's account");
+    // The entity knows this release's columns, so the first schema is read raw.
+    let account: i64 = conn
+        .query_one_raw(insert("SELECT id FROM accounts", vec![]))
+        .await
+        .expect("read")
+        .expect("the account")
+        .try_get("", "id")
+        .expect("its id");
+    for block in ["aaaa1111", "bbbb2222_20261203T090000Z"] {
+        conn.execute_raw(insert(
+            "INSERT INTO desired_blocks (target_account_id, source_account_id, \
+             source_event_id, block_id, body, desired_hash, applied_hash, state, attempts, \
+             created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'h1', 'h1', 'applied', 0, ?, ?)",
+            vec![
+                account.into(),
+                account.into(),
+                "source-event".into(),
+                block.into(),
+                r#"{"summary":"Calendar 01 Block"}"#.into(),
+                at.into(),
+                at.into(),
+            ],
+        ))
+        .await
+        .expect("the first release's block");
+    }
+    account
+}
+
+async fn the_migration_from_the_first_schema_keeps_every_block(db: &StoreDb) {
+    let account = first_release_database(db).await;
+
+    db.store.migrate().await.expect("migrate to this release");
+
+    let rows = desired_blocks::Entity::find()
+        .all(db.store.connection())
+        .await
+        .expect("rows");
+    let mut kept: Vec<(String, String, Option<String>, String)> = rows
+        .into_iter()
+        .map(|r| (r.block_id, r.role, r.series_block_id, r.state))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            (
+                "aaaa1111".to_owned(),
+                "single".to_owned(),
+                None,
+                "applied".to_owned()
+            ),
+            (
+                "bbbb2222_20261203T090000Z".to_owned(),
+                "occurrence".to_owned(),
+                Some("bbbb2222".to_owned()),
+                "applied".to_owned()
+            ),
+        ],
+        "every block kept with its id, its role read from the id"
+    );
+    let id = AccountId::new(account);
+    let migrated = db.store.account(id).await.expect("the account");
+    assert_eq!(migrated.group, mcss::store::DEFAULT_GROUP);
+    assert_eq!(
+        db.store
+            .refresh_token(id)
+            .await
+            .expect("token")
+            .expose_secret(),
+        "1//first-release"
+    );
 }

@@ -1,8 +1,9 @@
 //! The OAuth 2.0 fake: consent page, `/token`, `/revoke` and OpenID userinfo.
 //!
 //! `/o/oauth2/v2/auth` redirects straight back with a code when `login_hint` names a known
-//! account; otherwise it shows a page with one "Allow" link per account and a "Deny" link
-//! (a browser, or a test following links, picks one). Codes are single-use, expire after
+//! account; otherwise it shows a page with one "Allow" link per account, a form that adds a
+//! new test account (prefilled with the next free `userNN@example.test`) and allows as it,
+//! and a "Deny" link (a browser, or a test following links, picks one). Codes are single-use, expire after
 //! 10 minutes and are bound to the client, redirect URI and PKCE challenge. The `id_token`
 //! returned when `openid` was granted is an UNSIGNED JWT (`alg: none`) carrying `email`.
 use crate::auth::bearer;
@@ -159,10 +160,44 @@ pub async fn authorize(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery)
             html_escape(&href)
         ));
     }
+    html.push_str("</ul>");
+    html.push_str(&add_account_form(&shared, &request_id));
     html.push_str(&format!(
-        "</ul><p><a id=\"deny\" href=\"/o/oauth2/v2/auth/deny?request={request_id}\">Deny</a></p></body></html>"
+        "<p><a id=\"deny\" href=\"/o/oauth2/v2/auth/deny?request={request_id}\">Deny</a></p></body></html>"
     ));
     Html(html).into_response()
+}
+
+/// The next `userNN@example.test` no account has.
+fn next_free_email(shared: &Shared) -> String {
+    (1..)
+        .map(|n| format!("user{n:02}@example.test"))
+        .find(|e| shared.account(e).is_none())
+        .unwrap_or_default()
+}
+
+/// A GET form to the approve endpoint that creates the account first (`new=1`).
+fn add_account_form(shared: &Shared, request_id: &str) -> String {
+    format!(
+        "<form id=\"add-account\" method=\"get\" action=\"/o/oauth2/v2/auth/approve\">\
+         <h2>Or add a test account</h2>\
+         <input type=\"hidden\" name=\"request\" value=\"{}\">\
+         <input type=\"hidden\" name=\"new\" value=\"1\">\
+         <label>E-mail <input name=\"email\" type=\"email\" required value=\"{}\"></label> \
+         <button type=\"submit\">Add this account and allow</button></form>",
+        html_escape(request_id),
+        html_escape(&next_free_email(shared))
+    )
+}
+
+/// An e-mail address good enough for a test account: one `@`, no spaces, not too long.
+fn plausible_email(email: &str) -> bool {
+    email.len() <= 254
+        && email.split('@').count() == 2
+        && email.split('@').all(|part| !part.is_empty())
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"')
 }
 
 fn approve_pending(
@@ -200,7 +235,8 @@ fn approve_pending(
     redirect_with(&pending.redirect_uri, &pairs)
 }
 
-/// `GET /o/oauth2/v2/auth/approve?request=ID&email=E[&scope=granted subset]`
+/// `GET /o/oauth2/v2/auth/approve?request=ID&email=E[&scope=granted subset][&new=1]`; with
+/// `new=1` an unknown e-mail becomes a new test account (with its primary calendar) first.
 pub async fn approve(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
     let p = form(q.unwrap_or_default().as_bytes());
     let (Some(req), Some(email)) = (p.get("request"), p.get("email")) else {
@@ -210,6 +246,19 @@ pub async fn approve(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -
             "Missing request or email.",
         );
     };
+    let email = email.trim();
+    let wants_new = p.get("new").map(String::as_str) == Some("1");
+    let pending_known = shared.pending_auth.lock().contains_key(req);
+    if wants_new && pending_known && shared.account(email).is_none() {
+        if !plausible_email(email) {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Error 400: invalid_request",
+                "That is not an e-mail address.",
+            );
+        }
+        shared.create_account(Some(email.to_owned()), None, None);
+    }
     if shared.account(email).is_none() {
         return error_page(
             StatusCode::BAD_REQUEST,

@@ -1,12 +1,27 @@
 //! The admin dashboard under `/admin`: server-rendered HTML (maud), no CDN — the stylesheet
-//! and the live view's small script are compiled into the binary.
+//! and the one small script (`live.js`, which refreshes the live parts of a page) are
+//! compiled into the binary. Every page works without JavaScript.
 //!
-//! Role: show every account and what to do about it, and turn an operator's button press
-//! into one [`Control`] call. Collaborators: [`Control`] (sync now, full resync, pause,
-//! resume, remove, latency samples), the [`crate::store::Store`] (accounts, sync state,
-//! channels, the outbox's queue depths, the sync log), the OAuth onboarding in
-//! [`super::oauth`] (the Connect and Reconnect buttons lead there) and, in `mcss demo` only,
-//! the demo panel ([`DemoActions`], which `mcss demo` implements).
+//! Role: show every calendar honestly — a status word, a sentence, the next action
+//! ([`status`]) — draw the week ([`week`]), trace any event to its blocks ([`trace`]), show
+//! the activity and the live propagation, change a calendar's group, rules and links
+//! ([`settings`]), and turn an operator's button press into one [`Control`] call, after a
+//! confirmation step for remove, purge, full resync and confirming held deletions
+//! ([`accounts::Confirmable`]). Collaborators: [`Control`] (sync now, full resync, pause,
+//! resume, remove, latency samples, set group, rules and links), the
+//! [`crate::store::Store`] (accounts, sync state, channels, the outbox and its views in
+//! `store/views.rs`, the sync log), the planner's rules (`sync::mirror_decision`, to explain
+//! a missing block), the OAuth onboarding in [`super::oauth`] (the Connect and Reconnect
+//! buttons lead there; an account with several calendars comes back to [`connect`] to pick
+//! them) and, in `mcss demo` only, the demo panel ([`DemoActions`], which `mcss demo`
+//! implements).
+//!
+//! Layout: `pages` (layout, formatting), `status` (the honest status), `accounts` (overview,
+//! account page, confirmations), `activity`, `live`, `calendar` + `model` (occurrences and
+//! what the week and events pages read), `week`, `trace` (events list and trace),
+//! `settings` (a calendar's group and rules, each group's links), `connect` (picking the
+//! calendars of a Google account after its consent), `demo_panel`. Source event titles are
+//! shown only with "show titles" ticked and are never logged.
 //!
 //! Security: sign-in with `ADMIN_PASSWORD` (constant-time compare, at most
 //! [`AdminConfig::login_attempts_per_minute`] attempts per client per minute, then 429), a
@@ -15,12 +30,22 @@
 //! per-session CSRF token in every POST form. Without `ADMIN_PASSWORD` every admin route
 //! answers 404 with a plain note (and `serve` logs that the pages are off).
 //!
-//! Lifecycle: one [`Runtime`] (sessions, login limiter, pending OAuth consents) is built with
-//! the router and lives as long as the server.
+//! Lifecycle: one [`Runtime`] (sessions, login limiter, pending OAuth consents, calendars
+//! being picked) is built with the router and lives as long as the server.
 
+mod accounts;
+mod activity;
+mod calendar;
+mod connect;
 mod demo_panel;
+mod live;
+mod model;
 mod pages;
 mod session;
+mod settings;
+mod status;
+mod trace;
+mod week;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,15 +56,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Json, Router};
+use chrono::{NaiveDate, TimeDelta, Utc};
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
 use super::AppState;
-use crate::actors::control::Control;
+use crate::actors::control::{Control, ControlError};
 use crate::config::Settings;
-use crate::domain::AccountId;
-use crate::store::{LogQuery, LogResult};
+use crate::domain::{AccountId, BlockId, EventId};
+use crate::store::{LogEntry, LogQuery, LogResult, StoreError};
+use pages::{Calendars, Flash, Zone};
 
+pub(crate) use connect::offer_calendars;
 pub use demo_panel::{DemoAction, DemoActions};
 pub(crate) use pages::message as pages_message;
 pub(crate) use session::{same_secret, SessionInfo};
@@ -83,6 +111,8 @@ pub(crate) struct Runtime {
     pub sessions: session::Sessions,
     pub limiter: session::LoginLimiter,
     pub consents: super::oauth::PendingConsents,
+    /// Granted consents whose calendars the operator is choosing.
+    pub picks: connect::Picks,
 }
 
 impl Runtime {
@@ -99,13 +129,19 @@ impl Runtime {
             sessions: session::Sessions::new(state.admin.session_ttl, https),
             limiter: session::LoginLimiter::new(state.admin.login_attempts_per_minute),
             consents: super::oauth::PendingConsents::default(),
+            picks: connect::Picks::default(),
         })
     }
 }
 
-/// The OAuth callback's success page (it moves on to the account page by itself).
-pub(crate) fn connected_page(account: &crate::store::Account, reconnected: bool) -> Response {
-    let mut response = pages::connected(account, reconnected).into_response();
+/// The OAuth callback's success page (it moves on to the account page by itself, unless
+/// the calendar kept another name than `asked`, which the page then says).
+pub(crate) fn connected_page(
+    account: &crate::store::Account,
+    reconnected: bool,
+    asked: &str,
+) -> Response {
+    let mut response = pages::connected(account, reconnected, asked).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -129,7 +165,23 @@ pub(crate) fn routes(runtime: Arc<Runtime>) -> Router<AppState> {
         .route("/admin/activity", get(activity))
         .route("/admin/live", get(live_page))
         .route("/admin/api/live", get(live_json))
+        .route("/admin/week", get(week_page))
+        .route("/admin/events", get(events_page))
+        .route("/admin/events/{account}/{event}", get(trace_page))
+        .route("/admin/settings", get(settings::settings_index))
+        .route(
+            "/admin/settings/{id}",
+            get(settings::settings_page).post(settings::save_settings),
+        )
+        .route(
+            "/admin/links",
+            get(settings::links_page).post(settings::set_link),
+        )
         .route("/admin/connect", get(connect_page))
+        .route(
+            "/admin/connect/pick/{id}",
+            get(connect::pick_page).post(connect::pick_connect),
+        )
         .route("/admin/demo", post(demo_action))
         .route("/admin/static/style.css", get(stylesheet))
         .route("/admin/static/live.js", get(live_script))
@@ -191,19 +243,31 @@ impl Admin {
         }
     }
 
-    fn flash(&self) -> Option<String> {
-        self.runtime.sessions.take_flash(&self.session.id)
+    fn flash(&self) -> Option<Flash> {
+        self.runtime
+            .sessions
+            .take_flash(&self.session.id)
+            .map(Flash::decode)
     }
 
+    /// A notice for the next page: what was done.
     fn notice(&self, message: impl Into<String>) {
-        self.runtime.sessions.set_flash(&self.session.id, message);
+        self.runtime
+            .sessions
+            .set_flash(&self.session.id, Flash::Done(message.into()).encode());
     }
 
-    fn page(&self, state: &AppState) -> pages::Page {
+    /// A notice for the next page that shows as an error.
+    fn problem(&self, message: impl Into<String>) {
+        self.runtime
+            .sessions
+            .set_flash(&self.session.id, Flash::Failed(message.into()).encode());
+    }
+
+    fn page(&self, _state: &AppState) -> pages::Page {
         pages::Page {
             csrf: self.session.csrf.clone(),
             flash: self.flash(),
-            demo: state.admin.demo.is_some(),
         }
     }
 }
@@ -326,18 +390,52 @@ fn internal(err: impl std::fmt::Display) -> Response {
     )
 }
 
+fn bad_request(text: &str, back: (&str, &str)) -> Response {
+    pages::message(
+        StatusCode::BAD_REQUEST,
+        "That cannot be shown",
+        text,
+        Some(back),
+    )
+}
+
+/// What the outbox says now about the blocks `entries` name (failed writes, deletions).
+async fn block_notes(
+    state: &AppState,
+    entries: &[LogEntry],
+) -> Result<activity::BlockNotes, StoreError> {
+    let mut notes = activity::BlockNotes::new();
+    for (target, blocks) in activity::blocks_to_look_up(entries) {
+        let ids: Vec<BlockId> = blocks
+            .iter()
+            .filter_map(|b| BlockId::parse(b).ok())
+            .collect();
+        let refs: Vec<&BlockId> = ids.iter().collect();
+        for row in state.store.rows_on_target(target, &refs).await? {
+            notes.insert(
+                (target, row.block_id.to_string()),
+                activity::BlockNow::of(&row),
+            );
+        }
+    }
+    Ok(notes)
+}
+
 async fn overview(admin: Admin, State(state): State<AppState>) -> Response {
-    let accounts = match pages::load_rows(&state).await {
-        Ok(rows) => rows,
-        Err(e) => return internal(e),
+    let (rows, accounts) =
+        match tokio::try_join!(accounts::load_rows(&state), state.store.list_accounts()) {
+            Ok(found) => found,
+            Err(e) => return internal(e),
+        };
+    let page = admin.page(&state);
+    let panel = match &state.admin.demo {
+        Some(demo) => {
+            let (calendars, events) = tokio::join!(demo.calendars(), demo.events());
+            Some(demo_panel::panel(&page, &calendars, &events))
+        }
+        None => None,
     };
-    let demo_calendars = state
-        .admin
-        .demo
-        .as_ref()
-        .map(|d| d.calendars())
-        .unwrap_or_default();
-    pages::overview(&admin.page(&state), &accounts, &demo_calendars).into_response()
+    accounts::overview(&page, &rows, &Calendars::new(accounts), panel).into_response()
 }
 
 async fn account_page(
@@ -346,24 +444,33 @@ async fn account_page(
     Path(id): Path<i64>,
 ) -> Response {
     let id = AccountId::new(id);
-    let row = match pages::load_row(&state, id).await {
+    let row = match accounts::load_row(&state, id).await {
         Ok(Some(row)) => row,
         Ok(None) => return not_found_page(),
         Err(e) => return internal(e),
     };
-    let log = match state
-        .store
-        .recent_log(&LogQuery {
-            account_id: Some(id),
-            limit: 25,
-            ..LogQuery::default()
-        })
-        .await
-    {
-        Ok(log) => log,
+    let query = LogQuery {
+        account_id: Some(id),
+        limit: 25,
+        ..LogQuery::default()
+    };
+    let (log, list) =
+        match tokio::try_join!(state.store.recent_log(&query), state.store.list_accounts()) {
+            Ok(found) => found,
+            Err(e) => return internal(e),
+        };
+    let notes = match block_notes(&state, &log).await {
+        Ok(notes) => notes,
         Err(e) => return internal(e),
     };
-    pages::account(&admin.page(&state), &row, &log).into_response()
+    accounts::account(
+        &admin.page(&state),
+        &row,
+        &Calendars::new(list),
+        &log,
+        &notes,
+    )
+    .into_response()
 }
 
 fn not_found_page() -> Response {
@@ -391,6 +498,22 @@ struct ActionForm {
     /// `remove` only: also delete the blocks on the account's own calendar.
     #[serde(default)]
     purge: Option<String>,
+    /// `yes` on the second step of an action that asks first.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// A failed action in words for the operator.
+fn failure_words(action: &str, alias: &str, e: &ControlError) -> String {
+    match e {
+        ControlError::NotRunning(_) => format!(
+            "Nothing was done: {alias} has no running sync right now (it is paused, degraded or needs reauth). Resume or reconnect it first."
+        ),
+        ControlError::NotActive { status, .. } => {
+            format!("Nothing was done: {alias} is {status}. Resume or reconnect it first.")
+        }
+        other => format!("Could not {action} {alias}: {other}"),
+    }
 }
 
 async fn account_action(
@@ -405,9 +528,15 @@ async fn account_action(
     let id = AccountId::new(id);
     let account = match state.store.account(id).await {
         Ok(account) => account,
-        Err(crate::store::StoreError::NotFound { .. }) => return not_found_page(),
+        Err(StoreError::NotFound { .. }) => return not_found_page(),
         Err(e) => return internal(e),
     };
+    let purge = form.purge.is_some();
+    if let Some(step) = accounts::Confirmable::of(&action) {
+        if form.confirm.as_deref() != Some("yes") {
+            return accounts::confirm(&admin.page(&state), &account, step, purge).into_response();
+        }
+    }
     let control = control(&state);
     let alias = &account.alias;
     let (result, done) = match action.as_str() {
@@ -432,7 +561,6 @@ async fn account_action(
             format!("{alias} is syncing again."),
         ),
         "remove" => {
-            let purge = form.purge.is_some();
             let result = control.remove_account(id, purge).await;
             let done = if purge {
                 format!("{alias} was removed; its blocks were retracted everywhere and purged from its own calendar.")
@@ -455,7 +583,7 @@ async fn account_action(
         }
         Err(e) => {
             tracing::warn!(account = %id, action, error = %e, "admin action failed");
-            admin.notice(format!("Could not {action} {alias}: {e}"));
+            admin.problem(failure_words(&action, alias, &e));
         }
     }
     Redirect::to(&format!("/admin/accounts/{id}")).into_response()
@@ -476,6 +604,12 @@ struct ActivityQuery {
 /// Log lines per activity page.
 const ACTIVITY_PAGE: u64 = 50;
 
+fn account_param(raw: Option<&str>) -> Option<AccountId> {
+    raw.filter(|s| !s.is_empty())
+        .and_then(|s| s.parse::<i64>().ok())
+        .map(AccountId::new)
+}
+
 async fn activity(
     admin: Admin,
     State(state): State<AppState>,
@@ -485,13 +619,8 @@ async fn activity(
         Ok(a) => a,
         Err(e) => return internal(e),
     };
-    let account = q
-        .account
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .and_then(|s| s.parse::<i64>().ok())
-        .map(AccountId::new);
-    let kind = q.kind.filter(|k| pages::LOG_KINDS.contains(&k.as_str()));
+    let account = account_param(q.account.as_deref());
+    let kind = q.kind.filter(|k| activity::LOG_KINDS.contains(&k.as_str()));
     let result = q.result.as_deref().and_then(LogResult::parse);
     let page = q.page.unwrap_or(1).clamp(1, 100_000);
     let query = LogQuery {
@@ -508,7 +637,11 @@ async fn activity(
         Ok(found) => found,
         Err(e) => return internal(e),
     };
-    let filter = pages::ActivityFilter {
+    let notes = match block_notes(&state, &entries).await {
+        Ok(notes) => notes,
+        Err(e) => return internal(e),
+    };
+    let filter = activity::ActivityFilter {
         account,
         kind,
         result,
@@ -516,17 +649,160 @@ async fn activity(
         pages: total.div_ceil(ACTIVITY_PAGE).max(1),
         total,
     };
-    pages::activity(&admin.page(&state), &accounts, &entries, &filter).into_response()
+    let calendars = Calendars::new(accounts.clone());
+    activity::activity(
+        &admin.page(&state),
+        &accounts,
+        &calendars,
+        &entries,
+        &notes,
+        &filter,
+    )
+    .into_response()
 }
 
 async fn live_page(admin: Admin, State(state): State<AppState>) -> Response {
-    pages::live(&admin.page(&state)).into_response()
+    match live::Live::read(&state).await {
+        Ok(data) => live::page(&admin.page(&state), &data).into_response(),
+        Err(e) => internal(e),
+    }
 }
 
-/// `GET /admin/api/live`: queue depths and propagation latency for the live view.
+/// `GET /admin/api/live`: queue depths and the recent changes as JSON.
 async fn live_json(_admin: Admin, State(state): State<AppState>) -> Response {
-    match pages::live_snapshot(&state).await {
-        Ok(snapshot) => Json(snapshot).into_response(),
+    match live::Live::read(&state).await {
+        Ok(data) => Json(data.snapshot()).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// The zone and title choice of the week and events pages.
+#[derive(Deserialize, Default)]
+struct ViewQuery {
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    tz: Option<String>,
+    #[serde(default)]
+    titles: Option<String>,
+}
+
+impl ViewQuery {
+    fn zone(&self) -> Result<Zone, String> {
+        Zone::parse(self.tz.as_deref())
+    }
+
+    fn titles(&self) -> bool {
+        self.titles.as_deref() == Some("1")
+    }
+}
+
+fn date_param(raw: Option<&str>, name: &str) -> Result<Option<NaiveDate>, String> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| format!("The {name} \"{s}\" is not a date like 2026-03-05.")),
+    }
+}
+
+async fn week_page(
+    admin: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let back = ("/admin/week", "Show this week in UTC");
+    let zone = match q.zone() {
+        Ok(zone) => zone,
+        Err(problem) => return bad_request(&problem, back),
+    };
+    let start = match date_param(q.start.as_deref(), "week start") {
+        Ok(start) => start,
+        Err(problem) => return bad_request(&problem, back),
+    };
+    let view = week::WeekView::new(start, zone, q.titles());
+    match week::Week::read(&state, view).await {
+        Ok(data) => week::page(&admin.page(&state), &data).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn events_page(
+    admin: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let back = ("/admin/events", "Show the coming two weeks");
+    let zone = match q.zone() {
+        Ok(zone) => zone,
+        Err(problem) => return bad_request(&problem, back),
+    };
+    let (from, to) = match (
+        date_param(q.from.as_deref(), "first day"),
+        date_param(q.to.as_deref(), "last day"),
+    ) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(problem), _) | (_, Err(problem)) => return bad_request(&problem, back),
+    };
+    let today = Utc::now().with_timezone(&zone.0).date_naive();
+    let from = from.unwrap_or(today - TimeDelta::days(1));
+    let to = to.unwrap_or(from + TimeDelta::days(14)).max(from);
+    if (to - from).num_days() > 366 {
+        return bad_request(
+            "Choose at most a year between the first and the last day.",
+            back,
+        );
+    }
+    let query = trace::EventsQuery {
+        account: account_param(q.account.as_deref()),
+        from,
+        to,
+        link: trace::TraceLink {
+            zone,
+            titles: q.titles(),
+        },
+    };
+    match trace::EventList::read(&state, query).await {
+        Ok(list) => trace::list_page(&admin.page(&state), &list).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn trace_page(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path((account, event)): Path<(i64, String)>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let zone = match q.zone() {
+        Ok(zone) => zone,
+        Err(problem) => return bad_request(&problem, ("/admin/events", "Back to the events")),
+    };
+    let Ok(event) = EventId::parse(&event) else {
+        return pages::message(
+            StatusCode::NOT_FOUND,
+            "No such event",
+            "That is not an event id.",
+            Some(("/admin/events", "Back to the events")),
+        );
+    };
+    let source = match state.store.account(AccountId::new(account)).await {
+        Ok(source) => source,
+        Err(StoreError::NotFound { .. }) => return not_found_page(),
+        Err(e) => return internal(e),
+    };
+    let link = trace::TraceLink {
+        zone,
+        titles: q.titles(),
+    };
+    match trace::Trace::read(&state, source, event, link).await {
+        Ok(data) => trace::trace_page(&admin.page(&state), &data).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -554,6 +830,8 @@ struct DemoForm {
     #[serde(default)]
     calendar: String,
     #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
     action: String,
 }
 
@@ -569,12 +847,17 @@ async fn demo_action(
         return unknown_page(admin).await;
     };
     let Some(action) = DemoAction::parse(&form.action) else {
-        admin.notice("Unknown demo action.");
+        admin.problem("Nothing was done: unknown demo action.");
         return Redirect::to("/admin").into_response();
     };
-    match demo.perform(&form.calendar, action).await {
+    let event = form.event.as_deref().filter(|e| !e.is_empty());
+    if action.needs_event() && event.is_none() {
+        admin.problem("Nothing was done: choose an event the demo made first.");
+        return Redirect::to("/admin#demo").into_response();
+    }
+    match demo.perform(&form.calendar, event, action).await {
         Ok(done) => admin.notice(done),
-        Err(problem) => admin.notice(format!("The demo action failed: {problem}")),
+        Err(problem) => admin.problem(format!("The demo action failed: {problem}")),
     }
     Redirect::to("/admin").into_response()
 }

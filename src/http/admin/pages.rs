@@ -1,206 +1,65 @@
-//! The admin pages' HTML (maud) and the reads behind them.
+//! What every admin page shares: the layout (navigation, notice, live-refresh footer), the
+//! plain message page, the sign-in and connect forms, and the small formatting helpers —
+//! times in one named zone, durations in words, calendar names and colours.
 //!
-//! Every page shares [`layout`]; forms that POST carry the session's CSRF token. Statuses are
-//! translated into plain words with the thing to do next ([`advice`]). Nothing here writes.
+//! Every page is rendered on the server and works without JavaScript; the only script is
+//! `live.js`, which refreshes the parts of a page marked `data-live` (see [`live_region`]).
+//! Forms that POST carry the session's CSRF token ([`post_button`]).
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use maud::{html, Markup, DOCTYPE};
-use serde::Serialize;
 
-use super::control;
 use crate::domain::AccountId;
-use crate::http::AppState;
-use crate::store::{
-    log_kind, Account, AccountStatus, BlockState, LogEntry, LogResult, StoreError, SyncState,
-};
+use crate::store::Account;
 
 /// What every signed-in page needs from the session.
 pub(crate) struct Page {
     pub csrf: String,
-    pub flash: Option<String>,
-    pub demo: bool,
+    pub flash: Option<Flash>,
 }
 
-/// One account with what the overview shows about it.
-pub(crate) struct AccountRow {
-    pub account: Account,
-    pub sync: Option<SyncState>,
-    pub channel_expires: Option<DateTime<Utc>>,
-    /// Writes waiting for this calendar.
-    pub pending: u64,
-    /// Blocks of other calendars that Google holds on this one.
-    pub blocks: u64,
-    /// Writes to this calendar that gave up after a permanent error.
-    pub failed: u64,
+/// A one-shot notice shown on the next page: what was done, or what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Flash {
+    Done(String),
+    Failed(String),
 }
 
-pub(crate) async fn load_rows(state: &AppState) -> Result<Vec<AccountRow>, StoreError> {
-    let mut rows = Vec::new();
-    for account in state.store.list_accounts().await? {
-        rows.push(row_of(state, account).await?);
+/// How a [`Flash`] travels through the session's one notice string.
+const FAILED_MARK: &str = "failed:";
+
+impl Flash {
+    pub fn encode(&self) -> String {
+        match self {
+            Flash::Done(text) => text.clone(),
+            Flash::Failed(text) => format!("{FAILED_MARK}{text}"),
+        }
     }
-    Ok(rows)
-}
 
-pub(crate) async fn load_row(
-    state: &AppState,
-    id: AccountId,
-) -> Result<Option<AccountRow>, StoreError> {
-    match state.store.account(id).await {
-        Ok(account) => Ok(Some(row_of(state, account).await?)),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-async fn row_of(state: &AppState, account: Account) -> Result<AccountRow, StoreError> {
-    let id = account.id;
-    let store = &state.store;
-    let sync = match store.sync_state(id).await {
-        Ok(s) => Some(s),
-        Err(StoreError::NotFound { .. }) => None,
-        Err(e) => return Err(e),
-    };
-    let (channel, pending, blocks, failed) = tokio::try_join!(
-        store.current_channel(id),
-        store.pending_count(Some(id)),
-        store.block_count(Some(id), BlockState::Applied),
-        store.block_count(Some(id), BlockState::Failed),
-    )?;
-    Ok(AccountRow {
-        account,
-        sync,
-        channel_expires: channel.map(|c| c.expires_at),
-        pending,
-        blocks,
-        failed,
-    })
-}
-
-/// The words shown for an account's state, and the one thing to do about it.
-pub(crate) struct Advice {
-    pub class: &'static str,
-    pub text: String,
-    /// (href or form action, label, whether it is a POST form)
-    pub action: Option<(String, &'static str, bool)>,
-}
-
-pub(crate) fn advice(row: &AccountRow) -> Advice {
-    let a = &row.account;
-    let id = a.id;
-    match a.status {
-        AccountStatus::NeedsReauth => Advice {
-            class: "bad",
-            text: "Google says access was revoked or expired — reconnect the account to resume syncing. Its blocks stay in place meanwhile.".into(),
-            action: Some((reconnect_href(a), "Reconnect", false)),
-        },
-        AccountStatus::Paused => Advice {
-            class: "warn",
-            text: "Paused by an operator — no syncing; its blocks stay in place.".into(),
-            action: Some((format!("/admin/accounts/{id}/resume"), "Resume", true)),
-        },
-        AccountStatus::Degraded => Advice {
-            class: "bad",
-            text: format!(
-                "Kept failing and was stopped{} — check the error below, then resume.",
-                a.status_reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ),
-            action: Some((format!("/admin/accounts/{id}/resume"), "Resume", true)),
-        },
-        AccountStatus::Active => {
-            if row.sync.as_ref().is_some_and(|s| s.mass_delete_hold) {
-                Advice {
-                    class: "warn",
-                    text: "A full listing suddenly found far fewer events; no blocks were deleted. Check the calendar: if the events really are gone, confirm the deletions.".into(),
-                    action: Some((format!("/admin/accounts/{id}/confirm-deletions"), "Confirm deletions", true)),
-                }
-            } else if row.sync.as_ref().is_some_and(|s| s.last_error.is_some()) {
-                Advice {
-                    class: "warn",
-                    text: "Syncing, but the last attempt failed; it will be retried by itself.".into(),
-                    action: Some((format!("/admin/accounts/{id}/sync"), "Sync now", true)),
-                }
-            } else if row.failed > 0 {
-                Advice {
-                    class: "warn",
-                    text: format!("Syncing; {} block writes to this calendar gave up (see Activity).", row.failed),
-                    action: None,
-                }
-            } else if row.sync.as_ref().is_none_or(|s| s.last_full_sync_at.is_none()) {
-                Advice {
-                    class: "ok",
-                    text: "Connected; the first full sync is under way.".into(),
-                    action: None,
-                }
-            } else {
-                Advice {
-                    class: "ok",
-                    text: "Syncing normally.".into(),
-                    action: None,
-                }
-            }
+    pub fn decode(raw: String) -> Flash {
+        match raw.strip_prefix(FAILED_MARK) {
+            Some(text) => Flash::Failed(text.to_owned()),
+            None => Flash::Done(raw),
         }
     }
 }
 
-fn reconnect_href(a: &Account) -> String {
-    let mut url = url::Url::parse("http://x/auth/google/start").expect("a fixed URL parses");
-    url.query_pairs_mut().append_pair("alias", &a.alias);
-    if let Some(email) = &a.email {
-        url.query_pairs_mut().append_pair("login_hint", email);
-    }
-    format!("{}?{}", url.path(), url.query().unwrap_or_default())
-}
-
-fn last_sync(s: &SyncState) -> Option<DateTime<Utc>> {
-    match (s.last_incremental_sync_at, s.last_full_sync_at) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn ago(at: DateTime<Utc>) -> String {
-    let secs = (Utc::now() - at).num_seconds();
-    match secs {
-        s if s < 0 => format!("in {}", human(Duration::from_secs(s.unsigned_abs()))),
-        s if s < 5 => "just now".into(),
-        s => format!("{} ago", human(Duration::from_secs(s.unsigned_abs()))),
-    }
-}
-
-fn until(at: DateTime<Utc>) -> String {
-    let secs = (at - Utc::now()).num_seconds();
-    if secs <= 0 {
-        "expired".into()
-    } else {
-        format!("in {}", human(Duration::from_secs(secs.unsigned_abs())))
-    }
-}
-
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..172_800 => format!("{} h", s / 3600),
-        _ => format!("{} days", s / 86_400),
-    }
-}
-
-fn stamp(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-fn time(at: DateTime<Utc>, text: String) -> Markup {
-    html! { time datetime=(at.to_rfc3339()) title=(stamp(at)) { (text) } }
-}
+/// The pages of the top navigation, in order.
+const NAV: [(&str, &str); 8] = [
+    ("/admin", "Overview"),
+    ("/admin/week", "Week"),
+    ("/admin/events", "Events"),
+    ("/admin/activity", "Activity"),
+    ("/admin/live", "Live"),
+    ("/admin/settings", "Settings"),
+    ("/admin/links", "Links"),
+    ("/admin/connect", "Connect an account"),
+];
 
 pub(crate) fn layout(title: &str, page: Option<&Page>, body: Markup) -> Markup {
     html! {
@@ -217,10 +76,7 @@ pub(crate) fn layout(title: &str, page: Option<&Page>, body: Markup) -> Markup {
                     a.brand href="/admin" { "MCSS" }
                     @if let Some(page) = page {
                         nav {
-                            a href="/admin" { "Overview" }
-                            a href="/admin/activity" { "Activity" }
-                            a href="/admin/live" { "Live" }
-                            a href="/admin/connect" { "Connect an account" }
+                            @for (href, label) in NAV { a href=(href) { (label) } }
                         }
                         form.logout method="post" action="/admin/logout" {
                             input type="hidden" name="csrf" value=(page.csrf);
@@ -229,14 +85,29 @@ pub(crate) fn layout(title: &str, page: Option<&Page>, body: Markup) -> Markup {
                     }
                 }
                 main {
-                    @if let Some(flash) = page.and_then(|p| p.flash.as_deref()) {
-                        p.flash role="status" { (flash) }
+                    @match page.and_then(|p| p.flash.as_ref()) {
+                        Some(Flash::Done(text)) => p.flash.done role="status" { (text) },
+                        Some(Flash::Failed(text)) => p.flash.error role="alert" { (text) },
+                        None => {},
                     }
                     (body)
+                }
+                @if page.is_some() {
+                    footer.page {
+                        "Rendered " span #rendered-at { (clock(Utc::now())) } ". "
+                        span #live-status {}
+                    }
+                    script src="/admin/static/live.js" {}
                 }
             }
         }
     }
+}
+
+/// A part of a page that `live.js` replaces with the same part of a fresh copy of the page
+/// every two seconds (only while the tab is visible).
+pub(crate) fn live_region(name: &str, body: Markup) -> Markup {
+    html! { div.live data-live=(name) { (body) } }
 }
 
 /// A page with one message and a way on.
@@ -248,7 +119,11 @@ pub(crate) fn message(
 ) -> Response {
     let body = html! {
         h1 { (title) }
-        p.message { (text) }
+        @if status.is_client_error() || status.is_server_error() {
+            p.message.error role="alert" { (text) }
+        } @else {
+            p.message { (text) }
+        }
         @if let Some((href, label)) = link {
             p { a.button href=(href) { (label) } }
         }
@@ -277,436 +152,14 @@ pub(crate) fn login(nonce: &str, problem: Option<&str>) -> Markup {
     )
 }
 
-fn post_button(page: &Page, action: &str, label: &str, class: &str) -> Markup {
+/// A POST form with one button (and the CSRF token).
+pub(crate) fn post_button(page: &Page, action: &str, label: &str, class: &str) -> Markup {
     html! {
         form.inline method="post" action=(action) {
             input type="hidden" name="csrf" value=(page.csrf);
             button class=(class) type="submit" { (label) }
         }
     }
-}
-
-fn advice_markup(page: &Page, row: &AccountRow) -> Markup {
-    let advice = advice(row);
-    html! {
-        span class={ "status " (advice.class) } { (row.account.status.as_str()) }
-        " "
-        span.advice { (advice.text) }
-        @if let Some((target, label, is_post)) = &advice.action {
-            " "
-            @if *is_post {
-                (post_button(page, target, label, "small"))
-            } @else {
-                a.button.small href=(target) { (label) }
-            }
-        }
-    }
-}
-
-pub(crate) fn overview(page: &Page, rows: &[AccountRow], demo_calendars: &[String]) -> Markup {
-    layout(
-        "Overview",
-        Some(page),
-        html! {
-            h1 { "Accounts" }
-            @if rows.is_empty() {
-                p.empty { "No calendar is connected yet. " a href="/admin/connect" { "Connect an account" } " to start." }
-            } @else {
-                table.accounts {
-                    thead { tr {
-                        th { "Account" } th { "Status" } th { "Last sync" } th { "Push channel" }
-                        th.num { "Pending" } th.num { "Blocks here" } th { "Last error" }
-                    } }
-                    tbody {
-                        @for row in rows {
-                            @let a = &row.account;
-                            tr data-alias=(a.alias) data-status=(a.status.as_str()) {
-                                td {
-                                    a.alias href={ "/admin/accounts/" (a.id) } { (a.alias) }
-                                    br;
-                                    small.muted { (a.email.as_deref().unwrap_or(a.calendar_id.as_str())) }
-                                }
-                                td.state { (advice_markup(page, row)) }
-                                td {
-                                    @match row.sync.as_ref().and_then(|s| last_sync(s).map(|t| (t, s))) {
-                                        Some((at, s)) => {
-                                            (time(at, ago(at)))
-                                            @if let Some(result) = &s.last_result { br; small.muted { (result) } }
-                                        }
-                                        None => span.muted { "not yet" },
-                                    }
-                                }
-                                td {
-                                    @match row.channel_expires {
-                                        Some(at) => { "expires " (time(at, until(at))) },
-                                        None => span.muted { "none (polling)" },
-                                    }
-                                }
-                                td.num.pending { (row.pending) }
-                                td.num.blocks data-blocks=(row.blocks) { (row.blocks) }
-                                td.error {
-                                    @match row.sync.as_ref().and_then(|s| s.last_error.as_deref()) {
-                                        Some(e) => (e),
-                                        None => span.muted { "—" },
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            @if page.demo {
-                (demo_panel(page, demo_calendars))
-            }
-        },
-    )
-}
-
-fn demo_panel(page: &Page, calendars: &[String]) -> Markup {
-    html! {
-        section.card.demo #demo {
-            h2 { "Demo: make something happen" }
-            p.muted { "These buttons act as the calendar's owner would, through the emulated Google API. Blocks appear on the other connected calendars within seconds; reload to see the counts change." }
-            form method="post" action="/admin/demo" {
-                input type="hidden" name="csrf" value=(page.csrf);
-                label for="demo-calendar" { "On calendar" }
-                select #demo-calendar name="calendar" {
-                    @for c in calendars { option value=(c) { (c) } }
-                }
-                div.buttons {
-                    @for action in super::DemoAction::ALL {
-                        button type="submit" name="action" value=(action.as_str()) { (action.label()) }
-                    }
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn account(page: &Page, row: &AccountRow, log: &[LogEntry]) -> Markup {
-    let a = &row.account;
-    let id = a.id;
-    let is_paused = a.status == AccountStatus::Paused || a.status == AccountStatus::Degraded;
-    layout(
-        &a.alias,
-        Some(page),
-        html! {
-            p.crumbs { a href="/admin" { "Overview" } " › " (a.alias) }
-            h1 { (a.alias) }
-            section.card {
-                p.state data-status=(a.status.as_str()) { (advice_markup(page, row)) }
-                dl.facts {
-                    dt { "Calendar" } dd { code { (a.calendar_id) } }
-                    dt { "E-mail" } dd { (a.email.as_deref().unwrap_or("—")) }
-                    dt { "Time zone" } dd { (a.time_zone.as_deref().unwrap_or("—")) }
-                    dt { "Connected" } dd { (time(a.created_at, stamp(a.created_at))) }
-                    dt { "Last sync" } dd {
-                        @match row.sync.as_ref().and_then(last_sync) {
-                            Some(at) => (time(at, ago(at))),
-                            None => "not yet",
-                        }
-                    }
-                    dt { "Last result" } dd { (row.sync.as_ref().and_then(|s| s.last_result.as_deref()).unwrap_or("—")) }
-                    dt { "Last error" } dd.error { (row.sync.as_ref().and_then(|s| s.last_error.as_deref()).unwrap_or("—")) }
-                    dt { "Push channel" } dd {
-                        @match row.channel_expires {
-                            Some(at) => { "expires " (time(at, until(at))) },
-                            None => "none (polling)",
-                        }
-                    }
-                    dt { "Pending writes" } dd.pending { (row.pending) }
-                    dt { "Blocks on this calendar" } dd.blocks { (row.blocks) }
-                    dt { "Writes that gave up" } dd { (row.failed) }
-                }
-            }
-            section.card.actions {
-                h2 { "Actions" }
-                div.buttons {
-                    (post_button(page, &format!("/admin/accounts/{id}/sync"), "Sync now", ""))
-                    (post_button(page, &format!("/admin/accounts/{id}/resync"), "Full resync", ""))
-                    @if row.sync.as_ref().is_some_and(|s| s.mass_delete_hold) {
-                        (post_button(page, &format!("/admin/accounts/{id}/confirm-deletions"), "Confirm held deletions", "danger"))
-                    }
-                    @if is_paused {
-                        (post_button(page, &format!("/admin/accounts/{id}/resume"), "Resume", "primary"))
-                    } @else {
-                        (post_button(page, &format!("/admin/accounts/{id}/pause"), "Pause", ""))
-                    }
-                    a.button href=(reconnect_href(a)) { "Reconnect" }
-                }
-                form.remove method="post" action={ "/admin/accounts/" (id) "/remove" } {
-                    input type="hidden" name="csrf" value=(page.csrf);
-                    label { input type="checkbox" name="purge" value="1"; " also delete every block on this account's own calendar" }
-                    button.danger type="submit" { "Remove account" }
-                }
-                p.muted { "Removing retracts this account's blocks from every other calendar and forgets its token." }
-            }
-            section.card {
-                h2 { "Recent sync log" }
-                (log_table(log, false))
-                p { a href={ "/admin/activity?account=" (id) } { "All activity of " (a.alias) " ›" } }
-            }
-        },
-    )
-}
-
-fn log_table(entries: &[LogEntry], with_account: bool) -> Markup {
-    html! {
-        @if entries.is_empty() {
-            p.empty { "Nothing logged yet." }
-        } @else {
-            table.log {
-                thead { tr {
-                    th { "When" }
-                    @if with_account { th { "Account" } }
-                    th { "What" } th { "Result" } th.num { "Count" } th.num { "Took" } th { "Detail" }
-                } }
-                tbody {
-                    @for e in entries {
-                        tr data-kind=(e.kind) data-result=(e.result.as_str()) {
-                            td { (time(e.at, stamp(e.at))) }
-                            @if with_account {
-                                td { @match e.account_id {
-                                    Some(id) => a href={ "/admin/accounts/" (id) } { "#" (id) },
-                                    None => span.muted { "—" },
-                                } }
-                            }
-                            td { (kind_words(&e.kind)) }
-                            td { span class={ "status " (result_class(e.result)) } { (e.result.as_str()) } }
-                            td.num { (e.count.map(|c| c.to_string()).unwrap_or_default()) }
-                            td.num { (e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default()) }
-                            td.detail { (e.detail) }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn result_class(r: LogResult) -> &'static str {
-    match r {
-        LogResult::Ok => "ok",
-        LogResult::Error => "bad",
-        LogResult::Skipped => "warn",
-    }
-}
-
-/// Every log kind the activity filter offers.
-pub(crate) const LOG_KINDS: &[&str] = &[
-    log_kind::FULL_SYNC,
-    log_kind::INCREMENTAL_SYNC,
-    log_kind::BLOCK_INSERT,
-    log_kind::BLOCK_PATCH,
-    log_kind::BLOCK_DELETE,
-    log_kind::BLOCK_RESTORE,
-    log_kind::BLOCK_EXCLUDED,
-    log_kind::ACCOUNT_ADDED,
-    log_kind::ACCOUNT_REMOVED,
-    log_kind::ACCOUNT_STATUS,
-    log_kind::REAUTH_NEEDED,
-    log_kind::CHANNEL_CREATED,
-    log_kind::CHANNEL_STOPPED,
-    log_kind::RECONCILE,
-    log_kind::MASS_DELETE_HOLD,
-    log_kind::PURGE,
-];
-
-fn kind_words(kind: &str) -> String {
-    kind.replace('_', " ")
-}
-
-pub(crate) struct ActivityFilter {
-    pub account: Option<AccountId>,
-    pub kind: Option<String>,
-    pub result: Option<LogResult>,
-    pub page: u64,
-    pub pages: u64,
-    pub total: u64,
-}
-
-impl ActivityFilter {
-    fn href(&self, page: u64) -> String {
-        let mut url = url::Url::parse("http://x/admin/activity").expect("a fixed URL parses");
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(a) = self.account {
-                q.append_pair("account", &a.to_string());
-            }
-            if let Some(k) = &self.kind {
-                q.append_pair("kind", k);
-            }
-            if let Some(r) = self.result {
-                q.append_pair("result", r.as_str());
-            }
-            q.append_pair("page", &page.to_string());
-        }
-        format!("{}?{}", url.path(), url.query().unwrap_or_default())
-    }
-}
-
-pub(crate) fn activity(
-    page: &Page,
-    accounts: &[Account],
-    entries: &[LogEntry],
-    filter: &ActivityFilter,
-) -> Markup {
-    layout(
-        "Activity",
-        Some(page),
-        html! {
-            h1 { "Activity" }
-            form.filters method="get" action="/admin/activity" {
-                label { "Account "
-                    select name="account" {
-                        option value="" { "all" }
-                        @for a in accounts {
-                            option value=(a.id) selected[filter.account == Some(a.id)] { (a.alias) }
-                        }
-                    }
-                }
-                label { "What "
-                    select name="kind" {
-                        option value="" { "all" }
-                        @for k in LOG_KINDS {
-                            option value=(k) selected[filter.kind.as_deref() == Some(*k)] { (kind_words(k)) }
-                        }
-                    }
-                }
-                label { "Result "
-                    select name="result" {
-                        option value="" { "all" }
-                        @for r in LogResult::ALL {
-                            option value=(r.as_str()) selected[filter.result == Some(*r)] { (r.as_str()) }
-                        }
-                    }
-                }
-                button type="submit" { "Filter" }
-            }
-            p.muted { (filter.total) " entries · page " (filter.page) " of " (filter.pages) }
-            (log_table(entries, true))
-            nav.pager {
-                @if filter.page > 1 { a.button href=(filter.href(filter.page - 1)) { "‹ Newer" } }
-                @if filter.page < filter.pages { a.button href=(filter.href(filter.page + 1)) { "Older ›" } }
-            }
-        },
-    )
-}
-
-pub(crate) fn live(page: &Page) -> Markup {
-    layout(
-        "Live",
-        Some(page),
-        html! {
-            h1 { "Live" }
-            p.muted { "Refreshes every 2 seconds. Latency is measured from a push notification (or poll) to the last block write it caused." }
-            section.grid {
-                div.card.metric { h2 { "Pending writes" } p.big #pending-total { "…" } }
-                div.card.metric { h2 { "Latency p50" } p.big #latency-p50 { "…" } }
-                div.card.metric { h2 { "Latency p95" } p.big #latency-p95 { "…" } }
-                div.card.metric { h2 { "Samples" } p.big #latency-count { "…" } }
-            }
-            section.card {
-                h2 { "Queue depth by calendar" }
-                table.live { thead { tr { th { "Calendar" } th.num { "Pending" } } } tbody #queue {} }
-            }
-            section.card {
-                h2 { "Recent propagations" }
-                table.live { thead { tr { th { "When" } th { "Calendar" } th.num { "Latency" } th.num { "Writes" } } } tbody #recent {} }
-            }
-            p.error #live-error hidden { "The live data could not be loaded; is the service still running?" }
-            script src="/admin/static/live.js" {}
-        },
-    )
-}
-
-/// The JSON of `/admin/api/live`.
-#[derive(Debug, Serialize)]
-pub(crate) struct LiveSnapshot {
-    pub pending_total: u64,
-    pub queue: Vec<QueueDepth>,
-    pub latency: LatencySummary,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct QueueDepth {
-    pub account: i64,
-    pub alias: String,
-    pub pending: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct LatencySummary {
-    pub samples: usize,
-    pub p50_ms: Option<u64>,
-    pub p95_ms: Option<u64>,
-    pub max_ms: Option<u64>,
-    pub recent: Vec<LatencyPoint>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct LatencyPoint {
-    pub at: DateTime<Utc>,
-    pub alias: String,
-    pub ms: u64,
-    pub writes: u32,
-}
-
-pub(crate) async fn live_snapshot(state: &AppState) -> Result<LiveSnapshot, StoreError> {
-    let (accounts, depths) =
-        tokio::try_join!(state.store.list_accounts(), state.store.queue_depths())?;
-    let alias = |id: AccountId| {
-        accounts
-            .iter()
-            .find(|a| a.id == id)
-            .map_or_else(|| format!("#{id}"), |a| a.alias.clone())
-    };
-    let queue: Vec<QueueDepth> = accounts
-        .iter()
-        .map(|a| QueueDepth {
-            account: a.id.get(),
-            alias: a.alias.clone(),
-            pending: depths
-                .iter()
-                .find(|(id, _)| *id == a.id)
-                .map_or(0, |(_, d)| *d),
-        })
-        .collect();
-    let samples = control(state).latency_samples();
-    let mut ms: Vec<u64> = samples
-        .iter()
-        .map(|s| u64::try_from(s.latency.as_millis()).unwrap_or(u64::MAX))
-        .collect();
-    ms.sort_unstable();
-    let pct = |p: f64| -> Option<u64> {
-        if ms.is_empty() {
-            return None;
-        }
-        let rank = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len());
-        Some(ms[rank - 1])
-    };
-    let recent = samples
-        .iter()
-        .rev()
-        .take(20)
-        .map(|s| LatencyPoint {
-            at: s.at,
-            alias: alias(s.account),
-            ms: u64::try_from(s.latency.as_millis()).unwrap_or(u64::MAX),
-            writes: s.writes,
-        })
-        .collect();
-    Ok(LiveSnapshot {
-        pending_total: depths.iter().map(|(_, d)| d).sum(),
-        queue,
-        latency: LatencySummary {
-            samples: ms.len(),
-            p50_ms: pct(0.5),
-            p95_ms: pct(0.95),
-            max_ms: ms.last().copied(),
-            recent,
-        },
-    })
 }
 
 pub(crate) fn connect(page: &Page, alias: Option<&str>, oauth_ready: bool) -> Markup {
@@ -717,9 +170,9 @@ pub(crate) fn connect(page: &Page, alias: Option<&str>, oauth_ready: bool) -> Ma
             h1 { "Connect an account" }
             section.card.narrow {
                 @if !oauth_ready {
-                    p.error { "Connecting through Google needs GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REDIRECT_URI (see docs/operations.md)." }
+                    p.error role="alert" { "Connecting through Google needs GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REDIRECT_URI (see docs/operations.md)." }
                 }
-                p { "You will be sent to Google to allow access to the calendar; Google then sends you back here. Connecting an alias that already exists replaces its token (a reconnect)." }
+                p { "You will be sent to Google to allow access to the calendar; Google then sends you back here. Connecting a name that already exists replaces its token (a reconnect); a Google calendar that is already connected keeps its name." }
                 form method="get" action="/auth/google/start" {
                     label for="alias" { "Name on the dashboard and in block titles" }
                     input #alias name="alias" required maxlength="64" placeholder="Calendar 06" value=(alias.unwrap_or(""));
@@ -733,23 +186,226 @@ pub(crate) fn connect(page: &Page, alias: Option<&str>, oauth_ready: bool) -> Ma
 }
 
 /// The page the OAuth callback shows on success: it moves on by itself (a same-site
-/// navigation, so the SameSite=Strict session cookie is sent again).
-pub(crate) fn connected(account: &Account, reconnected: bool) -> Markup {
+/// navigation, so the SameSite=Strict session cookie is sent again). `asked` is the name the
+/// operator typed; when the Google calendar was already connected under another name, that
+/// name is kept and the page says so.
+pub(crate) fn connected(account: &Account, reconnected: bool, asked: &str) -> Markup {
     let href = format!("/admin/accounts/{}", account.id);
+    let renamed = account.alias != asked;
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
-                meta http-equiv="refresh" content={ "0; url=" (href) };
+                @if !renamed { meta http-equiv="refresh" content={ "0; url=" (href) }; }
                 title { "Connected · MCSS admin" }
                 link rel="stylesheet" href="/admin/static/style.css";
             }
             body { main {
                 h1 { @if reconnected { "Reconnected " } @else { "Connected " } (account.alias) }
+                @if renamed {
+                    p.flash.error role="alert" {
+                        "This Google calendar is already connected as " (account.alias)
+                        ". It was reconnected with the new permission under that name; the name \""
+                        (asked) "\" was not used. To connect another calendar, sign in to Google with another account."
+                    }
+                }
                 p { (account.email.as_deref().unwrap_or(account.calendar_id.as_str())) " is now syncing." }
                 p { a.button href=(href) { "Open the account page" } }
             } }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Calendars: names and colours
+// ---------------------------------------------------------------------------------------
+
+/// Colours of the calendars, by position; the week draws a calendar's events and its blocks
+/// elsewhere in the same colour.
+const PALETTE: [&str; 8] = [
+    "#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626",
+];
+
+/// The connected calendars, for naming and colouring them on every page.
+pub(crate) struct Calendars {
+    pub list: Vec<Account>,
+}
+
+impl Calendars {
+    pub fn new(list: Vec<Account>) -> Self {
+        Self { list }
+    }
+
+    pub fn get(&self, id: AccountId) -> Option<&Account> {
+        self.list.iter().find(|a| a.id == id)
+    }
+
+    /// The alias, or words for an account that was removed since.
+    pub fn alias(&self, id: AccountId) -> String {
+        self.get(id).map_or_else(
+            || format!("a removed calendar (#{id})"),
+            |a| a.alias.clone(),
+        )
+    }
+
+    pub fn color(&self, id: AccountId) -> &'static str {
+        let index = self.list.iter().position(|a| a.id == id).unwrap_or(7);
+        PALETTE[index % PALETTE.len()]
+    }
+
+    /// A link to the account's page, by alias.
+    pub fn link(&self, id: AccountId) -> Markup {
+        match self.get(id) {
+            Some(a) => html! { a href={ "/admin/accounts/" (a.id) } { (a.alias) } },
+            None => html! { span.muted { (self.alias(id)) } },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Times
+// ---------------------------------------------------------------------------------------
+
+/// The zone a page shows its times in (UTC unless the operator chose one), always named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Zone(pub Tz);
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone(Tz::UTC)
+    }
+}
+
+impl Zone {
+    /// An IANA zone name from a query string; empty means UTC.
+    pub fn parse(raw: Option<&str>) -> Result<Zone, String> {
+        match raw.map(str::trim).filter(|z| !z.is_empty()) {
+            None => Ok(Zone::default()),
+            Some(name) => name.parse::<Tz>().map(Zone).map_err(|_| {
+                format!("\"{name}\" is not a time zone this service knows; use an IANA name such as Europe/Berlin or UTC.")
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    pub fn is_utc(self) -> bool {
+        self.0 == Tz::UTC
+    }
+
+    /// `at` in this zone, formatted with `pattern`, followed by the zone's name.
+    pub fn show(self, at: DateTime<Utc>, pattern: &str) -> String {
+        format!(
+            "{} {}",
+            at.with_timezone(&self.0).format(pattern),
+            self.name()
+        )
+    }
+
+    /// `at` in this zone, formatted with `pattern`, without the zone's name.
+    pub fn plain(self, at: DateTime<Utc>, pattern: &str) -> String {
+        at.with_timezone(&self.0).format(pattern).to_string()
+    }
+}
+
+/// `2026-03-05 10:00:00 UTC`
+pub(crate) fn stamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// `10:00:03 UTC`
+pub(crate) fn clock(at: DateTime<Utc>) -> String {
+    at.format("%H:%M:%S UTC").to_string()
+}
+
+/// A `<time>` element: the words given, the exact UTC stamp on hover.
+pub(crate) fn time(at: DateTime<Utc>, text: String) -> Markup {
+    html! { time datetime=(at.to_rfc3339()) title=(stamp(at)) { (text) } }
+}
+
+/// "just now", "3 min ago", "in 20 s".
+pub(crate) fn ago(at: DateTime<Utc>) -> String {
+    let secs = (Utc::now() - at).num_seconds();
+    match secs {
+        s if s < 0 => format!("in {}", human(Duration::from_secs(s.unsigned_abs()))),
+        s if s < 5 => "just now".into(),
+        s => format!("{} ago", human(Duration::from_secs(s.unsigned_abs()))),
+    }
+}
+
+/// "in 3 min", or "expired" when `at` has passed.
+pub(crate) fn until(at: DateTime<Utc>) -> String {
+    let secs = (at - Utc::now()).num_seconds();
+    if secs <= 0 {
+        "expired".into()
+    } else {
+        format!("in {}", human(Duration::from_secs(secs.unsigned_abs())))
+    }
+}
+
+/// "20 s", "3 min", "5 h", "2 days".
+pub(crate) fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+/// "31 ms", "1.2 s", "2 min".
+pub(crate) fn millis(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", d.as_secs_f64()),
+        _ => human(d),
+    }
+}
+
+/// The first characters of a long id, with the whole id on hover.
+pub(crate) fn short_id(id: &str) -> Markup {
+    let shown: String = id.chars().take(10).collect();
+    let more = id.chars().count() > 10;
+    html! { code title=(id) { (shown) @if more { "…" } } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_notice_survives_the_session_string_and_a_plain_one_is_done() {
+        let failed = Flash::Failed("The demo action failed".into());
+        assert_eq!(Flash::decode(failed.encode()), failed);
+        assert_eq!(
+            Flash::decode("Sync started".into()),
+            Flash::Done("Sync started".into())
+        );
+    }
+
+    #[test]
+    fn a_zone_is_an_iana_name_and_empty_means_utc() {
+        assert!(Zone::parse(None).unwrap().is_utc());
+        assert!(Zone::parse(Some(" ")).unwrap().is_utc());
+        assert_eq!(
+            Zone::parse(Some("Europe/Berlin")).unwrap().name(),
+            "Europe/Berlin"
+        );
+        assert!(Zone::parse(Some("Mars/Olympus"))
+            .unwrap_err()
+            .contains("Mars/Olympus"));
+    }
+
+    #[test]
+    fn durations_read_in_the_unit_that_fits() {
+        assert_eq!(millis(Duration::from_millis(31)), "31 ms");
+        assert_eq!(millis(Duration::from_millis(1234)), "1.2 s");
+        assert_eq!(human(Duration::from_secs(20)), "20 s");
+        assert_eq!(human(Duration::from_secs(180)), "3 min");
     }
 }

@@ -26,16 +26,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Settings as EmuSettings};
+use gcal_emulator::EmulatorHandle;
 use mcss::config::Settings;
 use mcss::store::Store;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::crash_restart::{free_port, Running, Service};
-use crate::support::{
-    base_vars, count_status, eventually_within, Backend, Calendar, Observer, TestDb,
-};
+use crate::crash_restart::{free_port, push_emulator, serve_env, Running, Service};
+use crate::support::{count_status, eventually_within, Backend, Calendar, Observer, TestDb};
 use chaos::{Chaos, ChaosTally, Disruption};
 use client::Owners;
 pub use config::SoakConfig;
@@ -101,19 +99,7 @@ impl Soak {
             config.seed,
             config.replay()
         );
-        let emulator = Arc::new(
-            Emulator::start(EmulatorConfig {
-                accounts: config.calendars,
-                settings: EmuSettings {
-                    allow_http_webhooks: true,
-                    rate_limit_per_minute: None,
-                    ..EmuSettings::default()
-                },
-                ..EmulatorConfig::default()
-            })
-            .await
-            .expect("the emulator starts"),
-        );
+        let emulator = Arc::new(push_emulator(config.calendars).await);
         let log_dir = tempfile::tempdir().expect("a temp dir for the service log");
         let service = service(&emulator, &db, &log_dir);
         let settings = Settings::from_vars(service.env.clone()).expect("valid settings");
@@ -622,22 +608,9 @@ fn alias(n: usize) -> String {
 /// `mcss serve` on a fixed free port, pushing to its own webhook, polling every 5 s.
 fn service(emulator: &EmulatorHandle, db: &TestDb, log_dir: &tempfile::TempDir) -> Service {
     let port = free_port();
-    let mut env = base_vars(emulator, &db.url());
-    let own = ["PORT", "LOG_LEVEL", "POLL_INTERVAL_SECS"];
-    env.retain(|(k, _)| !own.contains(&k.as_str()));
-    env.extend([
-        ("PORT".to_owned(), port.to_string()),
-        (
-            "WEBHOOK_BASE_URL".to_owned(),
-            format!("http://127.0.0.1:{port}"),
-        ),
-        // The shortest backstop poll the service accepts: a dropped push costs at most 5 s.
-        ("POLL_INTERVAL_SECS".to_owned(), "5".to_owned()),
-        ("ADMIN_PASSWORD".to_owned(), "soak-test-password".to_owned()),
-        ("LOG_FORMAT".to_owned(), "json".to_owned()),
-        // Info, so the log check has something to read (no title may show at any level).
-        ("LOG_LEVEL".to_owned(), "info".to_owned()),
-    ]);
+    // The shortest backstop poll the service accepts: a dropped push costs at most 5 s.
+    let mut env = serve_env(emulator, &db.url(), port, 5);
+    env.push(("ADMIN_PASSWORD".to_owned(), "soak-test-password".to_owned()));
     Service {
         env,
         port,
