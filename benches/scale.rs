@@ -94,6 +94,8 @@ struct Row {
     calendars: usize,
     rate: f64,
     changes: usize,
+    /// Source writes the load could not make (Google refused them).
+    failed_writes: usize,
     measured: usize,
     missing: usize,
     pending_after_5s: usize,
@@ -122,7 +124,7 @@ impl Row {
     fn json(&self) -> Value {
         json!({
             "backend": self.backend, "calendars": self.calendars, "rate": self.rate,
-            "changes": self.changes, "measured": self.measured, "missing": self.missing,
+            "changes": self.changes, "failed_source_writes": self.failed_writes, "measured": self.measured, "missing": self.missing,
             "pending_after_5s": self.pending_after_5s,
             "p50_ms": ms(self.p50), "p95_ms": ms(self.p95), "p99_ms": ms(self.p99),
             "floor_ms": ms(self.floor.total()), "floor_push_ms": ms(self.floor.push),
@@ -391,6 +393,7 @@ async fn run_size(
             calendars,
             rate,
             changes: result.changes,
+            failed_writes: result.failed_writes,
             measured: result.latencies.len(),
             missing: result.missing,
             pending_after_5s: result.pending_after_5s,

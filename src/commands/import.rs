@@ -49,6 +49,9 @@ pub struct ImportArgs {
     pub concurrency: u16,
 }
 
+/// Tries again after a store error of a connect (a race between concurrent lines).
+const STORE_RETRIES: usize = 2;
+
 /// One checked line of the file.
 #[derive(Clone)]
 struct Line {
@@ -326,18 +329,22 @@ async fn connect_line(services: &Services, existing: Option<&Account>, line: Lin
             wait.as_secs()
         );
     };
-    let connected = ops::connect_account_with(
-        services,
-        ops::ConnectRequest {
-            alias: line.alias,
-            refresh_token: line.refresh_token,
-            calendar_id: Some(line.calendar_id),
-            email: None,
-            group: Some(line.group.unwrap_or_else(|| DEFAULT_GROUP.to_owned())),
-        },
-        &notice,
-    )
-    .await;
+    let request = ops::ConnectRequest {
+        alias: line.alias,
+        refresh_token: line.refresh_token,
+        calendar_id: Some(line.calendar_id),
+        email: None,
+        group: Some(line.group.unwrap_or_else(|| DEFAULT_GROUP.to_owned())),
+    };
+    let mut connected = ops::connect_account_with(services, request.clone(), &notice).await;
+    // Two lines creating the same new group at once race on PostgreSQL (the loser's
+    // insert violates the unique name); the second try finds the group made.
+    for _ in 0..STORE_RETRIES {
+        if !matches!(connected, Err(ops::OpsError::Store(_))) {
+            break;
+        }
+        connected = ops::connect_account_with(services, request.clone(), &notice).await;
+    }
     match connected {
         Ok(_) if existing.is_some() => Outcome::Reconnected,
         Ok(_) => Outcome::Connected,

@@ -32,10 +32,10 @@ use crate::config::{one_line, ConfigError, DatabaseKind, EncryptionKey, Settings
 mod accounts;
 mod channels;
 mod counters;
-mod group_commit;
 pub mod crypto;
 pub mod entities;
 mod events;
+mod group_commit;
 mod groups;
 mod outbox;
 pub mod records;

@@ -107,8 +107,8 @@ impl Import {
             .await
     }
 
-    /// `mcss accounts list`, as (alias, calendar id, status) per line.
-    async fn accounts(&self) -> Vec<(String, String, String)> {
+    /// `mcss accounts list`, as (alias, group, calendar id, status) per line.
+    async fn accounts(&self) -> Vec<(String, String, String, String)> {
         let run = self.run(&["accounts", "list"], "").await;
         assert!(run.ok, "accounts list fails: {}", run.stderr);
         run.stdout
@@ -116,12 +116,8 @@ impl Import {
             .filter(|l| *l != "no accounts connected")
             .map(|l| {
                 let mut parts = l.split_whitespace();
-                let alias = parts.next().unwrap().to_owned();
-                (
-                    alias,
-                    parts.next().unwrap().to_owned(),
-                    parts.next().unwrap().to_owned(),
-                )
+                let mut next = || parts.next().unwrap().to_owned();
+                (next(), next(), next(), next())
             })
             .collect()
     }
@@ -177,19 +173,23 @@ async fn a_good_file_connects_every_line_into_its_group() {
         run.stdout
     );
     let accounts = import.accounts().await;
-    let calendars: Vec<_> = accounts.iter().map(|a| a.1.as_str()).collect();
+    let calendars: Vec<_> = accounts.iter().map(|a| a.2.as_str()).collect();
     assert_eq!(accounts.len(), 4, "{accounts:?}");
     assert!(calendars.contains(&team.as_str()));
     assert!(calendars.contains(&import.users[0].0.as_str()));
-    assert!(accounts.iter().all(|a| a.2 == "active"));
+    assert!(accounts.iter().all(|a| a.3 == "active"));
     assert!(accounts.iter().any(|a| a.0 == "Bob,home"), "{accounts:?}");
-    let alice = import.run(&["links", "list", "--group", "alice"], "").await;
-    assert!(alice.stdout.contains("AliceWork") && alice.stdout.contains("AliceTeam"));
-    assert!(!alice.stdout.contains("Carol"), "{}", alice.stdout);
-    let default = import
-        .run(&["links", "list", "--group", "default"], "")
-        .await;
-    assert!(default.stdout.contains("Carol"), "{}", default.stdout);
+    let group_of = |alias: &str| {
+        accounts
+            .iter()
+            .find(|a| a.0 == alias)
+            .map(|a| a.1.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(group_of("AliceWork"), "alice");
+    assert_eq!(group_of("AliceTeam"), "alice");
+    assert_eq!(group_of("Bob,home"), "bob");
+    assert_eq!(group_of("Carol"), "default");
     assert!(!run.stdout.contains(import.token(0)) && !run.stderr.contains(import.token(0)));
 }
 
