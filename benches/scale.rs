@@ -19,7 +19,8 @@
 //! `SCALE_SECONDS` (60), `SCALE_BACKENDS` (`sqlite,postgres`), `SCALE_LATENCY_MS` (100),
 //! `SCALE_QUICK=1` (100 calendars, 10/s, 10 s, SQLite), `MCSS_BENCH_POSTGRES_URL` (use
 //! this PostgreSQL instead of starting one), `SCALE_PLOT` (default
-//! `target/scale-propagation.svg`), `SCALE_JSON` (default `target/scale-results.jsonl`).
+//! `target/scale-propagation.svg`), `SCALE_JSON` (default `target/scale-results.jsonl`),
+//! `SCALE_PLOT_FROM=FILE` (only redraw the plot from saved JSON lines).
 //! Figures are printed, never asserted.
 
 #[path = "scale/google.rs"]
@@ -537,7 +538,34 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// `SCALE_PLOT_FROM=FILE`: redraws the plot from saved JSON lines, without measuring.
+fn plot_saved(from: &str, to: &Path) {
+    let text = std::fs::read_to_string(from).expect("SCALE_PLOT_FROM is readable");
+    let points: Vec<plot::Point> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| plot::Point {
+            series: format!(
+                "{} M={}",
+                v["backend"].as_str().unwrap_or("?"),
+                v["calendars"]
+            ),
+            rate: v["rate"].as_f64().unwrap_or(0.0),
+            p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
+            p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
+            floor_ms: v["floor_ms"].as_f64().unwrap_or(0.0),
+        })
+        .collect();
+    plot::draw(to, &points);
+    println!("plot: {} from {from}", to.display());
+}
+
 fn main() {
+    if let Ok(from) = std::env::var("SCALE_PLOT_FROM") {
+        let to = std::env::var("SCALE_PLOT").unwrap_or_else(|_| "scale-propagation.svg".into());
+        plot_saved(&from, Path::new(&to));
+        return;
+    }
     let plan = Plan::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

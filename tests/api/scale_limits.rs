@@ -122,6 +122,10 @@ async fn the_echo_of_our_own_block_costs_one_list_and_only_the_new_sync_token() 
     .await
     .expect("SQLite is always available");
     let meeting = app.user(0).insert_meeting("Planning", 2).await;
+    app.control
+        .sync_now(app.calendars[0].account)
+        .await
+        .expect("the source syncs");
     app.await_blocks_everywhere(0, &id_of(&meeting)).await;
     app.writers_idle().await;
 
