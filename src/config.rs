@@ -338,85 +338,11 @@ impl Settings {
     }
 
     fn parse(vars: &Vars) -> Result<Self, ConfigError> {
-        let database_url = vars.get("DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL);
-        let database_kind = database_kind(database_url)
-            .ok_or_else(|| ConfigError::new("DATABASE_URL", database_url_problem(database_url)))?;
-        let encryption_key = vars
-            .get("ENCRYPTION_KEY")
-            .map(|raw| EncryptionKey::parse(raw).map_err(|p| ConfigError::new("ENCRYPTION_KEY", p)))
-            .transpose()?;
-        if database_kind == DatabaseKind::Postgres && encryption_key.is_none() {
-            return Err(ConfigError::new(
-                "ENCRYPTION_KEY",
-                "is required when DATABASE_URL is PostgreSQL (32 bytes as 64 hex digits; try `openssl rand -hex 32`)",
-            ));
-        }
+        let (database_url, encryption_key) = database(vars)?;
         let redis_url = vars
             .get("REDIS_URL")
             .map(|raw| redis_url(raw).map_err(|p| ConfigError::new("REDIS_URL", p)))
             .transpose()?;
-        let (client_id, client_secret) = oauth_client(vars)?;
-        let google = GoogleSettings {
-            client_id,
-            client_secret,
-            redirect_uri: redirect_uri(vars)?,
-            api_base_url: vars.url("GOOGLE_API_BASE_URL", GOOGLE_API_BASE_URL)?,
-            auth_url: vars.url("GOOGLE_AUTH_URL", GOOGLE_AUTH_URL)?,
-            token_url: vars.url("GOOGLE_TOKEN_URL", GOOGLE_TOKEN_URL)?,
-            revoke_url: vars.url("GOOGLE_REVOKE_URL", GOOGLE_REVOKE_URL)?,
-            request_timeout: vars.secs("GOOGLE_REQUEST_TIMEOUT_SECS", 30, 1, 300)?,
-        };
-        let sync = SyncSettings {
-            block_title_template: vars
-                .get("BLOCK_TITLE_TEMPLATE")
-                .map(|raw| {
-                    title_template(raw).map_err(|p| ConfigError::new("BLOCK_TITLE_TEMPLATE", p))
-                })
-                .transpose()?
-                .unwrap_or_else(|| "{alias} Block".to_owned()),
-            block_details: match vars.get("BLOCK_DETAILS").unwrap_or("full") {
-                "full" => BlockDetails::Full,
-                "busy-only" => BlockDetails::BusyOnly,
-                _ => {
-                    return Err(ConfigError::new(
-                        "BLOCK_DETAILS",
-                        "must be `full` or `busy-only`",
-                    ))
-                }
-            },
-            skip_all_day: vars.flag("SKIP_ALL_DAY", false)?,
-            skip_out_of_office: vars.flag("SKIP_OUT_OF_OFFICE", false)?,
-            skip_focus_time: vars.flag("SKIP_FOCUS_TIME", false)?,
-            exclude_title_regex: vars
-                .get("EXCLUDE_TITLE_REGEX")
-                .map(|raw| {
-                    Regex::new(raw).map_err(|e| {
-                        ConfigError::new(
-                            "EXCLUDE_TITLE_REGEX",
-                            format!("is not a valid regex: {}", regex_problem(&e)),
-                        )
-                    })
-                })
-                .transpose()?,
-            look_back: Duration::from_secs(
-                u64::from(vars.number("SYNC_LOOKBACK_DAYS", 0u32, 0, 365)?) * 86_400,
-            ),
-            poll_interval: vars.secs("POLL_INTERVAL_SECS", 300, 5, 86_400)?,
-            reconcile_interval: vars.secs("RECONCILE_INTERVAL_SECS", 6 * 3600, 1, 7 * 86_400)?,
-            writes_per_second: vars.number("WRITES_PER_SECOND", 5.0f64, 0.1, 100.0)?,
-            mass_delete_threshold: vars.number("MASS_DELETE_THRESHOLD", 25u32, 1, 100_000)?,
-            channel_renew_before: vars.secs("CHANNEL_RENEW_BEFORE_SECS", 86_400, 60, 6 * 86_400)?,
-            channel_ttl: vars.secs("CHANNEL_TTL_SECS", 7 * 86_400, 300, 30 * 86_400)?,
-        };
-        if sync.channel_renew_before >= sync.channel_ttl {
-            return Err(ConfigError::new(
-                "CHANNEL_RENEW_BEFORE_SECS",
-                format!(
-                    "must be less than CHANNEL_TTL_SECS ({} s), or every channel is renewed as soon as it is opened",
-                    sync.channel_ttl.as_secs()
-                ),
-            ));
-        }
         let concurrency = ConcurrencySettings {
             max_syncs: vars.number("MAX_CONCURRENT_SYNCS", 256usize, 1, 10_000)?,
             max_google_requests: vars.number(
@@ -426,65 +352,25 @@ impl Settings {
                 10_000,
             )?,
         };
-        let supervision = SupervisionSettings {
-            backoff_initial: Duration::from_millis(vars.number(
-                "RESTART_BACKOFF_INITIAL_MS",
-                500u64,
-                1,
-                60_000,
-            )?),
-            backoff_max: vars.secs("RESTART_BACKOFF_MAX_SECS", 60, 1, 3600)?,
-            max_restarts: vars.number("RESTART_MAX", 5u32, 1, 1000)?,
-            window: vars.secs("RESTART_WINDOW_SECS", 300, 1, 86_400)?,
-        };
-        if supervision.backoff_initial > supervision.backoff_max {
-            return Err(ConfigError::new(
-                "RESTART_BACKOFF_INITIAL_MS",
-                format!(
-                    "must not exceed RESTART_BACKOFF_MAX_SECS ({} s)",
-                    supervision.backoff_max.as_secs()
-                ),
-            ));
-        }
         Ok(Self {
             port: vars.number("PORT", 3000u16, 0, u16::MAX)?,
-            database_url: SecretString::from(database_url.to_owned()),
+            database_url,
             db_connect_timeout: vars.secs("DB_CONNECT_TIMEOUT_SECS", 5, 1, 60)?,
             redis_url,
             webhook_base_url: vars.url_opt("WEBHOOK_BASE_URL")?,
-            google,
+            google: GoogleSettings::parse(vars)?,
             declared_calendars: declared_calendars(vars)?,
             encryption_key,
             webhook_secret: vars.secret_of_length("WEBHOOK_SECRET", MIN_WEBHOOK_SECRET_LEN)?,
             admin_password: vars.secret_of_length("ADMIN_PASSWORD", MIN_ADMIN_PASSWORD_LEN)?,
-            installation_id: vars
-                .get("INSTALLATION_ID")
-                .map(|raw| {
-                    if raw.len() <= 32 && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    {
-                        Ok(raw.to_owned())
-                    } else {
-                        Err(ConfigError::new(
-                            "INSTALLATION_ID",
-                            "must be at most 32 characters of letters, digits and '-'",
-                        ))
-                    }
-                })
-                .transpose()?,
+            installation_id: installation_id(vars)?,
             log_level: log_filter::check(vars.get("LOG_LEVEL").unwrap_or("info"))
                 .map_err(|p| ConfigError::new("LOG_LEVEL", p))?,
-            log_format: match vars.get("LOG_FORMAT") {
-                None => None,
-                Some("json") => Some(LogFormat::Json),
-                Some("pretty") => Some(LogFormat::Pretty),
-                Some(_) => {
-                    return Err(ConfigError::new("LOG_FORMAT", "must be `json` or `pretty`"))
-                }
-            },
+            log_format: log_format(vars)?,
             enable_metrics: vars.flag("ENABLE_METRICS", true)?,
-            sync,
+            sync: SyncSettings::parse(vars)?,
             concurrency,
-            supervision,
+            supervision: SupervisionSettings::parse(vars)?,
             shutdown_timeout: vars.secs("SHUTDOWN_TIMEOUT_SECS", 8, 1, 300)?,
             max_body_bytes: vars.number(
                 "MAX_BODY_BYTES",
@@ -505,6 +391,144 @@ impl Settings {
         self.webhook_base_url
             .as_ref()
             .and_then(|base| base.join("webhooks/google").ok())
+    }
+}
+
+/// `DATABASE_URL` and the `ENCRYPTION_KEY` it needs (required with PostgreSQL).
+fn database(vars: &Vars) -> Result<(SecretString, Option<EncryptionKey>), ConfigError> {
+    let database_url = vars.get("DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL);
+    let database_kind = database_kind(database_url)
+        .ok_or_else(|| ConfigError::new("DATABASE_URL", database_url_problem(database_url)))?;
+    let encryption_key = vars
+        .get("ENCRYPTION_KEY")
+        .map(|raw| EncryptionKey::parse(raw).map_err(|p| ConfigError::new("ENCRYPTION_KEY", p)))
+        .transpose()?;
+    if database_kind == DatabaseKind::Postgres && encryption_key.is_none() {
+        return Err(ConfigError::new(
+            "ENCRYPTION_KEY",
+            "is required when DATABASE_URL is PostgreSQL (32 bytes as 64 hex digits; try `openssl rand -hex 32`)",
+        ));
+    }
+    Ok((SecretString::from(database_url.to_owned()), encryption_key))
+}
+
+fn installation_id(vars: &Vars) -> Result<Option<String>, ConfigError> {
+    vars.get("INSTALLATION_ID")
+        .map(|raw| {
+            if raw.len() <= 32 && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                Ok(raw.to_owned())
+            } else {
+                Err(ConfigError::new(
+                    "INSTALLATION_ID",
+                    "must be at most 32 characters of letters, digits and '-'",
+                ))
+            }
+        })
+        .transpose()
+}
+
+fn log_format(vars: &Vars) -> Result<Option<LogFormat>, ConfigError> {
+    match vars.get("LOG_FORMAT") {
+        None => Ok(None),
+        Some("json") => Ok(Some(LogFormat::Json)),
+        Some("pretty") => Ok(Some(LogFormat::Pretty)),
+        Some(_) => Err(ConfigError::new("LOG_FORMAT", "must be `json` or `pretty`")),
+    }
+}
+
+impl GoogleSettings {
+    fn parse(vars: &Vars) -> Result<Self, ConfigError> {
+        let (client_id, client_secret) = oauth_client(vars)?;
+        Ok(Self {
+            client_id,
+            client_secret,
+            redirect_uri: redirect_uri(vars)?,
+            api_base_url: vars.url("GOOGLE_API_BASE_URL", GOOGLE_API_BASE_URL)?,
+            auth_url: vars.url("GOOGLE_AUTH_URL", GOOGLE_AUTH_URL)?,
+            token_url: vars.url("GOOGLE_TOKEN_URL", GOOGLE_TOKEN_URL)?,
+            revoke_url: vars.url("GOOGLE_REVOKE_URL", GOOGLE_REVOKE_URL)?,
+            request_timeout: vars.secs("GOOGLE_REQUEST_TIMEOUT_SECS", 30, 1, 300)?,
+        })
+    }
+}
+
+impl SyncSettings {
+    fn parse(vars: &Vars) -> Result<Self, ConfigError> {
+        let sync = Self {
+            block_title_template: vars
+                .get("BLOCK_TITLE_TEMPLATE")
+                .map(|raw| {
+                    title_template(raw).map_err(|p| ConfigError::new("BLOCK_TITLE_TEMPLATE", p))
+                })
+                .transpose()?
+                .unwrap_or_else(|| "{alias} Block".to_owned()),
+            block_details: BlockDetails::parse(vars.get("BLOCK_DETAILS").unwrap_or("full"))
+                .ok_or_else(|| {
+                    ConfigError::new("BLOCK_DETAILS", "must be `full` or `busy-only`")
+                })?,
+            skip_all_day: vars.flag("SKIP_ALL_DAY", false)?,
+            skip_out_of_office: vars.flag("SKIP_OUT_OF_OFFICE", false)?,
+            skip_focus_time: vars.flag("SKIP_FOCUS_TIME", false)?,
+            exclude_title_regex: exclude_title_regex(vars)?,
+            look_back: Duration::from_secs(
+                u64::from(vars.number("SYNC_LOOKBACK_DAYS", 0u32, 0, 365)?) * 86_400,
+            ),
+            poll_interval: vars.secs("POLL_INTERVAL_SECS", 300, 5, 86_400)?,
+            reconcile_interval: vars.secs("RECONCILE_INTERVAL_SECS", 6 * 3600, 1, 7 * 86_400)?,
+            writes_per_second: vars.number("WRITES_PER_SECOND", 5.0f64, 0.1, 100.0)?,
+            mass_delete_threshold: vars.number("MASS_DELETE_THRESHOLD", 25u32, 1, 100_000)?,
+            channel_renew_before: vars.secs("CHANNEL_RENEW_BEFORE_SECS", 86_400, 60, 6 * 86_400)?,
+            channel_ttl: vars.secs("CHANNEL_TTL_SECS", 7 * 86_400, 300, 30 * 86_400)?,
+        };
+        if sync.channel_renew_before >= sync.channel_ttl {
+            return Err(ConfigError::new(
+                "CHANNEL_RENEW_BEFORE_SECS",
+                format!(
+                    "must be less than CHANNEL_TTL_SECS ({} s), or every channel is renewed as soon as it is opened",
+                    sync.channel_ttl.as_secs()
+                ),
+            ));
+        }
+        Ok(sync)
+    }
+}
+
+fn exclude_title_regex(vars: &Vars) -> Result<Option<Regex>, ConfigError> {
+    vars.get("EXCLUDE_TITLE_REGEX")
+        .map(|raw| {
+            Regex::new(raw).map_err(|e| {
+                ConfigError::new(
+                    "EXCLUDE_TITLE_REGEX",
+                    format!("is not a valid regex: {}", regex_problem(&e)),
+                )
+            })
+        })
+        .transpose()
+}
+
+impl SupervisionSettings {
+    fn parse(vars: &Vars) -> Result<Self, ConfigError> {
+        let supervision = Self {
+            backoff_initial: Duration::from_millis(vars.number(
+                "RESTART_BACKOFF_INITIAL_MS",
+                500u64,
+                1,
+                60_000,
+            )?),
+            backoff_max: vars.secs("RESTART_BACKOFF_MAX_SECS", 60, 1, 3600)?,
+            max_restarts: vars.number("RESTART_MAX", 5u32, 1, 1000)?,
+            window: vars.secs("RESTART_WINDOW_SECS", 300, 1, 86_400)?,
+        };
+        if supervision.backoff_initial > supervision.backoff_max {
+            return Err(ConfigError::new(
+                "RESTART_BACKOFF_INITIAL_MS",
+                format!(
+                    "must not exceed RESTART_BACKOFF_MAX_SECS ({} s)",
+                    supervision.backoff_max.as_secs()
+                ),
+            ));
+        }
+        Ok(supervision)
     }
 }
 

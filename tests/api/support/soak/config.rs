@@ -5,14 +5,11 @@
 
 use std::time::Duration;
 
-/// Whether series edits are in the mix when `MCSS_SOAK_SERIES` is unset. Off until the
-/// engine handles edits of single occurrences and whole series (the soak finds those
-/// failures today, see `docs/testing.md`); turning this on puts them in CI.
-pub const SERIES_EDITS_BY_DEFAULT: bool = false;
+/// Whether series edits are in the mix when `MCSS_SOAK_SERIES` is unset (so in CI).
+pub const SERIES_EDITS_BY_DEFAULT: bool = true;
 /// Whether switching a single event between timed and all-day is in the mix when
-/// `MCSS_SOAK_RESHAPE` is unset. Off until the engine's block PATCH nulls the other kind of
-/// time (Google answers 400 otherwise, see `docs/testing.md`).
-pub const RESHAPE_EDITS_BY_DEFAULT: bool = false;
+/// `MCSS_SOAK_RESHAPE` is unset (so in CI).
+pub const RESHAPE_EDITS_BY_DEFAULT: bool = true;
 
 /// Everything a soak run depends on besides the machine's timing.
 #[derive(Debug, Clone)]
