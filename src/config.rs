@@ -69,6 +69,8 @@ pub const VARIABLES: &[&str] = &[
     "POLL_INTERVAL_SECS",
     "RECONCILE_INTERVAL_SECS",
     "WRITES_PER_SECOND",
+    "MAX_CONCURRENT_SYNCS",
+    "MAX_CONCURRENT_GOOGLE_REQUESTS",
     "MASS_DELETE_THRESHOLD",
     "CHANNEL_RENEW_BEFORE_SECS",
     "CHANNEL_TTL_SECS",
@@ -254,6 +256,18 @@ pub struct SyncSettings {
     pub channel_ttl: Duration,
 }
 
+/// How much work one process keeps in flight; beyond it, work waits its turn instead of
+/// piling up as tasks (back-pressure).
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrencySettings {
+    /// Calendar syncs running at once; a calendar waiting for its turn holds one pending
+    /// sync, however many pings arrive meanwhile.
+    pub max_syncs: usize,
+    /// Google requests in flight at once. Google's latency, not the CPU, sets how many are
+    /// worth having in flight: hundreds.
+    pub max_google_requests: usize,
+}
+
 /// How the supervisor restarts failed children.
 #[derive(Debug, Clone)]
 pub struct SupervisionSettings {
@@ -300,6 +314,7 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
     pub enable_metrics: bool,
     pub sync: SyncSettings,
+    pub concurrency: ConcurrencySettings,
     pub supervision: SupervisionSettings,
     /// Deadline for a graceful stop after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
@@ -332,6 +347,15 @@ impl Settings {
             .get("REDIS_URL")
             .map(|raw| redis_url(raw).map_err(|p| ConfigError::new("REDIS_URL", p)))
             .transpose()?;
+        let concurrency = ConcurrencySettings {
+            max_syncs: vars.number("MAX_CONCURRENT_SYNCS", 256usize, 1, 10_000)?,
+            max_google_requests: vars.number(
+                "MAX_CONCURRENT_GOOGLE_REQUESTS",
+                512usize,
+                1,
+                10_000,
+            )?,
+        };
         Ok(Self {
             port: vars.number("PORT", 3000u16, 0, u16::MAX)?,
             database_url,
@@ -349,6 +373,7 @@ impl Settings {
             log_format: log_format(vars)?,
             enable_metrics: vars.flag("ENABLE_METRICS", true)?,
             sync: SyncSettings::parse(vars)?,
+            concurrency,
             supervision: SupervisionSettings::parse(vars)?,
             shutdown_timeout: vars.secs("SHUTDOWN_TIMEOUT_SECS", 8, 1, 300)?,
             lease_ttl: vars.secs("LEASE_TTL_SECS", 10, 2, 300)?,

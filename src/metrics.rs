@@ -26,6 +26,11 @@ pub const LEASE_LOSSES: &str = "mcss_lease_losses_total";
 pub const LEASE_HANDOVERS: &str = "mcss_lease_handovers_total";
 pub const OWNED_CALENDARS: &str = "mcss_owned_calendars";
 pub const REPLICA_NOTES: &str = "mcss_replica_notes_total";
+pub const DB_WRITE_TRANSACTIONS: &str = "mcss_db_write_transactions_total";
+pub const DB_AUDIT_ROWS: &str = "mcss_db_audit_rows_total";
+pub const DB_ACCOUNT_LIST_READS: &str = "mcss_db_account_list_reads_total";
+pub const CALENDAR_STARTS: &str = "mcss_calendar_actor_starts_total";
+pub const SYNCS_IN_FLIGHT: &str = "mcss_syncs_in_flight";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -108,5 +113,19 @@ fn describe() {
     describe_counter!(
         REPLICA_NOTES,
         "Notes received from other replicas, by kind (ping|wake|sync|leases) and result."
+    );
+    describe_counter!(
+        DB_WRITE_TRANSACTIONS,
+        "Database transactions that may write (write transactions and autocommit writes)."
+    );
+    describe_counter!(DB_AUDIT_ROWS, "Sync-log (audit) rows inserted.");
+    describe_counter!(DB_ACCOUNT_LIST_READS, "Reads of the whole account list.");
+    describe_counter!(
+        CALENDAR_STARTS,
+        "CalendarActors started (their post_start done), first starts and restarts."
+    );
+    describe_gauge!(
+        SYNCS_IN_FLIGHT,
+        "Calendar syncs running now (bounded by MAX_CONCURRENT_SYNCS)."
     );
 }

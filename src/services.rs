@@ -40,6 +40,8 @@ pub struct Services {
     /// This process among the replicas: the calendars it owns and their fences.
     pub replica: Replica,
     pub planner: Arc<PlannerConfig>,
+    /// One permit per running calendar sync (`MAX_CONCURRENT_SYNCS`).
+    pub sync_permits: Arc<tokio::sync::Semaphore>,
     tokens: Arc<Mutex<TokenCache>>,
 }
 
@@ -67,7 +69,8 @@ impl std::fmt::Debug for Services {
 
 impl Services {
     pub async fn build(settings: Arc<Settings>, store: Store) -> Result<Self, ServicesError> {
-        let google = GoogleClient::new(&settings.google)?;
+        let google = GoogleClient::new(&settings.google)?
+            .with_concurrency_limit(settings.concurrency.max_google_requests);
         let oauth = google.oauth(&settings.google)?;
         if !oauth.is_configured() {
             tracing::warn!(
@@ -86,6 +89,9 @@ impl Services {
             sea_orm::DbBackend::Postgres => Replica::leased(writer_id.clone()),
             _ => Replica::sole(writer_id.clone()),
         };
+        let sync_permits = Arc::new(tokio::sync::Semaphore::new(
+            settings.concurrency.max_syncs.max(1),
+        ));
         Ok(Self {
             settings,
             store,
@@ -95,6 +101,7 @@ impl Services {
             planner,
             writer_id,
             replica,
+            sync_permits,
             tokens: Arc::default(),
         })
     }

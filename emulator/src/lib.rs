@@ -240,7 +240,7 @@ async fn fallback() -> Response {
 
 /// All routes of the emulator.
 pub fn router(shared: Arc<Shared>) -> Router {
-    use routes::{batch, calendars, channels, control, events, oauth};
+    use routes::{batch, bulk, calendars, channels, control, events, oauth};
     let api = Router::new()
         .route(
             "/calendar/v3/calendars/{calendarId}",
@@ -290,6 +290,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/emulator/accounts",
             get(control::list_accounts).post(control::create_account),
         )
+        .route("/emulator/accounts/bulk", post(bulk::create_accounts))
         .route(
             "/emulator/accounts/{email}/calendars",
             post(control::create_calendar),

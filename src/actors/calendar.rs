@@ -26,6 +26,7 @@ use super::sync_job::{SyncError, SyncJob, SyncReport};
 use super::ActorNames;
 use crate::domain::{AccountId, SyncId};
 use crate::google::{AccountClient, GoogleError};
+use crate::metrics::{CALENDAR_STARTS, SYNCS_IN_FLIGHT};
 use crate::services::Services;
 use crate::store::Account;
 
@@ -146,6 +147,22 @@ pub struct CalendarState {
     renew_timer: Option<AbortHandle>,
 }
 
+/// Counts a running sync in the `mcss_syncs_in_flight` gauge while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!(SYNCS_IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(SYNCS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
 /// First retry delay after a failed sync; doubled per failure, capped at the poll interval.
 const SYNC_RETRY_BASE: Duration = Duration::from_secs(15);
 
@@ -189,6 +206,7 @@ impl Actor for CalendarActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.ensure_channel(&myself).await;
+        metrics::counter!(CALENDAR_STARTS).increment(1);
         if state.halted {
             return Ok(());
         }
@@ -279,10 +297,15 @@ impl CalendarState {
             reason,
         };
         let myself = myself.clone();
+        let permits = self.services.sync_permits.clone();
         // Timer ticks have no parent span: every sync gets its own, named by its id.
         let span = tracing::info_span!("sync", account_id = %self.account.id, sync_id = %sync_id);
         self.sync_task = Some(tokio::spawn(
             async move {
+                // At most MAX_CONCURRENT_SYNCS run; this one waits its turn. The semaphore
+                // is never closed, so the permit is always granted eventually.
+                let _permit = permits.acquire_owned().await;
+                let _in_flight = InFlight::enter();
                 let result = job.run().await;
                 let _ = myself.cast(CalendarMsg::SyncFinished(Box::new(result)));
             }

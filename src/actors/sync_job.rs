@@ -515,14 +515,13 @@ async fn read_group(
     zone: Option<&str>,
 ) -> Result<(Vec<sync::Account>, HashSet<(AccountId, AccountId)>), SyncError> {
     let store = &job.services.store;
-    let me = store.account(job.account.id).await?;
+    let me = job.account.id;
     let group = store
-        .list_accounts()
+        .group_of(me)
         .await?
         .iter()
-        .filter(|a| a.group == me.group)
         .map(|a| {
-            let zone = (a.id == me.id).then_some(zone).flatten();
+            let zone = (a.id == me).then_some(zone).flatten();
             planner_account(&job.services, a, zone)
         })
         .collect();

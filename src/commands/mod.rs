@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 
 mod calendars;
+mod import;
 
 pub use calendars::{render as render_links, LinksCommand, SetAccountArgs};
+pub use import::{ImportArgs, ImportSummary, HEADER as IMPORT_HEADER};
 
 use crate::actors::LocalWriters;
 use crate::config::{one_line, ConfigError, DatabaseKind, Settings, Severity};
@@ -44,6 +46,13 @@ pub enum AccountsCommand {
     /// A running `serve` picks the change up within 10 s: blocks that no longer belong are
     /// deleted, missing ones made, and only blocks whose content changes are written.
     Set(calendars::SetAccountArgs),
+    /// Connect many calendars from a CSV file with the header line
+    /// `alias,refresh_token,calendar_id,group` (`-` reads standard input).
+    ///
+    /// Each line is connected as `accounts add` would; a bad line is reported as `line N:
+    /// reason` and the others go on. Google's rate limits are waited out. Importing the same
+    /// file again changes nothing.
+    Import(import::ImportArgs),
 }
 
 /// Options of `mcss accounts add`.
@@ -291,6 +300,10 @@ pub async fn accounts(settings: Settings, command: AccountsCommand) -> anyhow::R
         AccountsCommand::Set(args) => {
             let services = services(settings, store.clone()).await?;
             calendars::set_account(&services, args).await
+        }
+        AccountsCommand::Import(args) => {
+            let services = services(settings, store.clone()).await?;
+            import::import(&services, args).await
         }
     };
     store.close().await;

@@ -131,6 +131,8 @@ pub struct GoogleClient {
     /// `…/calendar/v3`, without a trailing slash.
     api_base: Arc<str>,
     retry: RetryPolicy,
+    /// Requests in flight at once through this client and its clones; `None`: unbounded.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl GoogleClient {
@@ -158,7 +160,15 @@ impl GoogleClient {
             http,
             api_base: api_base.into(),
             retry: RetryPolicy::default(),
+            in_flight: None,
         }
+    }
+
+    /// At most `max` requests in flight at once through this client and every clone made
+    /// from it after this; the others wait for a slot (`MAX_CONCURRENT_GOOGLE_REQUESTS`).
+    pub fn with_concurrency_limit(mut self, max: usize) -> Self {
+        self.in_flight = Some(Arc::new(tokio::sync::Semaphore::new(max.max(1))));
+        self
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
@@ -637,6 +647,12 @@ impl AccountClient {
         if let Some(etag) = call.if_match {
             request = request.header(IF_MATCH, etag);
         }
+        // Held until the body is read; the semaphore is never closed, so `ok()` only
+        // drops the impossible error.
+        let _slot = match &self.client.in_flight {
+            Some(limit) => limit.acquire().await.ok(),
+            None => None,
+        };
         let started = std::time::Instant::now();
         let outcome = async {
             let response = request.send().await?;

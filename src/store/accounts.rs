@@ -17,7 +17,10 @@ use super::{now, Account, AccountStatus, CalendarRules, NewAccount, Store, Store
 use crate::config::BlockDetails;
 use crate::domain::{AccountId, CalendarId};
 
-fn to_record(row: accounts::Model, groups: &HashMap<i64, String>) -> Result<Account, StoreError> {
+pub(super) fn to_record(
+    row: accounts::Model,
+    groups: &HashMap<i64, String>,
+) -> Result<Account, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("account {}: {e}", row.id));
     let rules = CalendarRules {
         block_details: row
@@ -183,7 +186,23 @@ impl Store {
     /// The account with `id`, or [`StoreError::NotFound`].
     pub async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
         let row = self.account_row(id).await?;
-        to_record(row, &group_names(self.connection()).await?)
+        // Only this row's group: every actor start reads its account, and reading every
+        // group each time made a restart quadratic in the number of calendars.
+        let names = self.group_name_of(row.group_id).await?;
+        to_record(row, &names)
+    }
+
+    /// The name of group `id` (when set), as the map [`to_record`] takes.
+    async fn group_name_of(&self, id: Option<i64>) -> Result<HashMap<i64, String>, StoreError> {
+        let Some(id) = id else {
+            return Ok(HashMap::new());
+        };
+        Ok(super::entities::groups::Entity::find_by_id(id)
+            .one(self.connection())
+            .await?
+            .map(|g| (g.id, g.name))
+            .into_iter()
+            .collect())
     }
 
     /// The account with this alias, if any.
@@ -215,6 +234,7 @@ impl Store {
 
     /// Every account, oldest first.
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        super::counters::account_list_read();
         let groups = group_names(self.connection()).await?;
         accounts::Entity::find()
             .order_by_asc(accounts::Column::Id)

@@ -375,11 +375,11 @@ async fn lock_clause(txn: &DatabaseTransaction, wait: bool) -> Result<&'static s
 
 /// Fails with [`StoreError::Fenced`] unless `fence` is still the live lease of its calendar;
 /// holds the lease row `FOR KEY SHARE` until `txn` ends (see the module docs).
-pub(crate) async fn check_fence(
-    txn: &DatabaseTransaction,
+pub(crate) async fn check_fence<C: ConnectionTrait>(
+    conn: &C,
     fence: &Fence,
 ) -> Result<(), StoreError> {
-    let row = txn
+    let row = conn
         .query_one_raw(pg(
             "SELECT 1 AS held FROM calendar_leases \
              WHERE account_id = $1 AND owner = $2 AND epoch = $3 AND expires_at > now() \

@@ -31,9 +31,11 @@ use crate::config::{one_line, ConfigError, DatabaseKind, EncryptionKey, Settings
 
 mod accounts;
 mod channels;
+mod counters;
 pub mod crypto;
 pub mod entities;
 mod events;
+mod group_commit;
 mod groups;
 pub mod leases;
 mod outbox;
@@ -45,6 +47,7 @@ pub mod views;
 pub mod web_state;
 mod writes;
 
+pub use counters::StoreCounters;
 pub use crypto::{CryptoError, TokenCipher};
 pub use leases::{Fence, HandedOver, HeldLease, LeaseRow};
 pub use records::*;
@@ -101,6 +104,8 @@ pub struct Store {
     db: DatabaseConnection,
     /// Seals refresh tokens; the key comes from `ENCRYPTION_KEY` or the SQLite key file.
     cipher: Arc<TokenCipher>,
+    /// The queue of write transactions that may share one (`group_commit.rs`).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -215,6 +220,7 @@ impl Store {
         Ok(Store {
             db,
             cipher: Arc::new(TokenCipher::new(&key)),
+            group: Arc::default(),
         })
     }
 
@@ -325,6 +331,7 @@ impl Store {
 
     /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, see the module docs).
     pub(crate) async fn write_txn(&self) -> Result<DatabaseTransaction, DbErr> {
+        counters::write_transaction();
         self.db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

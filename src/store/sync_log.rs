@@ -42,6 +42,7 @@ fn filtered(query: &LogQuery) -> Select<sync_log::Entity> {
 impl Store {
     /// Appends a line, stamped now.
     pub async fn append_log(&self, entry: NewLogEntry) -> Result<(), StoreError> {
+        super::counters::write_transaction();
         insert_log_rows(self.connection(), vec![entry]).await
     }
 
@@ -81,6 +82,7 @@ pub(super) async fn insert_log_rows(
     if entries.is_empty() {
         return Ok(());
     }
+    super::counters::audit_rows(entries.len());
     let at = now();
     let rows: Vec<sync_log::ActiveModel> = entries
         .into_iter()

@@ -87,26 +87,60 @@ impl Store {
         commit: SyncCommit,
         fence: Option<&SyncFence>,
     ) -> Result<CommitOutcome, StoreError> {
-        let txn = self.write_txn().await?;
-        let written = async {
-            if let Some(fence) = fence {
-                super::leases::check_fence(&txn, &fence.source).await?;
-            }
-            write_commit(&txn, account_id, commit, fence.map(|f| &f.claim_targets)).await
-        }
-        .await;
-        match written {
-            Ok(outcome) => {
-                txn.commit().await?;
-                Ok(outcome)
-            }
-            Err(err) => {
-                // Rolling back explicitly returns the connection clean; the error that
-                // matters is the first one.
-                let _ = txn.rollback().await;
-                Err(err)
+        // Shares its transaction with the commits and records queued meanwhile
+        // (`group_commit.rs`); on any error of its own, nothing of it is written.
+        let job = super::group_commit::Job::Sync {
+            account: account_id,
+            commit: Box::new(commit),
+            fence: fence.cloned(),
+        };
+        match self.group_commit(job).await? {
+            super::group_commit::Done::Synced(outcome) => Ok(outcome),
+            super::group_commit::Done::Recorded(_) => {
+                unreachable!("a sync job is answered with its outcome")
             }
         }
+    }
+
+    /// The calendars of `id`'s group, `id` included, oldest first: what a sync plans with.
+    /// Reads the group's rows only (not every account, not every group), so its cost does
+    /// not grow with the number of calendars connected.
+    pub async fn group_of(&self, id: AccountId) -> Result<Vec<super::Account>, StoreError> {
+        use super::entities::groups;
+        use sea_orm::QueryOrder as _;
+        let me = accounts::Entity::find_by_id(id.get())
+            .one(self.connection())
+            .await?
+            .ok_or_else(|| StoreError::not_found("account", id))?;
+        let (rows, names) = match me.group_id {
+            Some(group) => {
+                let rows = accounts::Entity::find()
+                    .filter(accounts::Column::GroupId.eq(group))
+                    .order_by_asc(accounts::Column::Id)
+                    .all(self.connection())
+                    .await?;
+                let names: HashMap<i64, String> = groups::Entity::find_by_id(group)
+                    .one(self.connection())
+                    .await?
+                    .map(|g| (g.id, g.name))
+                    .into_iter()
+                    .collect();
+                (rows, names)
+            }
+            // Not adopted into a group yet (see `Store::migrate`): the default group's
+            // calendars are those without one.
+            None => (
+                accounts::Entity::find()
+                    .filter(accounts::Column::GroupId.is_null())
+                    .order_by_asc(accounts::Column::Id)
+                    .all(self.connection())
+                    .await?,
+                HashMap::new(),
+            ),
+        };
+        rows.into_iter()
+            .map(|row| super::accounts::to_record(row, &names))
+            .collect()
     }
 
     /// Records a failed sync without touching the token or any other state.
@@ -175,7 +209,7 @@ pub struct SyncFence {
     pub claim_targets: HashSet<AccountId>,
 }
 
-async fn write_commit(
+pub(super) async fn write_commit(
     txn: &DatabaseTransaction,
     account_id: AccountId,
     commit: SyncCommit,

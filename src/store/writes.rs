@@ -24,6 +24,7 @@ use sea_orm::{
 };
 
 use super::entities::desired_blocks::{self, Column, Entity};
+use super::group_commit::{Done, Job};
 use super::outbox::records;
 use super::sync_log::insert_log_rows;
 use super::{
@@ -93,6 +94,15 @@ impl Store {
         fence: Option<&Fence>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let at = now();
+        // A sync commit claims the rows it queues for this process's writers: then the
+        // due rows are ours already, and taking them needs no write transaction (under a
+        // lease, a read of the lease stands in for the fenced claim).
+        if let Some(rows) = self.held_already(target, claim, at, limit).await? {
+            if let Some(fence) = fence {
+                super::leases::check_fence(self.connection(), fence).await?;
+            }
+            return records(rows);
+        }
         let txn = self.write_txn().await?;
         let ids = match (self.backend(), fence) {
             (DbBackend::Postgres, Some(fence)) => {
@@ -110,6 +120,34 @@ impl Store {
             .await?;
         txn.commit().await?;
         records(rows)
+    }
+
+    /// The due pending rows of `target` (in claim order), when every one is held by
+    /// `claim.owner` for at least half the claim's length still; `None` otherwise.
+    async fn held_already(
+        &self,
+        target: AccountId,
+        claim: &Claim,
+        at: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Option<Vec<desired_blocks::Model>>, StoreError> {
+        let rows = Entity::find()
+            .filter(Column::TargetAccountId.eq(target.get()))
+            .filter(Column::State.eq(BlockState::Pending.as_str()))
+            .filter(Column::NextAttemptAt.lte(at))
+            .filter(claimable(&claim.owner, at))
+            .order_by_asc(Column::NextAttemptAt)
+            .order_by(occurrences_last(), Order::Asc)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?;
+        let all_held = rows.iter().all(|r| {
+            r.claimed_by.as_deref() == Some(claim.owner.as_str())
+                && r.claim_expires_at
+                    .is_some_and(|until| !needs_renewal(until, claim, at))
+        });
+        Ok(all_held.then_some(rows))
     }
 
     /// The rows of `target`'s block series named by `series`, by block id.
@@ -151,19 +189,16 @@ impl Store {
         log: Vec<NewLogEntry>,
         fence: Option<&Fence>,
     ) -> Result<usize, StoreError> {
-        let txn = self.write_txn().await?;
-        if let Some(fence) = fence {
-            super::leases::check_fence(&txn, fence).await?;
+        let job = Job::Record {
+            owner: owner.to_owned(),
+            reports: reports.to_vec(),
+            log,
+            fence: fence.cloned(),
+        };
+        match self.group_commit(job).await? {
+            Done::Recorded(recorded) => Ok(recorded),
+            Done::Synced(_) => unreachable!("a record job is answered with its record"),
         }
-        let mut recorded = 0;
-        for report in reports {
-            if record_one(&txn, owner, report).await? {
-                recorded += 1;
-            }
-        }
-        insert_log_rows(&txn, log).await?;
-        txn.commit().await?;
-        Ok(recorded)
     }
 
     /// When the next pending row of `target` falls due (`None`: nothing pending).
@@ -192,12 +227,35 @@ impl Store {
     }
 }
 
+/// The body of [`Store::record_writes`], in the caller's transaction (a group commit's).
+pub(super) async fn write_records(
+    txn: &DatabaseTransaction,
+    owner: &str,
+    reports: &[WriteReport],
+    log: Vec<NewLogEntry>,
+) -> Result<usize, StoreError> {
+    let mut recorded = 0;
+    for report in reports {
+        if record_one(txn, owner, report).await? {
+            recorded += 1;
+        }
+    }
+    insert_log_rows(txn, log).await?;
+    Ok(recorded)
+}
+
 /// `ORDER BY` term that puts occurrence rows after series and single blocks.
 fn occurrences_last() -> sea_orm::sea_query::SimpleExpr {
     Expr::cust(format!(
         "CASE WHEN role = '{}' THEN 1 ELSE 0 END",
         RowRole::Occurrence.as_str()
     ))
+}
+
+/// Whether a claim of ours ending at `until` should be extended to `claim.until`: when less
+/// than half of the claim's length is left.
+fn needs_renewal(until: DateTime<Utc>, claim: &Claim, at: DateTime<Utc>) -> bool {
+    until < at + (claim.until - at) / 2
 }
 
 /// A row `owner` may take: unclaimed, claimed by the owner, or with an expired claim.
@@ -234,7 +292,8 @@ async fn claim_portable(
         .iter()
         .filter(|r| {
             r.claimed_by.as_deref() != Some(claim.owner.as_str())
-                || r.claim_expires_at.is_none_or(|until| until < claim.until)
+                || r.claim_expires_at
+                    .is_none_or(|until| needs_renewal(until, claim, at))
         })
         .map(|r| r.id)
         .collect();

@@ -115,6 +115,8 @@ malformed! {
     poll_interval_secs: "POLL_INTERVAL_SECS" = "1",
     reconcile_interval_secs: "RECONCILE_INTERVAL_SECS" = "often",
     writes_per_second: "WRITES_PER_SECOND" = "fast",
+    max_concurrent_syncs: "MAX_CONCURRENT_SYNCS" = "0",
+    max_concurrent_google_requests: "MAX_CONCURRENT_GOOGLE_REQUESTS" = "lots",
     mass_delete_threshold: "MASS_DELETE_THRESHOLD" = "0",
     channel_renew_before_secs: "CHANNEL_RENEW_BEFORE_SECS" = "10",
     channel_ttl_secs: "CHANNEL_TTL_SECS" = "60",

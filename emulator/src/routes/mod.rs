@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per API surface, and the helpers they share.
 pub mod batch;
+pub mod bulk;
 pub mod calendars;
 pub mod channels;
 pub mod control;

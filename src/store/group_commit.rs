@@ -1,0 +1,166 @@
+//! Group commit: the hot path's write transactions — a sync's commit
+//! ([`Store::commit_sync`]) and a writer's record of its batch ([`Store::record_writes`]) —
+//! that are asked for while another one runs are written together, in ONE transaction.
+//!
+//! With one writer at a time (SQLite's single write lock, and row locks on PostgreSQL), a
+//! change mirrored onto four calendars used to cost a transaction per step: the source's
+//! commit, each target writer's record, each target's echo sync. Those arrive within a few
+//! milliseconds of each other, so while one transaction runs the next ones queue up; the
+//! caller that takes the lead next writes everything queued in one go.
+//!
+//! Protocol ("flat combining"): a caller queues its job, then waits for the leader lock.
+//! Whoever holds the lock takes every queued job, runs them in one transaction and hands
+//! each caller its result before letting go. A caller that gets the lock and finds its
+//! result already there returns it. When the joint transaction fails, every job of it is
+//! run again on its own, so one bad job cannot fail the others, and each job keeps its own
+//! all-or-nothing guarantee.
+
+use parking_lot::Mutex;
+use sea_orm::DatabaseTransaction;
+use tokio::sync::oneshot;
+
+use super::leases::check_fence;
+use super::{
+    CommitOutcome, Fence, NewLogEntry, Store, StoreError, SyncCommit, SyncFence, WriteReport,
+};
+use crate::domain::AccountId;
+
+/// One write that may share a transaction with others.
+#[derive(Debug, Clone)]
+pub(super) enum Job {
+    Sync {
+        account: AccountId,
+        commit: Box<SyncCommit>,
+        fence: Option<SyncFence>,
+    },
+    Record {
+        owner: String,
+        reports: Vec<WriteReport>,
+        log: Vec<NewLogEntry>,
+        fence: Option<Fence>,
+    },
+}
+
+/// A job's result.
+#[derive(Debug)]
+pub(super) enum Done {
+    Synced(CommitOutcome),
+    Recorded(usize),
+}
+
+type Reply = oneshot::Sender<Result<Done, StoreError>>;
+
+/// The queue and the leader lock; one per store (shared by its clones).
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    queue: Mutex<Vec<(Job, Reply)>>,
+    leader: tokio::sync::Mutex<()>,
+}
+
+impl Store {
+    /// Runs `job`, in one transaction with whatever else is queued; see the module docs.
+    pub(super) async fn group_commit(&self, job: Job) -> Result<Done, StoreError> {
+        let (reply, mut result) = oneshot::channel();
+        self.group.queue.lock().push((job, reply));
+        loop {
+            let _leader = self.group.leader.lock().await;
+            match result.try_recv() {
+                Ok(done) => return done,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    // The leader that took our job was cancelled midway (its transaction
+                    // rolled back): nothing of it was written.
+                    return Err(StoreError::Corrupt(
+                        "a group commit was cancelled; nothing was written".into(),
+                    ));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch = std::mem::take(&mut *self.group.queue.lock());
+            self.run_batch(batch).await;
+        }
+    }
+
+    async fn run_batch(&self, batch: Vec<(Job, Reply)>) {
+        if batch.len() > 1 {
+            let jobs: Vec<Job> = batch.iter().map(|(job, _)| job.clone()).collect();
+            if let Ok(results) = self.run_together(jobs).await {
+                for ((_, reply), done) in batch.into_iter().zip(results) {
+                    let _ = reply.send(Ok(done));
+                }
+                return;
+            }
+            tracing::debug!(
+                jobs = batch.len(),
+                "a group commit failed; committing its jobs one by one"
+            );
+        }
+        for (job, reply) in batch {
+            let _ = reply.send(self.run_alone(job).await);
+        }
+    }
+
+    async fn run_together(&self, jobs: Vec<Job>) -> Result<Vec<Done>, StoreError> {
+        let txn = self.write_txn().await?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match run_job(&txn, job).await {
+                Ok(done) => results.push(done),
+                Err(err) => {
+                    let _ = txn.rollback().await;
+                    return Err(err);
+                }
+            }
+        }
+        txn.commit().await?;
+        Ok(results)
+    }
+
+    async fn run_alone(&self, job: Job) -> Result<Done, StoreError> {
+        let txn = self.write_txn().await?;
+        match run_job(&txn, job).await {
+            Ok(done) => {
+                txn.commit().await?;
+                Ok(done)
+            }
+            Err(err) => {
+                // Rolling back explicitly returns the connection clean; the error that
+                // matters is the first one.
+                let _ = txn.rollback().await;
+                Err(err)
+            }
+        }
+    }
+}
+
+/// One job in the shared transaction. A job under a lease checks its fence first, so a job
+/// of a replica that lost its lease fails the joint transaction, and then fails alone.
+async fn run_job(txn: &DatabaseTransaction, job: Job) -> Result<Done, StoreError> {
+    match job {
+        Job::Sync {
+            account,
+            commit,
+            fence,
+        } => {
+            if let Some(fence) = &fence {
+                check_fence(txn, &fence.source).await?;
+            }
+            let claim_targets = fence.as_ref().map(|f| &f.claim_targets);
+            super::sync_state::write_commit(txn, account, *commit, claim_targets)
+                .await
+                .map(Done::Synced)
+        }
+        Job::Record {
+            owner,
+            reports,
+            log,
+            fence,
+        } => {
+            if let Some(fence) = &fence {
+                check_fence(txn, fence).await?;
+            }
+            super::writes::write_records(txn, &owner, &reports, log)
+                .await
+                .map(Done::Recorded)
+        }
+    }
+}

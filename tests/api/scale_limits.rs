@@ -1,0 +1,156 @@
+//! What keeps the service fast with many calendars, checked (not timed) against the real
+//! application: the bound on concurrent syncs and Google requests, and the echo of our own
+//! block costing one `events.list` and nothing in the store but the new sync token.
+
+use std::time::{Duration, Instant};
+
+use mcss::google::{GoogleClient, TokenSource};
+use mcss::store::StoreCounters;
+use secrecy::SecretString;
+
+use crate::support::{count_2xx, eventually, id_of, spawn_app, AppOptions, TestApp};
+
+/// Waits until calendar `n` finished an incremental sync that started after `after`.
+async fn synced_since(app: &TestApp, n: usize, after: chrono::DateTime<chrono::Utc>) {
+    let account = app.calendars[n].account;
+    eventually("the requested sync to finish", || async {
+        let state = app.store().sync_state(account).await.ok()?;
+        (state.last_incremental_sync_at? > after).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_more_syncs_run_at_once_than_max_concurrent_syncs() {
+    // Arrange: six calendars, at most two syncs at once, and Google taking 400 ms per call.
+    let app = spawn_app(
+        AppOptions::new("max_concurrent_syncs")
+            .accounts(6)
+            .polling_only()
+            .var("POLL_INTERVAL_SECS", "3600")
+            .var("MAX_CONCURRENT_SYNCS", "2"),
+    )
+    .await
+    .expect("SQLite is always available");
+    let latency = Duration::from_millis(400);
+    app.put_emulator_settings(serde_json::json!({"latencyMs": 400}))
+        .await;
+    let before = chrono::Utc::now();
+
+    // Act: every calendar is asked to sync at the same moment.
+    let started = Instant::now();
+    for calendar in &app.calendars {
+        app.control
+            .sync_now(calendar.account)
+            .await
+            .expect("the sync is asked for");
+    }
+    for n in 0..app.calendars.len() {
+        synced_since(&app, n, before).await;
+    }
+    let elapsed = started.elapsed();
+
+    // Assert: each sync lists once (400 ms); two at a time makes three rounds. Without the
+    // bound all six list at once and finish in about one round.
+    assert!(
+        elapsed >= latency * 3,
+        "six syncs of one 400 ms list each, two at a time, took only {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_more_google_requests_are_in_flight_than_the_clients_limit() {
+    // Arrange: a client limited to two requests in flight; Google takes 300 ms per call.
+    let app = spawn_app(AppOptions::new("max_google_requests").accounts(1))
+        .await
+        .expect("SQLite is always available");
+    app.put_emulator_settings(serde_json::json!({"latencyMs": 300}))
+        .await;
+    let services = app.control.services();
+    let base = url::Url::parse(app.emulator.base_url()).expect("a URL");
+    let client = GoogleClient::with_http(base, reqwest::Client::new()).with_concurrency_limit(2);
+    let tokens = TokenSource::new(
+        services.oauth.clone(),
+        SecretString::from(app.calendars[0].refresh_token.clone()),
+    );
+    let account = client.account(tokens);
+    let calendar =
+        mcss::domain::CalendarId::parse(&app.calendars[0].calendar_id).expect("a calendar id");
+    account
+        .calendar_list_get(&calendar)
+        .await
+        .expect("a first call (and the token) succeeds");
+
+    // Act: six calls at once.
+    let started = Instant::now();
+    let calls = (0..6).map(|_| account.calendar_list_get(&calendar));
+    let results = futures::future::join_all(calls).await;
+    let elapsed = started.elapsed();
+
+    // Assert: two at a time is three rounds of 300 ms.
+    assert!(results.iter().all(Result::is_ok));
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "six 300 ms calls, two at a time, took only {elapsed:?}"
+    );
+}
+
+/// One echo sync of calendar 1 (whose listing holds only the block we just wrote there):
+/// the store's counters and Google's calls meanwhile.
+async fn echo_sync(app: &TestApp) -> (StoreCounters, serde_json::Value) {
+    app.reset_counters().await;
+    let before = app.store().counters();
+    let at = chrono::Utc::now();
+    app.control
+        .sync_now(app.calendars[1].account)
+        .await
+        .expect("the sync is asked for");
+    synced_since(app, 1, at).await;
+    (app.store().counters() - before, app.counters().await)
+}
+
+#[tokio::test]
+async fn the_echo_of_our_own_block_costs_one_list_and_only_the_new_sync_token() {
+    // Arrange: two calendars, polling only (so no echo runs until we ask); a meeting on
+    // the first is mirrored onto the second.
+    let app = spawn_app(
+        AppOptions::new("echo_fast_path")
+            .accounts(2)
+            .polling_only()
+            .var("POLL_INTERVAL_SECS", "3600"),
+    )
+    .await
+    .expect("SQLite is always available");
+    let meeting = app.user(0).insert_meeting("Planning", 2).await;
+    app.control
+        .sync_now(app.calendars[0].account)
+        .await
+        .expect("the source syncs");
+    app.await_blocks_everywhere(0, &id_of(&meeting)).await;
+    app.writers_idle().await;
+
+    // Act: the second calendar syncs; its listing shows only our new block. The account
+    // watcher reads the account list every 10 s; two echo windows cannot both meet it.
+    let (first, google) = echo_sync(&app).await;
+    let (second, _) = echo_sync(&app).await;
+
+    // Assert
+    assert_eq!(count_2xx(&google, "events.list"), 1, "{google}");
+    let other_calls: u64 = google["byMethod"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(method, _)| *method != "events.list")
+        .map(|(method, _)| count_2xx(&google, method))
+        .sum();
+    assert_eq!(other_calls, 0, "{google}");
+    assert_eq!(first.write_transactions, 1, "{first:?}");
+    assert_eq!(first.audit_rows, 0, "{first:?}");
+    assert_eq!(second.write_transactions, 1, "{second:?}");
+    assert_eq!(second.audit_rows, 0, "{second:?}");
+    assert_eq!(
+        first.account_list_reads.min(second.account_list_reads),
+        0,
+        "{first:?} {second:?}"
+    );
+}
