@@ -2,10 +2,13 @@
 //! from [`Settings`] and shared by cheap clones.
 //!
 //! It also keeps one [`TokenSource`] per account, so an account's `CalendarActor`, its
-//! `BlockWriter` and the admin pages share one cached access token and one refresh.
+//! `BlockWriter` and the admin pages share one cached access token and one refresh; and,
+//! for a few seconds after [`Services::warm`], the account rows just read in one go, so
+//! thousands of actors start without two reads each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -13,7 +16,7 @@ use crate::config::Settings;
 use crate::coordinator::Replica;
 use crate::domain::AccountId;
 use crate::google::{AccountClient, GoogleClient, GoogleError, OAuthClient, TokenSource};
-use crate::store::{log_kind, AccountStatus, LogResult, NewLogEntry, Store, StoreError};
+use crate::store::{log_kind, Account, AccountStatus, LogResult, NewLogEntry, Store, StoreError};
 use crate::sync::PlannerConfig;
 
 /// Why a service could not be built or an account client made.
@@ -43,7 +46,13 @@ pub struct Services {
     /// One permit per running calendar sync (`MAX_CONCURRENT_SYNCS`).
     pub sync_permits: Arc<tokio::sync::Semaphore>,
     tokens: Arc<Mutex<TokenCache>>,
+    warm: Arc<Mutex<HashMap<AccountId, (Instant, Account)>>>,
 }
+
+/// How long a row read by [`Services::warm`] stands in for a fresh read: long enough for the
+/// supervisor to start every actor of a large start, short enough that a change made
+/// meanwhile (by the operator) is read by the next start.
+const WARM_FOR: Duration = Duration::from_secs(10);
 
 /// One token source per Google account (credential), found through the calendar.
 #[derive(Default)]
@@ -103,7 +112,62 @@ impl Services {
             replica,
             sync_permits,
             tokens: Arc::default(),
+            warm: Arc::default(),
         })
+    }
+
+    /// Keeps `accounts` (just read) for the actors about to start, and reads the refresh
+    /// tokens of all of them in one go: a start of thousands of calendars then costs a few
+    /// statements instead of four reads per calendar, each waited for by the supervisor.
+    pub async fn warm(&self, accounts: &[Account]) -> Result<(), StoreError> {
+        let at = Instant::now();
+        {
+            let mut warm = self.warm.lock();
+            warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
+            warm.extend(accounts.iter().map(|a| (a.id, (at, a.clone()))));
+        }
+        let cold: Vec<i64> = {
+            let cache = self.tokens.lock();
+            let mut ids: Vec<i64> = accounts
+                .iter()
+                .filter_map(|a| a.credential_id)
+                .filter(|c| !cache.sources.contains_key(&TokenKey::Credential(*c)))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        let tokens = self.store.credential_tokens(&cold).await?;
+        let mut cache = self.tokens.lock();
+        for account in accounts {
+            let Some(credential) = account.credential_id else {
+                continue;
+            };
+            let key = TokenKey::Credential(credential);
+            if let Some(refresh) = tokens.get(&credential) {
+                cache
+                    .sources
+                    .entry(key)
+                    .or_insert_with(|| TokenSource::new(self.oauth.clone(), refresh.clone()));
+            }
+            if cache.sources.contains_key(&key) {
+                cache.keys.insert(account.id, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// `id`'s account row: the one [`Services::warm`] read moments ago, or a fresh read.
+    pub async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
+        let warm = self
+            .warm
+            .lock()
+            .get(&id)
+            .and_then(|(read, account)| (read.elapsed() < WARM_FOR).then(|| account.clone()));
+        match warm {
+            Some(account) => Ok(account),
+            None => self.store.account(id).await,
+        }
     }
 
     /// A Calendar client acting as `account`, sharing the token cache of its Google account

@@ -54,6 +54,17 @@ pub(crate) async fn reconcile_children_with(
     // Sets, not scans: this runs every few seconds over every account.
     let running: HashSet<AccountId> = children.iter().map(|c| c.key.account_id()).collect();
     let known: HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
+    let starting: Vec<crate::store::Account> = accounts
+        .iter()
+        .filter(|a| !running.contains(&a.id) && wants_actors(a.status) && here(a.id))
+        .cloned()
+        .collect();
+    if !starting.is_empty() {
+        if let Err(e) = control.services().warm(&starting).await {
+            // Only a shortcut: each actor reads its own rows instead.
+            tracing::warn!(error = %e, "could not read the calendars' tokens in one go");
+        }
+    }
     for account in accounts {
         let has = running.contains(&account.id);
         let wanted = wants_actors(account.status) && here(account.id);

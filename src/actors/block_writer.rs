@@ -141,7 +141,7 @@ impl Actor for BlockWriter {
         _myself: ActorRef<Self::Msg>,
         args: WriterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let account = args.services.store.account(args.account).await?;
+        let account = args.services.account(args.account).await?;
         let client = args.services.account_client(args.account).await?;
         let rate = args.services.settings.sync.writes_per_second;
         Ok(WriterState {

@@ -172,13 +172,14 @@ impl Actor for CalendarActor {
     type State = CalendarState;
     type Arguments = CalendarArgs;
 
-    /// Local work only: the account row and its client (the token is read from the store).
+    /// Local work only: the account row and its client (read from the store, or from what
+    /// [`Services::warm`](crate::services::Services::warm) just read for a large start).
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
         args: CalendarArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let account = args.services.store.account(args.account).await?;
+        let account = args.services.account(args.account).await?;
         let client = args.services.account_client(args.account).await?;
         Ok(CalendarState {
             services: args.services,

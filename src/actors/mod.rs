@@ -169,6 +169,10 @@ pub async fn start(
         // Several replicas may share the database: `ownership` starts the actors of the
         // calendars this replica comes to own (the caller spawns it).
     } else {
+        if let Err(e) = services.warm(&accounts).await {
+            // Only a shortcut: each actor reads its own rows instead.
+            tracing::warn!(error = %e, "could not read the calendars' tokens in one go");
+        }
         for account in accounts.iter().filter(|a| control::wants_actors(a.status)) {
             for key in [ChildKey::Calendar(account.id), ChildKey::Writer(account.id)] {
                 let _ = supervisor.cast(SupervisorMsg::AddChild(key));

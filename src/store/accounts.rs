@@ -357,6 +357,28 @@ impl Store {
             .open(&sealed.refresh_token_enc, &credential_aad(credential))?)
     }
 
+    /// The refresh tokens of many credentials at once (a start with thousands of calendars
+    /// reads them in a few statements instead of two reads per calendar).
+    pub async fn credential_tokens(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, SecretString>, StoreError> {
+        let mut tokens = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows = credentials::Entity::find()
+                .filter(credentials::Column::Id.is_in(chunk.iter().copied()))
+                .all(self.connection())
+                .await?;
+            for row in rows {
+                let token = self
+                    .cipher()
+                    .open(&row.refresh_token_enc, &credential_aad(row.id))?;
+                tokens.insert(row.id, token);
+            }
+        }
+        Ok(tokens)
+    }
+
     /// Moves the refresh tokens of calendars connected before credentials existed into
     /// credentials (one per e-mail address, or per token), at start-up. Idempotent.
     pub(super) async fn adopt_legacy_tokens(&self) -> Result<u64, StoreError> {

@@ -97,9 +97,16 @@ impl Store {
         // A sync commit claims the rows it queues for this process's writers: then the
         // due rows are ours already, and taking them needs no write transaction (under a
         // lease, a read of the lease stands in for the fenced claim).
-        if let Some(rows) = self.held_already(target, claim, at, limit).await? {
+        let held = self.held_already(target, claim, at, limit).await?;
+        // Under a lease, "nothing claimable" may hide rows claimed in an earlier tenure,
+        // which the fenced claim takes over.
+        if let Some(rows) = held.filter(|rows| fence.is_none() || !rows.is_empty()) {
             if let Some(fence) = fence {
-                super::leases::check_fence(self.connection(), fence).await?;
+                match super::leases::check_fence(self.connection(), fence).await {
+                    // As the fenced claim: a lost lease claims nothing.
+                    Err(StoreError::Fenced { .. }) => return Ok(Vec::new()),
+                    checked => checked?,
+                }
             }
             return records(rows);
         }
