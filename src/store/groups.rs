@@ -43,21 +43,33 @@ pub(super) async fn ensure_group(
     name: &str,
     at: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
-    let found = groups::Entity::find()
-        .filter(groups::Column::Name.eq(name))
-        .one(conn)
-        .await?;
-    if let Some(group) = found {
+    let find = || {
+        groups::Entity::find()
+            .filter(groups::Column::Name.eq(name))
+            .one(conn)
+    };
+    if let Some(group) = find().await? {
         return Ok(group.id);
     }
-    let created = groups::ActiveModel {
+    // Two transactions may create the same new group at once (an import of many lines):
+    // the second insert waits for the first and then does nothing, and the select after it
+    // finds the group either made.
+    groups::Entity::insert(groups::ActiveModel {
         name: Set(name.to_owned()),
         created_at: Set(at),
         ..Default::default()
-    }
-    .insert(conn)
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(groups::Column::Name)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
     .await?;
-    Ok(created.id)
+    find()
+        .await?
+        .map(|group| group.id)
+        .ok_or_else(|| StoreError::Corrupt(format!("the group {name:?} was not created")))
 }
 
 /// Flags every calendar of the group for a replan (someone joined it).
