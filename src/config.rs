@@ -68,6 +68,7 @@ pub const VARIABLES: &[&str] = &[
     "SYNC_LOOKBACK_DAYS",
     "POLL_INTERVAL_SECS",
     "RECONCILE_INTERVAL_SECS",
+    "TOKEN_FLUSH_INTERVAL_SECS",
     "WRITES_PER_SECOND",
     "MAX_CONCURRENT_SYNCS",
     "MAX_CONCURRENT_GOOGLE_REQUESTS",
@@ -245,6 +246,9 @@ pub struct SyncSettings {
     pub poll_interval: Duration,
     /// How often a full reconciliation compares the store with the calendars.
     pub reconcile_interval: Duration,
+    /// Longest an echo's sync token waits in memory before it is written
+    /// (`store::deferred`).
+    pub token_flush_interval: Duration,
     /// Write rate of one BlockWriter (token bucket refill per second).
     pub writes_per_second: f64,
     /// A full resync that would delete more than this many blocks of one account is held
@@ -480,6 +484,7 @@ impl SyncSettings {
             ),
             poll_interval: vars.secs("POLL_INTERVAL_SECS", 300, 5, 86_400)?,
             reconcile_interval: vars.secs("RECONCILE_INTERVAL_SECS", 6 * 3600, 1, 7 * 86_400)?,
+            token_flush_interval: vars.secs("TOKEN_FLUSH_INTERVAL_SECS", 1, 1, 86_400)?,
             writes_per_second: vars.number("WRITES_PER_SECOND", 5.0f64, 0.1, 100.0)?,
             mass_delete_threshold: vars.number("MASS_DELETE_THRESHOLD", 25u32, 1, 100_000)?,
             channel_renew_before: vars.secs("CHANNEL_RENEW_BEFORE_SECS", 86_400, 60, 6 * 86_400)?,

@@ -1,4 +1,4 @@
-//! The two background loops `serve` runs beside the actor tree, both until shutdown:
+//! The background loops `serve` runs beside the actor tree, all until shutdown:
 //! - [`watch_accounts`] keeps the supervisor's children in step with the accounts table, so
 //!   accounts added, paused or removed by another process (`mcss accounts add` while `serve`
 //!   runs) are noticed within [`super::ACCOUNT_WATCH_INTERVAL`], and so are the replans and
@@ -6,6 +6,8 @@
 //! - [`reconcile_periodically`] runs [`crate::ops::reconcile`] every
 //!   `RECONCILE_INTERVAL_SECS` (with several replicas, on the leader only); what it finds is
 //!   queued in the outbox and the writers are woken through [`Control`].
+//!
+//! A third, [`flush_tokens_periodically`], writes the sync tokens echoes left in memory.
 //!
 //! With several replicas the account watcher does not run: `super::ownership` starts and
 //! stops actors as leases come and go, through [`reconcile_children_with`], and calls
@@ -17,6 +19,26 @@ use std::time::Duration;
 use super::control::{wants_actors, Control, ControlError};
 use crate::domain::AccountId;
 use crate::shutdown::Shutdown;
+
+/// Writes the sync tokens of echoes that no other write took along (`store::deferred`)
+/// every `every`, so a quiet calendar's stored token lags by at most that.
+pub(crate) async fn flush_tokens_periodically(
+    store: crate::store::Store,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(e) = store.flush_deferred_tokens().await {
+            tracing::warn!(error = %e, "could not write the deferred sync tokens; the next syncs list their echoes again");
+        }
+    }
+}
 
 /// Compares the accounts table with the running actors every `every`.
 pub(crate) async fn watch_accounts(control: Control, every: Duration, shutdown: Shutdown) {

@@ -184,6 +184,11 @@ pub async fn start(
             shutdown.clone(),
         ));
     }
+    tokio::spawn(background::flush_tokens_periodically(
+        services.store.clone(),
+        settings.sync.token_flush_interval,
+        shutdown.clone(),
+    ));
     let every = control.services().settings.sync.reconcile_interval;
     tokio::spawn(background::reconcile_periodically(
         control.clone(),

@@ -93,6 +93,8 @@ struct Listing {
     time_zone: Option<String>,
     /// A replan was asked for at this instant: every stored event is planned again.
     replan: Option<chrono::DateTime<Utc>>,
+    /// The stored token an incremental listing continued from.
+    from_token: Option<String>,
 }
 
 impl SyncJob {
@@ -197,7 +199,7 @@ impl SyncJob {
         let replan = state.replan_requested_at;
         let token = state.sync_token.filter(|_| !self.full);
         let full_query = EventsQuery::full();
-        let (full, listed) = match token {
+        let (full, listed) = match token.clone() {
             Some(token) => {
                 match self
                     .client
@@ -226,6 +228,7 @@ impl SyncJob {
             next_sync_token: listed.next_sync_token,
             time_zone: listed.time_zone,
             replan,
+            from_token: token.filter(|_| !full),
         })
     }
 
@@ -269,6 +272,7 @@ impl SyncJob {
                 until: crate::store::now() + CLAIM_TTL,
             }),
             replan_done: listing.replan,
+            listed_from: listing.from_token,
         }
     }
 

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use sea_orm::DatabaseTransaction;
 use tokio::sync::oneshot;
 
+use super::deferred::Deferred;
 use super::leases::check_fence;
 use super::{
     CommitOutcome, Fence, NewLogEntry, Store, StoreError, SyncCommit, SyncFence, WriteReport,
@@ -39,6 +40,8 @@ pub(super) enum Job {
         log: Vec<NewLogEntry>,
         fence: Option<Fence>,
     },
+    /// Deferred sync tokens (`deferred.rs`), each written over the token it continues from.
+    Tokens(Vec<(AccountId, Deferred)>),
 }
 
 /// A job's result.
@@ -46,6 +49,7 @@ pub(super) enum Job {
 pub(super) enum Done {
     Synced(CommitOutcome),
     Recorded(usize),
+    Tokens(u64),
 }
 
 type Reply = oneshot::Sender<Result<Done, StoreError>>;
@@ -75,8 +79,27 @@ impl Store {
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            let batch = std::mem::take(&mut *self.group.queue.lock());
+            let mut batch = std::mem::take(&mut *self.group.queue.lock());
+            // Echo tokens ride along with whatever is written anyway.
+            if !batch.is_empty() && !self.deferred.is_empty() {
+                let (reply, _) = oneshot::channel();
+                batch.push((Job::Tokens(self.deferred.take_all()), reply));
+            }
             self.run_batch(batch).await;
+        }
+    }
+
+    /// Writes every deferred sync token now (`deferred.rs`); returns how many were written.
+    pub async fn flush_deferred_tokens(&self) -> Result<u64, StoreError> {
+        if self.deferred.is_empty() {
+            return Ok(0);
+        }
+        match self
+            .group_commit(Job::Tokens(self.deferred.take_all()))
+            .await?
+        {
+            Done::Tokens(written) => Ok(written),
+            _ => unreachable!("a tokens job is answered with its count"),
         }
     }
 
@@ -162,5 +185,8 @@ async fn run_job(txn: &DatabaseTransaction, job: Job) -> Result<Done, StoreError
                 .await
                 .map(Done::Recorded)
         }
+        Job::Tokens(tokens) => super::deferred::write_tokens(txn, &tokens)
+            .await
+            .map(Done::Tokens),
     }
 }

@@ -33,6 +33,7 @@ mod accounts;
 mod channels;
 mod counters;
 pub mod crypto;
+mod deferred;
 pub mod entities;
 mod events;
 mod group_commit;
@@ -106,6 +107,8 @@ pub struct Store {
     cipher: Arc<TokenCipher>,
     /// The queue of write transactions that may share one (`group_commit.rs`).
     group: Arc<group_commit::GroupCommit>,
+    /// Sync tokens of echoes, written with the next write (`deferred.rs`).
+    deferred: Arc<deferred::DeferredTokens>,
 }
 
 impl std::fmt::Debug for Store {
@@ -221,6 +224,7 @@ impl Store {
             db,
             cipher: Arc::new(TokenCipher::new(&key)),
             group: Arc::default(),
+            deferred: Arc::default(),
         })
     }
 
@@ -282,6 +286,10 @@ impl Store {
     ///
     /// A failure to close is logged, not returned: at that point nobody can act on it.
     pub async fn close(&self) {
+        if let Err(err) = self.flush_deferred_tokens().await {
+            // Only costs the next start a re-listing of the same echoes.
+            tracing::warn!(error = %err, "could not write the deferred sync tokens");
+        }
         if let Err(err) = self.db.close_by_ref().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }

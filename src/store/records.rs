@@ -429,6 +429,27 @@ pub struct SyncCommit {
     pub claim_for: Option<Claim>,
     /// A replan asked for at or before this instant is done by this commit.
     pub replan_done: Option<DateTime<Utc>>,
+    /// The stored token an incremental listing continued from (`None`: a full listing, or
+    /// unknown). A commit of nothing but a new token continuing from it is deferred
+    /// (`deferred.rs`).
+    pub listed_from: Option<String>,
+}
+
+impl SyncCommit {
+    /// Nothing to store but the next token of an incremental listing: the echo of our own
+    /// writes, or an idle poll.
+    pub(super) fn is_token_only(&self) -> bool {
+        !self.full
+            && self.listed_from.is_some()
+            && self.new_sync_token.is_some()
+            && self.upserted_source_events.is_empty()
+            && self.deleted_source_event_ids.is_empty()
+            && self.desired_blocks.is_empty()
+            && self.exclusions.is_empty()
+            && matches!(self.hold, HoldWrite::Unchanged)
+            && self.log.is_empty()
+            && self.replan_done.is_none()
+    }
 }
 
 /// Who may apply an outbox row, and until when.

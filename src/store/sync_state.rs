@@ -41,12 +41,13 @@ fn to_record(row: sync_state::Model) -> SyncState {
 }
 
 impl Store {
-    /// The sync state of an account (created with the account).
+    /// The sync state of an account (created with the account), with its deferred token
+    /// (`deferred.rs`) if an echo left one not yet written.
     pub async fn sync_state(&self, account_id: AccountId) -> Result<SyncState, StoreError> {
         sync_state::Entity::find_by_id(account_id.get())
             .one(self.connection())
             .await?
-            .map(to_record)
+            .map(|row| self.deferred.read_through(to_record(row)))
             .ok_or_else(|| StoreError::not_found("sync state", account_id))
     }
 
@@ -87,6 +88,15 @@ impl Store {
         commit: SyncCommit,
         fence: Option<&SyncFence>,
     ) -> Result<CommitOutcome, StoreError> {
+        if commit.is_token_only() {
+            // The echo of our own writes: the token waits for the next write (`deferred.rs`).
+            if let (Some(from), Some(to)) = (commit.listed_from, commit.new_sync_token) {
+                self.deferred.defer(account_id, Some(from), to);
+            }
+            return Ok(CommitOutcome::default());
+        }
+        // This commit's token supersedes a deferred one (it was listed from it).
+        self.deferred.forget(account_id);
         // Shares its transaction with the commits and records queued meanwhile
         // (`group_commit.rs`); on any error of its own, nothing of it is written.
         let job = super::group_commit::Job::Sync {
@@ -96,7 +106,7 @@ impl Store {
         };
         match self.group_commit(job).await? {
             super::group_commit::Done::Synced(outcome) => Ok(outcome),
-            super::group_commit::Done::Recorded(_) => {
+            _ => {
                 unreachable!("a sync job is answered with its outcome")
             }
         }
@@ -149,19 +159,21 @@ impl Store {
         account_id: AccountId,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.update_sync_state(
-            account_id,
-            vec![
-                (sync_state::Column::LastResult, "error".into()),
-                (sync_state::Column::LastError, error.into()),
-            ],
-        )
-        .await
+        let mut values = vec![
+            (sync_state::Column::LastResult, "error".into()),
+            (sync_state::Column::LastError, error.into()),
+        ];
+        // The next sync continues from a token an earlier echo deferred.
+        if let Some(deferred) = self.deferred.forget(account_id) {
+            values.push((sync_state::Column::SyncToken, deferred.to.into()));
+        }
+        self.update_sync_state(account_id, values).await
     }
 
     /// Forgets the sync token (after 410 Gone), so the next sync lists everything. Source
     /// events and blocks stay: the full resync reconciles them instead of starting empty.
     pub async fn reset_sync_token(&self, account_id: AccountId) -> Result<(), StoreError> {
+        self.deferred.forget(account_id);
         self.update_sync_state(
             account_id,
             vec![(sync_state::Column::SyncToken, Option::<String>::None.into())],

@@ -204,7 +204,7 @@ impl Store {
         };
         match self.group_commit(job).await? {
             Done::Recorded(recorded) => Ok(recorded),
-            Done::Synced(_) => unreachable!("a record job is answered with its record"),
+            _ => unreachable!("a record job is answered with its record"),
         }
     }
 

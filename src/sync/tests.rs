@@ -900,6 +900,7 @@ fn the_planner_config_follows_the_sync_settings() {
         look_back: Duration::from_secs(2 * 86_400),
         poll_interval: Duration::from_secs(300),
         reconcile_interval: Duration::from_secs(3600),
+        token_flush_interval: Duration::from_secs(1),
         writes_per_second: 5.0,
         mass_delete_threshold: 25,
         channel_renew_before: Duration::from_secs(86_400),

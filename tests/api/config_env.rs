@@ -114,6 +114,7 @@ malformed! {
     sync_lookback_days: "SYNC_LOOKBACK_DAYS" = "-1",
     poll_interval_secs: "POLL_INTERVAL_SECS" = "1",
     reconcile_interval_secs: "RECONCILE_INTERVAL_SECS" = "often",
+    token_flush_interval_secs: "TOKEN_FLUSH_INTERVAL_SECS" = "0",
     writes_per_second: "WRITES_PER_SECOND" = "fast",
     max_concurrent_syncs: "MAX_CONCURRENT_SYNCS" = "0",
     max_concurrent_google_requests: "MAX_CONCURRENT_GOOGLE_REQUESTS" = "lots",

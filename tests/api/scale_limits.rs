@@ -110,14 +110,15 @@ async fn echo_sync(app: &TestApp) -> (StoreCounters, serde_json::Value) {
 }
 
 #[tokio::test]
-async fn the_echo_of_our_own_block_costs_one_list_and_only_the_new_sync_token() {
-    // Arrange: two calendars, polling only (so no echo runs until we ask); a meeting on
-    // the first is mirrored onto the second.
+async fn the_echo_of_our_own_block_costs_one_list_and_no_write_until_its_token_is_flushed() {
+    // Arrange: two calendars, polling only (so no echo runs until we ask), echo tokens
+    // flushed only when asked; a meeting on the first is mirrored onto the second.
     let app = spawn_app(
         AppOptions::new("echo_fast_path")
             .accounts(2)
             .polling_only()
-            .var("POLL_INTERVAL_SECS", "3600"),
+            .var("POLL_INTERVAL_SECS", "3600")
+            .var("TOKEN_FLUSH_INTERVAL_SECS", "86400"),
     )
     .await
     .expect("SQLite is always available");
@@ -128,13 +129,24 @@ async fn the_echo_of_our_own_block_costs_one_list_and_only_the_new_sync_token() 
         .expect("the source syncs");
     app.await_blocks_everywhere(0, &id_of(&meeting)).await;
     app.writers_idle().await;
+    let stored_before = stored_token(&app, 1).await;
 
-    // Act: the second calendar syncs; its listing shows only our new block. The account
-    // watcher reads the account list every 10 s; two echo windows cannot both meet it.
+    // Act: the second calendar syncs twice; its listing shows only our new block, then
+    // nothing. The account watcher reads the account list every 10 s; two echo windows
+    // cannot both meet it. Then the deferred tokens are written.
     let (first, google) = echo_sync(&app).await;
     let (second, _) = echo_sync(&app).await;
+    let after_echoes = app.store().sync_state(app.calendars[1].account).await;
+    let before_flush = app.store().counters();
+    let flushed = app
+        .store()
+        .flush_deferred_tokens()
+        .await
+        .expect("the flush");
+    let flush = app.store().counters() - before_flush;
 
-    // Assert
+    // Assert: one list, no other call; no write and no audit row per echo; the next sync
+    // continues from the new token, which one transaction then stores.
     assert_eq!(count_2xx(&google, "events.list"), 1, "{google}");
     let other_calls: u64 = google["byMethod"]
         .as_object()
@@ -144,13 +156,28 @@ async fn the_echo_of_our_own_block_costs_one_list_and_only_the_new_sync_token() 
         .map(|(method, _)| count_2xx(&google, method))
         .sum();
     assert_eq!(other_calls, 0, "{google}");
-    assert_eq!(first.write_transactions, 1, "{first:?}");
-    assert_eq!(first.audit_rows, 0, "{first:?}");
-    assert_eq!(second.write_transactions, 1, "{second:?}");
-    assert_eq!(second.audit_rows, 0, "{second:?}");
+    for echo in [&first, &second] {
+        assert_eq!(echo.write_transactions, 0, "{echo:?}");
+        assert_eq!(echo.audit_rows, 0, "{echo:?}");
+    }
     assert_eq!(
         first.account_list_reads.min(second.account_list_reads),
         0,
         "{first:?} {second:?}"
     );
+    let next_token = after_echoes.expect("the sync state").sync_token;
+    assert_ne!(next_token, stored_before);
+    assert_eq!((flushed, flush.write_transactions), (1, 1));
+    assert_eq!(stored_token(&app, 1).await, next_token);
+}
+
+/// Calendar `n`'s sync token as the database holds it.
+async fn stored_token(app: &TestApp, n: usize) -> Option<String> {
+    use sea_orm::EntityTrait as _;
+    mcss::store::entities::sync_state::Entity::find_by_id(app.calendars[n].account.get())
+        .one(app.store().connection())
+        .await
+        .expect("the sync state reads")
+        .expect("the sync state exists")
+        .sync_token
 }

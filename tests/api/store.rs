@@ -105,6 +105,8 @@ on_both_backends!(
     two_calendars_of_one_google_account_share_one_stored_token,
     a_token_stored_before_credentials_is_moved_to_one_on_start,
     the_migration_from_the_first_schema_keeps_every_block,
+    calendars_added_at_once_to_one_new_group_all_join_it,
+    an_echo_token_is_read_at_once_written_later_and_never_over_a_newer_one,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1262,6 +1264,129 @@ async fn an_in_memory_sqlite_database_works() {
             .expose_secret(),
         "1//refresh-token-of-Calendar 01"
     );
+}
+
+async fn calendars_added_at_once_to_one_new_group_all_join_it(db: &StoreDb) {
+    // Arrange: sixteen calendars of one group nobody made yet, as `accounts import` adds them.
+    let new = |n: usize| NewAccount {
+        group: "team-new".to_owned(),
+        rules: mcss::store::CalendarRules::default(),
+        alias: format!("Import {n:02}"),
+        email: Some(format!("import{n}@example.com")),
+        calendar_id: CalendarId::parse(&format!("import{n}@example.com")).expect("valid id"),
+        refresh_token: SecretString::from(format!("1//token-{n}")),
+        time_zone: None,
+    };
+
+    // Act: all at once.
+    let added = futures::future::join_all((0..16).map(|n| db.store.create_account(new(n)))).await;
+
+    // Assert: none failed on the group's unique name, and all are in the one group.
+    let failed: Vec<String> = added
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let accounts = db.store.list_accounts().await.unwrap();
+    assert_eq!(
+        accounts.iter().filter(|a| a.group == "team-new").count(),
+        16
+    );
+}
+
+/// The token as the database holds it (not read through the deferred tokens).
+async fn stored_token(store: &Store, account: AccountId) -> Option<String> {
+    mcss::store::entities::sync_state::Entity::find_by_id(account.get())
+        .one(store.connection())
+        .await
+        .expect("the sync state reads")
+        .expect("the sync state exists")
+        .sync_token
+}
+
+/// A commit of nothing but a new token, listed incrementally from `from`: an echo.
+fn echo(from: &str, to: &str) -> SyncCommit {
+    SyncCommit {
+        listed_from: Some(from.to_owned()),
+        new_sync_token: Some(to.to_owned()),
+        ..Default::default()
+    }
+}
+
+async fn an_echo_token_is_read_at_once_written_later_and_never_over_a_newer_one(db: &StoreDb) {
+    // Arrange: a calendar synced once (token-1).
+    let store = &db.store;
+    let (a, b) = two_accounts(store).await;
+    let first = SyncCommit {
+        new_sync_token: Some("token-1".to_owned()),
+        full: true,
+        ..Default::default()
+    };
+    store.commit_sync(a, first.clone()).await.expect("commit");
+    store.commit_sync(b, first).await.expect("commit");
+
+    // Act 1: two echoes of `a` in a row.
+    let before = store.counters();
+    store
+        .commit_sync(a, echo("token-1", "token-2"))
+        .await
+        .expect("echo");
+    store
+        .commit_sync(a, echo("token-2", "token-3"))
+        .await
+        .expect("echo");
+
+    // Assert 1: no write transaction; the next sync reads token-3, the database still holds
+    // token-1; the flush writes token-3 in one transaction.
+    assert_eq!((store.counters() - before).write_transactions, 0);
+    let state = store.sync_state(a).await.expect("state");
+    assert_eq!(state.sync_token.as_deref(), Some("token-3"));
+    assert_eq!(stored_token(store, a).await.as_deref(), Some("token-1"));
+    let before = store.counters();
+    assert_eq!(store.flush_deferred_tokens().await.expect("flush"), 1);
+    assert_eq!((store.counters() - before).write_transactions, 1);
+    assert_eq!(stored_token(store, a).await.as_deref(), Some("token-3"));
+
+    // Act 2: an echo of `b`, then (as a calendar's next owner would) a real commit that
+    // moves `b` to token-9 from under it, then the flush.
+    store
+        .commit_sync(b, echo("token-1", "token-2"))
+        .await
+        .expect("echo");
+    store
+        .connection()
+        .execute_unprepared(&format!(
+            "UPDATE sync_state SET sync_token = 'token-9' WHERE account_id = {}",
+            b.get()
+        ))
+        .await
+        .expect("the newer token is written");
+    let written = store.flush_deferred_tokens().await.expect("flush");
+
+    // Assert 2: the echo's older token is not written over the newer one.
+    assert_eq!(written, 0);
+    assert_eq!(stored_token(store, b).await.as_deref(), Some("token-9"));
+
+    // Act 3: an echo, then a failed sync, then a reset (410 Gone).
+    store
+        .commit_sync(a, echo("token-3", "token-4"))
+        .await
+        .expect("echo");
+    store
+        .record_sync_error(a, "Google answered 500")
+        .await
+        .expect("error");
+
+    // Assert 3: the error keeps the echo's token; a reset forgets it.
+    assert_eq!(stored_token(store, a).await.as_deref(), Some("token-4"));
+    store
+        .commit_sync(a, echo("token-4", "token-5"))
+        .await
+        .expect("echo");
+    store.reset_sync_token(a).await.expect("reset");
+    assert_eq!(store.sync_state(a).await.expect("state").sync_token, None);
+    assert_eq!(store.flush_deferred_tokens().await.expect("flush"), 0);
+    assert_eq!(stored_token(store, a).await, None);
 }
 
 async fn two_calendars_of_one_google_account_share_one_stored_token(db: &StoreDb) {
