@@ -122,7 +122,7 @@ impl Coordinator {
         let set: Option<String> = self
             .pool
             .set(
-                format!("mcss:seen:{key}"),
+                seen_key(key),
                 "1",
                 Some(Expiration::EX(ttl.as_secs().max(1) as i64)),
                 Some(SetOptions::NX),
@@ -130,6 +130,13 @@ impl Coordinator {
             )
             .await?;
         Ok(set.is_some())
+    }
+
+    /// Undoes [`Self::first_seen`] of `key`: the ping it stood for was not handled, so
+    /// Google's retry of it must not be dropped as already seen.
+    pub async fn forget_seen(&self, key: &str) -> Result<(), CoordinatorError> {
+        let _removed: i64 = self.pool.del(seen_key(key)).await?;
+        Ok(())
     }
 
     pub async fn quit(&self) {
@@ -181,6 +188,11 @@ impl Coordinator {
             resubscribe,
         })
     }
+}
+
+/// Where [`Coordinator::first_seen`] keeps `key`.
+fn seen_key(key: &str) -> String {
+    format!("mcss:seen:{key}")
 }
 
 /// A Redis subscription: its messages, until [`Subscription::close`].

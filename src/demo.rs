@@ -501,118 +501,131 @@ impl DemoActions for EmulatorDemo {
 impl EmulatorDemo {
     /// Runs scenario `name`, returning one line per step.
     pub async fn scenario(&self, name: &str) -> Result<Vec<String>, String> {
-        let mut done = Vec::new();
         match name {
-            "busy-week" => {
-                let day0 = Utc::now().date_naive() + Days::days(1);
-                for d in 0..5i64 {
-                    let on = alias(usize::try_from(d).unwrap_or(0) % 3);
-                    let hour = 9 + u32::try_from(d).unwrap_or(0);
-                    let start = (day0 + Days::days(d))
-                        .and_hms_opt(hour, 0, 0)
-                        .expect("hours 9..14 are valid")
-                        .and_utc();
-                    self.insert(
-                        &on,
-                        timed("Busy-week meeting", start, 60),
-                        "a busy-week meeting",
-                    )
-                    .await?;
-                    done.push(format!(
-                        "{on}: one-hour meeting {} UTC",
-                        start.format("%a %d %b %H:%M")
-                    ));
-                }
-            }
-            "recurring" => {
-                let start = tomorrow_at(9);
-                let mut standup = timed("Daily stand-up", start, 15);
-                standup["recurrence"] = json!(["RRULE:FREQ=DAILY;COUNT=10"]);
-                let series = self.insert(&alias(0), standup, "a daily stand-up").await?;
-                done.push(format!("{}: daily stand-up 09:00 UTC × 10", alias(0)));
-                let mut one_to_one = timed("Weekly 1:1", tomorrow_at(14), 30);
-                one_to_one["recurrence"] = json!(["RRULE:FREQ=WEEKLY;COUNT=8"]);
-                self.insert(&alias(1), one_to_one, "a weekly 1:1").await?;
-                done.push(format!("{}: weekly 1:1 14:00 UTC × 8", alias(1)));
-                let second = start + Days::days(1);
-                let instance =
-                    EventId::parse(&format!("{}_{}", series, second.format("%Y%m%dT%H%M%SZ")))
-                        .map_err(|e| e.to_string())?;
-                self.delete(&alias(0), &instance).await?;
-                done.push(format!(
-                    "{}: cancelled the stand-up of {} (its block occurrence is cancelled too)",
-                    alias(0),
-                    second.format("%a %d %b")
-                ));
-            }
-            "conflict" => {
-                let start = in_an_hour();
-                self.insert(&alias(0), timed("Client call", start, 60), "a client call")
-                    .await?;
-                self.insert(
-                    &alias(1),
-                    timed("Team review", start + Days::minutes(30), 60),
-                    "a team review",
-                )
-                .await?;
-                let mut free = timed("Lunch (free)", start + Days::hours(2), 60);
-                free["transparency"] = json!("transparent");
-                self.insert(&alias(2), free, "a free-time event").await?;
-                done.push(format!(
-                    "{}: client call {} UTC",
-                    alias(0),
-                    start.format("%H:%M")
-                ));
-                done.push(format!(
-                    "{}: team review {} UTC, overlapping it; each calendar gets the other's block",
-                    alias(1),
-                    (start + Days::minutes(30)).format("%H:%M")
-                ));
-                done.push(format!(
-                    "{}: lunch marked free — not mirrored (free time blocks nobody)",
-                    alias(2)
-                ));
-            }
-            "two-people" => {
-                let start = tomorrow_at(10);
-                self.insert(
-                    &alias(0),
-                    timed("Planning", start, 60),
-                    "a planning meeting",
-                )
-                .await?;
-                self.insert(
-                    FAMILY_CALENDARS[0],
-                    timed("Dentist", start, 60),
-                    "a dentist appointment",
-                )
-                .await?;
-                self.insert(
-                    FAMILY_CALENDARS[2],
-                    timed("School play", tomorrow_at(16), 90),
-                    "a school play",
-                )
-                .await?;
-                done.push(format!(
-                    "{}: planning {} UTC — blocks on the other four calendars of group default only",
-                    alias(0),
-                    start.format("%a %d %b %H:%M")
-                ));
-                done.push(format!(
-                    "{}: dentist at the same time — blocks on {} and {} only (group {FAMILY_GROUP})",
-                    FAMILY_CALENDARS[0], FAMILY_CALENDARS[1], FAMILY_CALENDARS[2]
-                ));
-                done.push(format!(
-                    "{}: school play {} UTC — blocks on {} and {}",
-                    FAMILY_CALENDARS[2],
-                    tomorrow_at(16).format("%H:%M"),
-                    FAMILY_CALENDARS[0],
-                    FAMILY_CALENDARS[1]
-                ));
-            }
-            other => return Err(format!("unknown scenario {other:?}")),
+            "busy-week" => self.busy_week().await,
+            "recurring" => self.recurring().await,
+            "conflict" => self.conflict().await,
+            "two-people" => self.two_people().await,
+            other => Err(format!("unknown scenario {other:?}")),
+        }
+    }
+
+    /// A meeting a day for five days, spread over the first three calendars.
+    async fn busy_week(&self) -> Result<Vec<String>, String> {
+        let mut done = Vec::new();
+        let day0 = Utc::now().date_naive() + Days::days(1);
+        for d in 0..5i64 {
+            let on = alias(usize::try_from(d).unwrap_or(0) % 3);
+            let hour = 9 + u32::try_from(d).unwrap_or(0);
+            let start = (day0 + Days::days(d))
+                .and_hms_opt(hour, 0, 0)
+                .expect("hours 9..14 are valid")
+                .and_utc();
+            self.insert(
+                &on,
+                timed("Busy-week meeting", start, 60),
+                "a busy-week meeting",
+            )
+            .await?;
+            done.push(format!(
+                "{on}: one-hour meeting {} UTC",
+                start.format("%a %d %b %H:%M")
+            ));
         }
         Ok(done)
+    }
+
+    /// Two series, one of them with a cancelled occurrence.
+    async fn recurring(&self) -> Result<Vec<String>, String> {
+        let mut done = Vec::new();
+        let start = tomorrow_at(9);
+        let mut standup = timed("Daily stand-up", start, 15);
+        standup["recurrence"] = json!(["RRULE:FREQ=DAILY;COUNT=10"]);
+        let series = self.insert(&alias(0), standup, "a daily stand-up").await?;
+        done.push(format!("{}: daily stand-up 09:00 UTC × 10", alias(0)));
+        let mut one_to_one = timed("Weekly 1:1", tomorrow_at(14), 30);
+        one_to_one["recurrence"] = json!(["RRULE:FREQ=WEEKLY;COUNT=8"]);
+        self.insert(&alias(1), one_to_one, "a weekly 1:1").await?;
+        done.push(format!("{}: weekly 1:1 14:00 UTC × 8", alias(1)));
+        let second = start + Days::days(1);
+        let instance = EventId::parse(&format!("{}_{}", series, second.format("%Y%m%dT%H%M%SZ")))
+            .map_err(|e| e.to_string())?;
+        self.delete(&alias(0), &instance).await?;
+        done.push(format!(
+            "{}: cancelled the stand-up of {} (its block occurrence is cancelled too)",
+            alias(0),
+            second.format("%a %d %b")
+        ));
+        Ok(done)
+    }
+
+    /// Two overlapping meetings on two calendars, and a free event that blocks nobody.
+    async fn conflict(&self) -> Result<Vec<String>, String> {
+        let start = in_an_hour();
+        self.insert(&alias(0), timed("Client call", start, 60), "a client call")
+            .await?;
+        self.insert(
+            &alias(1),
+            timed("Team review", start + Days::minutes(30), 60),
+            "a team review",
+        )
+        .await?;
+        let mut free = timed("Lunch (free)", start + Days::hours(2), 60);
+        free["transparency"] = json!("transparent");
+        self.insert(&alias(2), free, "a free-time event").await?;
+        Ok(vec![
+            format!("{}: client call {} UTC", alias(0), start.format("%H:%M")),
+            format!(
+                "{}: team review {} UTC, overlapping it; each calendar gets the other's block",
+                alias(1),
+                (start + Days::minutes(30)).format("%H:%M")
+            ),
+            format!(
+                "{}: lunch marked free — not mirrored (free time blocks nobody)",
+                alias(2)
+            ),
+        ])
+    }
+
+    /// Events in two groups: blocks stay inside each.
+    async fn two_people(&self) -> Result<Vec<String>, String> {
+        let start = tomorrow_at(10);
+        self.insert(
+            &alias(0),
+            timed("Planning", start, 60),
+            "a planning meeting",
+        )
+        .await?;
+        self.insert(
+            FAMILY_CALENDARS[0],
+            timed("Dentist", start, 60),
+            "a dentist appointment",
+        )
+        .await?;
+        self.insert(
+            FAMILY_CALENDARS[2],
+            timed("School play", tomorrow_at(16), 90),
+            "a school play",
+        )
+        .await?;
+        Ok(vec![
+            format!(
+                "{}: planning {} UTC — blocks on the other four calendars of group default only",
+                alias(0),
+                start.format("%a %d %b %H:%M")
+            ),
+            format!(
+                "{}: dentist at the same time — blocks on {} and {} only (group {FAMILY_GROUP})",
+                FAMILY_CALENDARS[0], FAMILY_CALENDARS[1], FAMILY_CALENDARS[2]
+            ),
+            format!(
+                "{}: school play {} UTC — blocks on {} and {}",
+                FAMILY_CALENDARS[2],
+                tomorrow_at(16).format("%H:%M"),
+                FAMILY_CALENDARS[0],
+                FAMILY_CALENDARS[1]
+            ),
+        ])
     }
 }
 

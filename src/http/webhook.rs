@@ -10,7 +10,8 @@
 //!
 //! Replays are dropped before `Control` sees them: in process by [`PingMemory`] (always) and
 //! across replicas by Redis (when configured). A dropped replay is answered 200, so Google
-//! does not retry it, and causes no sync.
+//! does not retry it, and causes no sync. A ping that was refused or could not be handled is
+//! forgotten by both before it is answered, so Google's retry of a 503 is handled.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +22,7 @@ use axum::Extension;
 
 use super::replay::{Admission, PingMemory};
 use super::AppState;
-use crate::actors::{PingOutcome, WebhookPing};
+use crate::actors::{ControlError, PingOutcome, WebhookPing};
 use crate::domain::SyncId;
 use crate::metrics::WEBHOOK_PINGS;
 
@@ -46,8 +47,9 @@ pub(super) async fn google(
         ping.token.clone(),
         ping.message_number,
     );
+    let seen = seen_key(&state, &ping);
     if memory.admit(&channel, token.as_deref(), number) == Admission::Replay
-        || is_duplicate(&state, &ping).await
+        || is_duplicate(&state, seen.as_deref()).await
     {
         count("duplicate");
         return (StatusCode::OK, "");
@@ -57,9 +59,19 @@ pub(super) async fn google(
     let outcome = state.control.ping(ping).await;
     if !matches!(outcome, Ok(PingOutcome::Accepted | PingOutcome::Sync)) {
         // Refused (forged, unknown) or not handled (store down, Google retries): the next
-        // ping with this number must not count as a replay.
+        // ping with this number must not count as a replay, here or on any replica.
         memory.forget(&channel, token.as_deref(), number);
+        forget_seen(&state, seen.as_deref()).await;
     }
+    answer(outcome, sync_id, &channel)
+}
+
+/// The status Google gets for what `Control` made of the ping.
+fn answer(
+    outcome: Result<PingOutcome, ControlError>,
+    sync_id: SyncId,
+    channel: &str,
+) -> (StatusCode, &'static str) {
     match outcome {
         Ok(PingOutcome::Accepted) => {
             count("accepted");
@@ -87,13 +99,12 @@ pub(super) async fn google(
     }
 }
 
-/// With Redis, a ping already seen (Google retried it, or another replica got it) is
-/// dropped. The key includes the token, so a forger without it cannot burn real message
-/// numbers. A Redis failure lets the ping through: an extra sync is harmless, a lost one not.
-async fn is_duplicate(state: &AppState, ping: &WebhookPing) -> bool {
-    let (Some(redis), Some(number)) = (&state.coordinator, ping.message_number) else {
-        return false;
-    };
+/// The ping's de-duplication key in Redis; `None` without Redis or without a message
+/// number. The key includes the token, so a forger without it cannot burn real message
+/// numbers; only its hash is stored.
+fn seen_key(state: &AppState, ping: &WebhookPing) -> Option<String> {
+    state.coordinator.as_ref()?;
+    let number = ping.message_number?;
     use sha2::Digest as _;
     let mut hash = sha2::Sha256::new();
     hash.update(ping.channel_id.as_bytes());
@@ -101,13 +112,33 @@ async fn is_duplicate(state: &AppState, ping: &WebhookPing) -> bool {
     hash.update(ping.token.as_deref().unwrap_or_default().as_bytes());
     hash.update([0]);
     hash.update(number.to_be_bytes());
-    let key = format!("ping:{}", hex::encode(hash.finalize()));
-    match redis.first_seen(&key, DEDUPE_WINDOW).await {
+    Some(format!("ping:{}", hex::encode(hash.finalize())))
+}
+
+/// With Redis, a ping already seen (Google retried it, or another replica got it) is
+/// dropped. A Redis failure lets the ping through: an extra sync is harmless, a lost one not.
+async fn is_duplicate(state: &AppState, key: Option<&str>) -> bool {
+    let (Some(redis), Some(key)) = (&state.coordinator, key) else {
+        return false;
+    };
+    match redis.first_seen(key, DEDUPE_WINDOW).await {
         Ok(first) => !first,
         Err(e) => {
             tracing::warn!(error = %e, "Redis could not de-duplicate a webhook ping");
             false
         }
+    }
+}
+
+/// Forgets a ping that was not handled, before Google gets the answer that makes it retry.
+/// Should Redis fail here, the retry is dropped until the key expires ([`DEDUPE_WINDOW`]);
+/// the backstop poll still finds the change.
+async fn forget_seen(state: &AppState, key: Option<&str>) {
+    let (Some(redis), Some(key)) = (&state.coordinator, key) else {
+        return;
+    };
+    if let Err(e) = redis.forget_seen(key).await {
+        tracing::warn!(error = %e, "Redis could not forget an unhandled webhook ping");
     }
 }
 

@@ -1,16 +1,17 @@
 //! The admin pages' shared state: sign-in sessions, the per-client login limit, the OAuth
-//! consents waiting for their callback, and the key that signs the pages' cookies.
+//! consents waiting for their callback, the granted consents whose calendars are being
+//! picked, and the key that signs the pages' cookies.
 //!
 //! Role: behind a load balancer any replica answers any request, so none of this may live
 //! in one process's memory. It is kept in the database, which every replica shares (SQLite
 //! and PostgreSQL alike). Collaborators: `http::admin::session` (sessions, login limit,
-//! cookie key) and `http::oauth` (consents) are the only callers; `http::admin::session`
-//! keeps the same in Redis when `REDIS_URL` is set.
+//! cookie key), `http::oauth` (consents) and `http::admin::connect` (picks) are the only
+//! callers; `http::admin::session` keeps the same in Redis when `REDIS_URL` is set.
 //!
-//! Secrets stay unusable at rest: a session id and a consent `state` are stored only as the
-//! SHA-256 of the value (a database reader cannot sign in with what it reads), the consent's
-//! PKCE verifier and the cookie key are sealed with the refresh tokens' key
-//! (`crypto::TokenCipher`).
+//! Secrets stay unusable at rest: a session id, a consent `state` and a pick id are stored
+//! only as the SHA-256 of the value (a database reader cannot sign in with what it reads),
+//! the consent's PKCE verifier, the pick's refresh token and the cookie key are sealed with
+//! the refresh tokens' key (`crypto::TokenCipher`).
 //!
 //! Lifecycle: rows expire by time; every write sweeps the expired rows of its own table, so
 //! the tables stay small without a background job.
@@ -89,6 +90,30 @@ mod consents {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+mod picks {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "pending_picks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id_hash: String,
+        #[sea_orm(column_type = "Text")]
+        pub refresh_token_enc: String,
+        pub email: Option<String>,
+        pub alias: String,
+        #[sea_orm(column_type = "Text")]
+        pub calendars: String,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// A live session, as a page needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
@@ -103,7 +128,24 @@ pub struct StoredConsent {
     pub alias: String,
 }
 
-/// The hex SHA-256 of a session id or consent state: what the tables key on.
+/// A granted consent whose calendars are being picked, as its page shows it (the refresh
+/// token is apart: only [`Store::take_pick`] opens it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPick {
+    /// The Google account's e-mail, when known.
+    pub email: Option<String>,
+    /// The name asked for on the Connect page.
+    pub alias: String,
+    /// The account's calendars, as JSON: read and written by `http::admin::connect` only.
+    pub calendars: String,
+}
+
+/// The additional data a pick's sealed refresh token is bound to.
+fn pick_aad(id_hash: &str) -> Vec<u8> {
+    format!("pending_picks:{id_hash}").into_bytes()
+}
+
+/// The hex SHA-256 of a session id, consent state or pick id: what the tables key on.
 pub fn secret_hash(secret: &str) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
@@ -296,6 +338,92 @@ impl Store {
             verifier,
             alias: row.alias,
         }))
+    }
+
+    /// Keeps a granted consent for the operator's pick until `ttl` passes (at most `max`
+    /// waiting; the oldest go first), its refresh token sealed.
+    pub async fn put_pick(
+        &self,
+        id_hash: &str,
+        refresh_token: &SecretString,
+        pick: &PendingPick,
+        ttl: Duration,
+        max: u64,
+    ) -> Result<(), StoreError> {
+        let sealed = self
+            .cipher()
+            .seal(refresh_token.expose_secret(), &pick_aad(id_hash))?;
+        let at = now();
+        let txn = self.write_txn().await?;
+        make_room::<picks::Entity>(
+            &txn,
+            at,
+            [
+                picks::Column::ExpiresAt,
+                picks::Column::IdHash,
+                picks::Column::CreatedAt,
+            ],
+            max,
+        )
+        .await?;
+        picks::Entity::insert(picks::ActiveModel {
+            id_hash: Set(id_hash.to_owned()),
+            refresh_token_enc: Set(sealed),
+            email: Set(pick.email.clone()),
+            alias: Set(pick.alias.clone()),
+            calendars: Set(pick.calendars.clone()),
+            created_at: Set(at),
+            expires_at: Set(after(ttl)),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The live pick of `id_hash`, without its token; `None` when unknown, used or expired.
+    pub async fn pick(&self, id_hash: &str) -> Result<Option<PendingPick>, StoreError> {
+        let row = picks::Entity::find_by_id(id_hash.to_owned())
+            .filter(picks::Column::ExpiresAt.gt(now()))
+            .one(self.connection())
+            .await?;
+        Ok(row.map(|r| PendingPick {
+            email: r.email,
+            alias: r.alias,
+            calendars: r.calendars,
+        }))
+    }
+
+    /// Takes the pick of `id_hash` out with its refresh token, so it connects once; `None`
+    /// when it is unknown, used or expired. Two forms racing on two replicas: only the one
+    /// whose delete removed the row gets it.
+    pub async fn take_pick(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<(SecretString, PendingPick)>, StoreError> {
+        let Some(row) = picks::Entity::find_by_id(id_hash.to_owned())
+            .one(self.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let deleted = picks::Entity::delete_by_id(id_hash.to_owned())
+            .exec(self.connection())
+            .await?;
+        if deleted.rows_affected != 1 || row.expires_at <= now() {
+            return Ok(None);
+        }
+        let token = self
+            .cipher()
+            .open(&row.refresh_token_enc, &pick_aad(id_hash))?;
+        Ok(Some((
+            token,
+            PendingPick {
+                email: row.email,
+                alias: row.alias,
+                calendars: row.calendars,
+            },
+        )))
     }
 
     /// The 64-byte key that signs the admin pages' cookies, the same on every replica:

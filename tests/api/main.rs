@@ -21,6 +21,7 @@ mod leases;
 mod live_view;
 mod logs;
 mod ops;
+mod picks;
 mod replicas;
 mod replicas_processes;
 mod scale_limits;

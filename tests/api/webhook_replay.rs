@@ -1,12 +1,16 @@
-//! Webhook pings replayed against a running service without Redis: a genuine ping (right
-//! channel, token and resource, as Google sends it) sent again and again must cost the
-//! account no further `events.list` calls, counted at the emulator.
+//! Webhook pings replayed against a running service: a genuine ping (right channel, token
+//! and resource, as Google sends it) sent again and again must cost the account no further
+//! `events.list` calls, counted at the emulator — and a ping the service could not handle
+//! (answered 503, so Google retries it) must not be remembered as seen, in process or in
+//! Redis, or Google's retry would be dropped as a replay.
 
 use hmac::{Hmac, Mac as _};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::support::{spawn_app, AppOptions, TestApp};
+use sea_orm::ConnectionTrait as _;
+
+use crate::support::{spawn_app, AppOptions, Backend, TestApp};
 
 /// The `WEBHOOK_SECRET` of `support::base_vars`, which keys every channel token.
 const WEBHOOK_SECRET: &str = "sync-tests-webhook-secret";
@@ -106,3 +110,71 @@ async fn a_genuine_ping_replayed_fifty_times_without_redis_causes_no_further_syn
         "{lists} events.list calls for 50 copies of one ping and the next"
     );
 }
+
+/// Makes every read of the push channels fail until [`restore_channels`]: the table is
+/// renamed away, as real a store failure as a dropped connection, and on both backends.
+async fn break_channels(app: &TestApp) {
+    app.store()
+        .connection()
+        .execute_unprepared("ALTER TABLE watch_channels RENAME TO watch_channels_away")
+        .await
+        .expect("the table is renamed away");
+}
+
+async fn restore_channels(app: &TestApp) {
+    app.store()
+        .connection()
+        .execute_unprepared("ALTER TABLE watch_channels_away RENAME TO watch_channels")
+        .await
+        .expect("the table is renamed back");
+}
+
+async fn a_ping_answered_503_is_handled_when_google_retries_it_with_redis(backend: Backend) {
+    // Arrange: one calendar with push and Redis; the backstop poll far away, so only a
+    // handled ping can sync the change made below.
+    let Ok(redis) = std::env::var("MCSS_TEST_REDIS_URL") else {
+        eprintln!("skipped: MCSS_TEST_REDIS_URL unset");
+        return;
+    };
+    let Some(app) = spawn_app(
+        AppOptions::new("a_ping_answered_503_is_handled_when_google_retries_it")
+            .backend(backend)
+            .accounts(1)
+            .var("POLL_INTERVAL_SECS", "3600")
+            .var("REDIS_URL", redis),
+    )
+    .await
+    else {
+        return;
+    };
+    let ping = Ping::of(&app, 0).await;
+    let number = 10_000;
+    // The emulator's own notification of the change is lost: only the pings sent here
+    // can tell the service about it.
+    app.add_fault(json!({"kind": "dropNotification"})).await;
+    let event = app
+        .user(0)
+        .insert(json!({
+            "summary": "Changed while the store was down",
+            "start": {"dateTime": "2030-01-08T10:00:00Z"},
+            "end": {"dateTime": "2030-01-08T11:00:00Z"},
+        }))
+        .await;
+    let id = event["id"].as_str().expect("an event id");
+    break_channels(&app).await;
+
+    // Act: the ping arrives while the store is down, then Google retries the same message
+    // number once the store is back.
+    let first = ping.send(&app, number).await;
+    restore_channels(&app).await;
+    let retry = ping.send(&app, number).await;
+
+    // Assert: the first answer asks Google to retry; the retry is handled, so the change is
+    // synced.
+    assert_eq!(first, 503, "the ping could not be handled");
+    assert_eq!(retry, 200);
+    app.await_synced(0, id, "summary", &json!("Changed while the store was down"))
+        .await;
+}
+
+on_both_backends!(a_ping_answered_503_is_handled_when_google_retries_it_with_redis);

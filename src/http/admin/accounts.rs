@@ -262,9 +262,6 @@ pub(crate) fn account(
     notes: &BlockNotes,
 ) -> Markup {
     let a = &row.account;
-    let id = a.id;
-    let writes = row.writes.clone().unwrap_or_default();
-    let stopped = matches!(a.status, AccountStatus::Paused | AccountStatus::Degraded);
     layout(
         &a.alias,
         Some(page),
@@ -276,72 +273,91 @@ pub(crate) fn account(
                     p.state data-status=(a.status.as_str()) data-health=(row.status.health.slug()) {
                         (status_markup(page, &row.status))
                     }
-                    dl.facts {
-                        dt { "Calendar" } dd { code { (a.calendar_id) } }
-                        dt { "E-mail" } dd { (a.email.as_deref().unwrap_or("—")) }
-                        dt { "Time zone" } dd { (a.time_zone.as_deref().unwrap_or("—")) }
-                        dt { "Connected" } dd { (time(a.created_at, super::pages::stamp(a.created_at))) }
-                        dt { "Last sync" } dd {
-                            @match row.sync.as_ref().and_then(|s| last_sync(s).map(|t| (t, s))) {
-                                Some((at, s)) => { (time(at, ago(at))) @if let Some(r) = &s.last_result { ", " (r) } },
-                                None => "not yet",
-                            }
-                        }
-                        dt { "Last error" } dd.last-error.error {
-                            @match &row.last_problem {
-                                Some(p) => { (time(p.at, ago(p.at))) ": " (p.detail) },
-                                None => span.muted { "none" },
-                            }
-                        }
-                        dt { "Push channel" } dd {
-                            @match row.channel_expires {
-                                Some(at) => { "expires " (time(at, until(at))) },
-                                None => "none (polling)",
-                            }
-                        }
-                        dt { "Writes waiting" } dd.pending { (writes.pending) }
-                        dt { "Writes failing" } dd {
-                            (writes.retrying)
-                            @if let Some(e) = &writes.last_error { " — last: " (google_reason(e)) }
-                        }
-                        dt { "Writes that gave up" } dd {
-                            (writes.gave_up)
-                            @if let Some(e) = &writes.gave_up_error { " — " (google_reason(e)) }
-                        }
-                        dt { "Blocks on this calendar" } dd.blocks { (row.blocks) }
-                    }
+                    (account_facts(row))
                 }
             }))
-            section.card.actions {
-                h2 { "Actions" }
-                div.buttons {
-                    (post_button(page, &format!("/admin/accounts/{id}/sync"), "Sync now", ""))
-                    (post_button(page, &format!("/admin/accounts/{id}/resync"), "Full resync…", ""))
-                    @if row.sync.as_ref().is_some_and(|s| s.mass_delete_hold) {
-                        (post_button(page, &format!("/admin/accounts/{id}/confirm-deletions"), "Confirm held deletions…", "danger"))
-                    }
-                    @if stopped {
-                        (post_button(page, &format!("/admin/accounts/{id}/resume"), "Resume", "primary"))
-                    } @else {
-                        (post_button(page, &format!("/admin/accounts/{id}/pause"), "Pause", ""))
-                    }
-                    a.button href=(reconnect_href(a)) { "Reconnect" }
-                    a.button href={ "/admin/events?account=" (id) } { "Its events" }
-                }
-                form.remove method="post" action={ "/admin/accounts/" (id) "/remove" } {
-                    input type="hidden" name="csrf" value=(page.csrf);
-                    label { input type="checkbox" name="purge" value="1"; " also delete every block on this account's own calendar" }
-                    button.danger type="submit" { "Remove account…" }
-                }
-                p.muted { "Remove, full resync and confirming deletions each ask once more before anything happens." }
-            }
+            (account_actions(page, row))
             section.card {
                 h2 { "Recent sync log" }
                 (log_table(log, calendars, notes, false))
-                p { a href={ "/admin/activity?account=" (id) } { "All activity of " (a.alias) " ›" } }
+                p { a href={ "/admin/activity?account=" (a.id) } { "All activity of " (a.alias) " ›" } }
             }
         },
     )
+}
+
+/// The account page's facts: the calendar, its sync, its channel and its writes.
+fn account_facts(row: &AccountRow) -> Markup {
+    let a = &row.account;
+    let writes = row.writes.clone().unwrap_or_default();
+    html! {
+        dl.facts {
+            dt { "Calendar" } dd { code { (a.calendar_id) } }
+            dt { "E-mail" } dd { (a.email.as_deref().unwrap_or("—")) }
+            dt { "Time zone" } dd { (a.time_zone.as_deref().unwrap_or("—")) }
+            dt { "Connected" } dd { (time(a.created_at, super::pages::stamp(a.created_at))) }
+            dt { "Last sync" } dd {
+                @match row.sync.as_ref().and_then(|s| last_sync(s).map(|t| (t, s))) {
+                    Some((at, s)) => { (time(at, ago(at))) @if let Some(r) = &s.last_result { ", " (r) } },
+                    None => "not yet",
+                }
+            }
+            dt { "Last error" } dd.last-error.error {
+                @match &row.last_problem {
+                    Some(p) => { (time(p.at, ago(p.at))) ": " (p.detail) },
+                    None => span.muted { "none" },
+                }
+            }
+            dt { "Push channel" } dd {
+                @match row.channel_expires {
+                    Some(at) => { "expires " (time(at, until(at))) },
+                    None => "none (polling)",
+                }
+            }
+            dt { "Writes waiting" } dd.pending { (writes.pending) }
+            dt { "Writes failing" } dd {
+                (writes.retrying)
+                @if let Some(e) = &writes.last_error { " — last: " (google_reason(e)) }
+            }
+            dt { "Writes that gave up" } dd {
+                (writes.gave_up)
+                @if let Some(e) = &writes.gave_up_error { " — " (google_reason(e)) }
+            }
+            dt { "Blocks on this calendar" } dd.blocks { (row.blocks) }
+        }
+    }
+}
+
+/// The account page's buttons and the remove form.
+fn account_actions(page: &Page, row: &AccountRow) -> Markup {
+    let a = &row.account;
+    let id = a.id;
+    let stopped = matches!(a.status, AccountStatus::Paused | AccountStatus::Degraded);
+    html! {
+        section.card.actions {
+            h2 { "Actions" }
+            div.buttons {
+                (post_button(page, &format!("/admin/accounts/{id}/sync"), "Sync now", ""))
+                (post_button(page, &format!("/admin/accounts/{id}/resync"), "Full resync…", ""))
+                @if row.sync.as_ref().is_some_and(|s| s.mass_delete_hold) {
+                    (post_button(page, &format!("/admin/accounts/{id}/confirm-deletions"), "Confirm held deletions…", "danger"))
+                }
+                @if stopped {
+                    (post_button(page, &format!("/admin/accounts/{id}/resume"), "Resume", "primary"))
+                } @else {
+                    (post_button(page, &format!("/admin/accounts/{id}/pause"), "Pause", ""))
+                }
+                a.button href=(reconnect_href(a)) { "Reconnect" }
+                a.button href={ "/admin/events?account=" (id) } { "Its events" }
+            }
+            form.remove method="post" action={ "/admin/accounts/" (id) "/remove" } {
+                input type="hidden" name="csrf" value=(page.csrf);
+                label { input type="checkbox" name="purge" value="1"; " also delete every block on this account's own calendar" }
+                button.danger type="submit" { "Remove account…" }
+            }
+            p.muted { "Remove, full resync and confirming deletions each ask once more before anything happens." }
+        }
+    }
 }
 
 /// The actions that ask for a confirmation first.

@@ -3,27 +3,27 @@
 //! name, through the one refresh token the consent gave.
 //!
 //! Role: the OAuth callback ([`super::super::oauth`]) hands over the granted token when the
-//! account sees more than one calendar ([`offer_calendars`]); the token waits here, in
-//! memory and for [`PICK_TTL`] at most, under a random id. The callback arrives without the
-//! session cookie (a cross-site navigation), so its page only moves on to
-//! `GET /admin/connect/pick/{id}`, a same-site navigation where the session and its CSRF
-//! token are known. That page lists the account's calendars (`calendarList.list`), marks
-//! those already connected, and POSTs the chosen ones with a name each; every name and the
-//! group are checked before anything is connected. Each chosen calendar is connected through
+//! account sees more than one calendar ([`offer_calendars`]); the token waits in the store
+//! ([`Picks`], `store::web_state`: sealed, for [`PICK_TTL`] at most) under a random id, so
+//! the replica that answers the form need not be the one that got the callback. The
+//! callback arrives without the session cookie (a cross-site navigation), so its page only
+//! moves on to `GET /admin/connect/pick/{id}`, a same-site navigation where the session and
+//! its CSRF token are known. That page lists the account's calendars (`calendarList.list`),
+//! marks those already connected, and POSTs the chosen ones with a name each; every name and
+//! the group are checked before anything is connected. Each chosen calendar is connected through
 //! `ops::connect_account` with the account's e-mail, so the store keeps ONE credential for
 //! the Google account (`store::accounts::save_credential`), then started through `Control`.
 //!
 //! The refresh token is never shown, logged or put in a page; the pick id alone names it.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::{html, Markup, DOCTYPE};
-use parking_lot::Mutex;
 use secrecy::SecretString;
 
 use super::pages::{self, Page};
@@ -32,63 +32,77 @@ use crate::domain::CalendarId;
 use crate::google::{CalendarListEntry, TokenSource};
 use crate::http::AppState;
 use crate::ops::{self, ConnectRequest, MAX_ALIAS_LEN};
-use crate::store::Account;
+use crate::store::web_state::{secret_hash, PendingPick};
+use crate::store::{Account, Store, StoreError};
 
 /// How long a granted token waits for the operator's pick.
 pub(crate) const PICK_TTL: Duration = Duration::from_secs(600);
 /// Picks kept waiting at most; older ones are dropped first.
-const MAX_PICKS: usize = 50;
+const MAX_PICKS: u64 = 50;
 /// The bound on listing the account's calendars during the callback.
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A consent whose calendars are being picked.
-pub(crate) struct Pick {
+/// A consent whose calendars are being picked, taken out of the store to be connected.
+struct Pick {
     refresh_token: SecretString,
     /// The Google account's e-mail: the primary calendar's id, or the id token's.
     email: Option<String>,
-    /// The name asked for on the Connect page; offered for the first free calendar.
-    alias: String,
-    calendars: Vec<CalendarListEntry>,
-    created: Instant,
 }
 
-/// Picks waiting for the operator, by id.
-#[derive(Default)]
+/// Picks waiting for the operator, in the store by the hash of their id.
 pub(crate) struct Picks {
-    table: Mutex<HashMap<String, Pick>>,
+    store: Store,
 }
 
 impl Picks {
-    fn insert(&self, pick: Pick) -> String {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut table = self.table.lock();
-        table.retain(|_, p| p.created.elapsed() < PICK_TTL);
-        while table.len() >= MAX_PICKS {
-            let Some(oldest) = table
-                .iter()
-                .min_by_key(|(_, p)| p.created)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            table.remove(&oldest);
-        }
-        table.insert(id.clone(), pick);
-        id
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
-    /// What the page shows of a live pick (no token).
-    fn view(&self, id: &str) -> Option<(String, Vec<CalendarListEntry>)> {
-        let table = self.table.lock();
-        let pick = table.get(id).filter(|p| p.created.elapsed() < PICK_TTL)?;
-        Some((pick.alias.clone(), pick.calendars.clone()))
+    /// Keeps the granted token and the account's calendars; returns the pick's new id.
+    async fn insert(
+        &self,
+        refresh_token: &SecretString,
+        email: Option<String>,
+        alias: &str,
+        calendars: &[CalendarListEntry],
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let calendars = serde_json::to_string(calendars)
+            .map_err(|e| StoreError::Corrupt(format!("a calendar list as JSON: {e}")))?;
+        let pick = PendingPick {
+            email,
+            alias: alias.to_owned(),
+            calendars,
+        };
+        self.store
+            .put_pick(&secret_hash(&id), refresh_token, &pick, PICK_TTL, MAX_PICKS)
+            .await?;
+        Ok(id)
+    }
+
+    /// What the page shows of a live pick (no token): the asked name and the calendars.
+    async fn view(&self, id: &str) -> Result<Option<(String, Vec<CalendarListEntry>)>, StoreError> {
+        let Some(pick) = self.store.pick(&secret_hash(id)).await? else {
+            return Ok(None);
+        };
+        let calendars = calendars_of(&pick)?;
+        Ok(Some((pick.alias, calendars)))
     }
 
     /// Takes the pick out: it connects once.
-    fn take(&self, id: &str) -> Option<Pick> {
-        let pick = self.table.lock().remove(id)?;
-        (pick.created.elapsed() < PICK_TTL).then_some(pick)
+    async fn take(&self, id: &str) -> Result<Option<Pick>, StoreError> {
+        let taken = self.store.take_pick(&secret_hash(id)).await?;
+        Ok(taken.map(|(refresh_token, pick)| Pick {
+            refresh_token,
+            email: pick.email,
+        }))
     }
+}
+
+fn calendars_of(pick: &PendingPick) -> Result<Vec<CalendarListEntry>, StoreError> {
+    serde_json::from_str(&pick.calendars)
+        .map_err(|e| StoreError::Corrupt(format!("a pick's calendar list: {e}")))
 }
 
 /// Called by the OAuth callback for a new name: when the account sees more than one
@@ -127,13 +141,15 @@ pub(crate) async fn offer_calendars(
         .find(|c| c.primary && c.id.as_str().contains('@'))
         .map(|c| c.id.to_string())
         .or(email);
-    let id = runtime.picks.insert(Pick {
-        refresh_token: refresh_token.clone(),
-        email,
-        alias: alias.to_owned(),
-        calendars,
-        created: Instant::now(),
-    });
+    let id = match runtime
+        .picks
+        .insert(refresh_token, email, alias, &calendars)
+        .await
+    {
+        Ok(id) => id,
+        // The consent is used up: the operator starts again, as the page says.
+        Err(e) => return Some(internal(e)),
+    };
     tracing::info!("consent granted for an account with several calendars; waiting for the pick");
     let mut response = moving_on(&format!("/admin/connect/pick/{id}")).into_response();
     response
@@ -176,8 +192,10 @@ pub(super) async fn pick_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((alias, calendars)) = admin.runtime.picks.view(&id) else {
-        return expired();
+    let (alias, calendars) = match admin.runtime.picks.view(&id).await {
+        Ok(Some(pick)) => pick,
+        Ok(None) => return expired(),
+        Err(e) => return internal(e),
     };
     let connected = match state.store.list_accounts().await {
         Ok(list) => list,
@@ -292,8 +310,10 @@ pub(super) async fn pick_connect(
         return refused;
     }
     let back = format!("/admin/connect/pick/{id}");
-    let Some((_, calendars)) = admin.runtime.picks.view(&id) else {
-        return expired();
+    let calendars = match admin.runtime.picks.view(&id).await {
+        Ok(Some((_, calendars))) => calendars,
+        Ok(None) => return expired(),
+        Err(e) => return internal(e),
     };
     let connected = match state.store.list_accounts().await {
         Ok(list) => list,
@@ -315,8 +335,10 @@ pub(super) async fn pick_connect(
             return Redirect::to(&back).into_response();
         }
     };
-    let Some(pick) = admin.runtime.picks.take(&id) else {
-        return expired();
+    let pick = match admin.runtime.picks.take(&id).await {
+        Ok(Some(pick)) => pick,
+        Ok(None) => return expired(),
+        Err(e) => return internal(e),
     };
     let mut done = Vec::new();
     for choice in &picked {

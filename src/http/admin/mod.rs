@@ -139,7 +139,7 @@ impl Runtime {
                 state.admin.login_attempts_per_minute,
             ),
             consents: super::oauth::PendingConsents::new(state.store.clone()),
-            picks: connect::Picks::default(),
+            picks: connect::Picks::new(state.store.clone()),
         })
     }
 }

@@ -114,103 +114,122 @@ pub(crate) struct Facts<'a> {
 }
 
 pub(crate) fn status(f: &Facts<'_>) -> Status {
-    let id = f.account.id;
-    let post = |action: &str, label| {
-        Some(Action::Post {
-            href: format!("/admin/accounts/{id}/{action}"),
-            label,
-        })
-    };
     let writes = f.writes.cloned().unwrap_or_default();
-    let status = |health, sentence: String, action| Status {
-        health,
-        sentence,
-        action,
-    };
-    match f.account.status {
-        AccountStatus::NeedsReauth => {
-            return status(
-                Health::NeedsReauth,
-                format!(
-                    "Google refused this account's access{}. Nothing syncs until its owner reconnects it; its blocks stay where they are.",
-                    since(f.last_problem.map(|p| p.at), f.now)
-                ),
-                Some(Action::Link {
-                    href: f.reconnect_href.clone(),
-                    label: "Reconnect",
-                }),
-            )
+    account_problem(f)
+        .or_else(|| engine_problem(f, &writes))
+        .unwrap_or_else(|| settled(f, &writes))
+}
+
+impl Status {
+    fn new(health: Health, sentence: String, action: Option<Action>) -> Self {
+        Self {
+            health,
+            sentence,
+            action,
         }
+    }
+}
+
+/// A POST button on the account's own `action` route.
+fn post(f: &Facts<'_>, action: &str, label: &'static str) -> Option<Action> {
+    Some(Action::Post {
+        href: format!("/admin/accounts/{}/{action}", f.account.id),
+        label,
+    })
+}
+
+/// What the account's own status says, unless it is active.
+fn account_problem(f: &Facts<'_>) -> Option<Status> {
+    let status = match f.account.status {
+        AccountStatus::NeedsReauth => Status::new(
+            Health::NeedsReauth,
+            format!(
+                "Google refused this account's access{}. Nothing syncs until its owner reconnects it; its blocks stay where they are.",
+                since(f.last_problem.map(|p| p.at), f.now)
+            ),
+            Some(Action::Link {
+                href: f.reconnect_href.clone(),
+                label: "Reconnect",
+            }),
+        ),
         AccountStatus::Paused => {
             let why = match f.account.status_reason.as_deref() {
                 None | Some("paused by the operator") => " by an operator".to_owned(),
                 Some(other) => format!(" ({other})"),
             };
-            return status(
+            Status::new(
                 Health::Paused,
                 format!("Paused{why}: nothing syncs; its blocks stay where they are."),
-                post("resume", "Resume"),
-            );
-        }
-        AccountStatus::Degraded => {
-            return status(
-                Health::Degraded,
-                format!(
-                    "Its sync kept failing and was stopped{}. Read the last error, then resume.",
-                    f.account
-                        .status_reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ),
-                post("resume", "Resume"),
+                post(f, "resume", "Resume"),
             )
         }
-        AccountStatus::Active => {}
-    }
+        AccountStatus::Degraded => Status::new(
+            Health::Degraded,
+            format!(
+                "Its sync kept failing and was stopped{}. Read the last error, then resume.",
+                f.account
+                    .status_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+            post(f, "resume", "Resume"),
+        ),
+        AccountStatus::Active => return None,
+    };
+    Some(status)
+}
+
+/// What the sync and the writes of an active account say, when something is wrong.
+fn engine_problem(f: &Facts<'_>, writes: &TargetWrites) -> Option<Status> {
     if f.sync.is_some_and(|s| s.mass_delete_hold) {
-        return status(
+        return Some(Status::new(
             Health::Held,
             "A full listing found far fewer events than known; no block was deleted. Check the calendar: if the events really are gone, confirm the deletions.".into(),
-            post("confirm-deletions", "Confirm deletions"),
-        );
+            post(f, "confirm-deletions", "Confirm deletions"),
+        ));
     }
     if writes.retrying > 0 || writes.gave_up > 0 {
-        return status(
+        return Some(Status::new(
             Health::WritesFailing,
-            failing_sentence(&writes, f.now),
+            failing_sentence(writes, f.now),
             Some(Action::Link {
-                href: format!("/admin/activity?account={id}&result=error"),
+                href: format!("/admin/activity?account={}&result=error", f.account.id),
                 label: "See the failed writes",
             }),
-        );
+        ));
     }
     if let Some(error) = f.sync.and_then(|s| s.last_error.as_deref()) {
-        return status(
+        return Some(Status::new(
             Health::SyncFailing,
             format!(
                 "The last sync failed: {}. It is retried by itself.",
                 google_reason(error)
             ),
-            post("sync", "Sync now"),
-        );
+            post(f, "sync", "Sync now"),
+        ));
     }
-    if let Some(due) = writes.oldest_due.filter(|due| f.now - *due > BEHIND_AFTER) {
-        return status(
-            Health::Behind,
-            format!(
-                "{} waiting, the oldest due for {}: its writer is behind.",
-                plural(writes.pending, "write"),
-                super::pages::human((f.now - due).to_std().unwrap_or_default())
-            ),
-            Some(Action::Link {
-                href: "/admin/live".into(),
-                label: "Watch the queue",
-            }),
-        );
-    }
+    let due = writes
+        .oldest_due
+        .filter(|due| f.now - *due > BEHIND_AFTER)?;
+    Some(Status::new(
+        Health::Behind,
+        format!(
+            "{} waiting, the oldest due for {}: its writer is behind.",
+            plural(writes.pending, "write"),
+            super::pages::human((f.now - due).to_std().unwrap_or_default())
+        ),
+        Some(Action::Link {
+            href: "/admin/live".into(),
+            label: "Watch the queue",
+        }),
+    ))
+}
+
+/// Nothing wrong: starting (before the first full sync) or active.
+fn settled(f: &Facts<'_>, writes: &TargetWrites) -> Status {
     if f.sync.is_none_or(|s| s.last_full_sync_at.is_none()) {
-        return status(
+        return Status::new(
             Health::Starting,
             "Connected; the first full sync is under way.".into(),
             None,
@@ -220,7 +239,7 @@ pub(crate) fn status(f: &Facts<'_>) -> Status {
         0 => "In step: nothing waiting.".to_owned(),
         n => format!("In step; {} being made now.", plural(n, "write")),
     };
-    status(Health::Active, sentence, None)
+    Status::new(Health::Active, sentence, None)
 }
 
 fn failing_sentence(writes: &TargetWrites, now: DateTime<Utc>) -> String {

@@ -14,12 +14,12 @@ use chrono::{DateTime, Datelike as _, NaiveDate, TimeDelta, TimeZone as _, Timel
 use maud::{html, Markup};
 
 use super::calendar::{When, Window};
-use super::model::{block_families, families, reason_words, Explainer, Family};
+use super::model::{block_families, families, reason_words, BlockFamily, Explainer, Family};
 use super::pages::{layout, live_region, Calendars, Page, Zone};
 use super::trace::{block_state, TraceLink};
 use crate::domain::AccountId;
 use crate::http::AppState;
-use crate::store::StoreError;
+use crate::store::{Account, StoreError};
 
 // The grid, in SVG user units (the image scales to the page width).
 const GUTTER: f64 = 46.0;
@@ -124,7 +124,6 @@ impl Week {
     pub async fn read(state: &AppState, view: WeekView) -> Result<Week, StoreError> {
         let accounts = state.store.list_accounts().await?;
         let calendars = Calendars::new(accounts.clone());
-        let window = view.window();
         let mut by_account: HashMap<AccountId, Vec<Family>> = HashMap::new();
         for account in &accounts {
             let stored = state.store.source_events(account.id).await?;
@@ -132,81 +131,122 @@ impl Week {
         }
         let blocks = block_families(state.store.wanted_blocks().await?);
         let explain = Explainer::new(state).await?;
+        let lanes = Lanes {
+            view: &view,
+            window: view.window(),
+            calendars: &calendars,
+            accounts: &accounts,
+            by_account: &by_account,
+            explain: &explain,
+        };
         let mut items = Vec::new();
         for (lane, account) in accounts.iter().enumerate() {
-            let zone = account.time_zone.as_deref();
-            for family in by_account.get(&account.id).into_iter().flatten() {
-                for (span, source) in family.spans(zone, &window) {
-                    let reason = explain.source_reason(account, &source.event, &accounts);
-                    let what = view
-                        .titles
-                        .then(|| source.event.summary.clone())
-                        .flatten()
-                        .unwrap_or_else(|| "an event".into());
-                    let mirrored = match reason {
-                        Some(r) => format!("no block elsewhere: {}", reason_words(r, "")),
-                        None => "blocked on the other calendars".into(),
-                    };
-                    items.push(Item {
-                        lane,
-                        block: false,
-                        when: span.when,
-                        href: view
-                            .link()
-                            .href(account.id, source.stored.event_id.as_str()),
-                        account: account.id,
-                        source_account: account.id,
-                        source_event: source.stored.event_id.to_string(),
-                        state: if reason.is_some() {
-                            "not-mirrored"
-                        } else {
-                            "mirrored"
-                        },
-                        color: calendars.color(account.id),
-                        hollow: reason.is_some(),
-                        tooltip: format!(
-                            "{}: {what} · {} · {mirrored}",
-                            account.alias,
-                            when_words(&span.when, view.zone)
-                        ),
-                    });
-                }
-            }
-            for family in blocks.get(&account.id).into_iter().flatten() {
-                for (span, row) in family.spans(zone, &window) {
-                    let source = row.source_account_id;
-                    let title = view
-                        .titles
-                        .then(|| title_of(&by_account, source, row.source_event_id.as_str()))
-                        .flatten();
-                    let (state, words) = block_state(row, None);
-                    items.push(Item {
-                        lane,
-                        block: true,
-                        when: span.when,
-                        href: view.link().href(source, row.source_event_id.as_str()),
-                        account: account.id,
-                        source_account: source,
-                        source_event: row.source_event_id.to_string(),
-                        state,
-                        color: calendars.color(source),
-                        hollow: false,
-                        tooltip: format!(
-                            "Block on {} for {}'s {} · {} · {words}",
-                            account.alias,
-                            calendars.alias(source),
-                            title.map_or_else(|| "event".to_owned(), |t| format!("“{t}”")),
-                            when_words(&span.when, view.zone)
-                        ),
-                    });
-                }
-            }
+            items.extend(lanes.events(lane, account));
+            let held = blocks.get(&account.id).map_or(&[][..], Vec::as_slice);
+            items.extend(lanes.blocks(lane, account, held));
         }
         Ok(Week {
             view,
             calendars,
             items,
         })
+    }
+}
+
+/// What every lane is drawn from: the week asked for and what the store holds.
+struct Lanes<'a> {
+    view: &'a WeekView,
+    window: Window,
+    calendars: &'a Calendars,
+    accounts: &'a [Account],
+    by_account: &'a HashMap<AccountId, Vec<Family>>,
+    explain: &'a Explainer<'a>,
+}
+
+impl Lanes<'_> {
+    /// The calendar's own events in the week, hollow when the rules give them no block.
+    fn events(&self, lane: usize, account: &Account) -> Vec<Item> {
+        let zone = account.time_zone.as_deref();
+        let mut items = Vec::new();
+        for family in self.by_account.get(&account.id).into_iter().flatten() {
+            for (span, source) in family.spans(zone, &self.window) {
+                let reason = self
+                    .explain
+                    .source_reason(account, &source.event, self.accounts);
+                let what = self
+                    .view
+                    .titles
+                    .then(|| source.event.summary.clone())
+                    .flatten()
+                    .unwrap_or_else(|| "an event".into());
+                let mirrored = match reason {
+                    Some(r) => format!("no block elsewhere: {}", reason_words(r, "")),
+                    None => "blocked on the other calendars".into(),
+                };
+                items.push(Item {
+                    lane,
+                    block: false,
+                    when: span.when,
+                    href: self
+                        .view
+                        .link()
+                        .href(account.id, source.stored.event_id.as_str()),
+                    account: account.id,
+                    source_account: account.id,
+                    source_event: source.stored.event_id.to_string(),
+                    state: if reason.is_some() {
+                        "not-mirrored"
+                    } else {
+                        "mirrored"
+                    },
+                    color: self.calendars.color(account.id),
+                    hollow: reason.is_some(),
+                    tooltip: format!(
+                        "{}: {what} · {} · {mirrored}",
+                        account.alias,
+                        when_words(&span.when, self.view.zone)
+                    ),
+                });
+            }
+        }
+        items
+    }
+
+    /// The blocks the calendar holds in the week, in the colour of their source.
+    fn blocks(&self, lane: usize, account: &Account, held: &[BlockFamily]) -> Vec<Item> {
+        let zone = account.time_zone.as_deref();
+        let mut items = Vec::new();
+        for family in held {
+            for (span, row) in family.spans(zone, &self.window) {
+                let source = row.source_account_id;
+                let title = self
+                    .view
+                    .titles
+                    .then(|| title_of(self.by_account, source, row.source_event_id.as_str()))
+                    .flatten();
+                let (state, words) = block_state(row, None);
+                items.push(Item {
+                    lane,
+                    block: true,
+                    when: span.when,
+                    href: self.view.link().href(source, row.source_event_id.as_str()),
+                    account: account.id,
+                    source_account: source,
+                    source_event: row.source_event_id.to_string(),
+                    state,
+                    color: self.calendars.color(source),
+                    hollow: false,
+                    tooltip: format!(
+                        "Block on {} for {}'s {} · {} · {words}",
+                        account.alias,
+                        self.calendars.alias(source),
+                        title.map_or_else(|| "event".to_owned(), |t| format!("“{t}”")),
+                        when_words(&span.when, self.view.zone)
+                    ),
+                });
+            }
+        }
+        items
     }
 }
 
