@@ -128,6 +128,10 @@ const KEY_CHECK_KEY: &str = "token_key_check";
 /// How long a PostgreSQL session may sit idle inside a transaction (see `connect`).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
 
+/// SQLite page cache per connection (negative: KiB), 16 MiB.
+const SQLITE_CACHE_KIB: &str = "-16384";
+/// SQLite reads the file through a memory map of up to this size (no copy per page read).
+const SQLITE_MMAP_BYTES: &str = "268435456";
 /// How long a SQLite writer waits for the lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -205,6 +209,11 @@ impl Store {
                         .journal_mode(SqliteJournalMode::Wal)
                         .synchronous(SqliteSynchronous::Normal)
                         .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                        // With thousands of calendars the hot pages outgrow SQLite's 2 MiB
+                        // default cache, and every miss is a `pread` copy: a profile of
+                        // 1,000 calendars at 50 changes/s spent a quarter of its CPU there.
+                        .pragma("cache_size", SQLITE_CACHE_KIB)
+                        .pragma("mmap_size", SQLITE_MMAP_BYTES)
                 });
             }
         }
