@@ -134,8 +134,8 @@ impl Store {
         .await?;
         super::groups::request_replan_of_group(&txn, group, at).await?;
         txn.commit().await?;
-        let groups = group_names(self.connection()).await?;
-        to_record(row, &groups)
+        let names = self.group_name_of(row.group_id).await?;
+        to_record(row, &names)
     }
 
     /// Stores `token` as the credential of the Google account `email` (replacing its token)
@@ -207,13 +207,15 @@ impl Store {
 
     /// The account with this alias, if any.
     pub async fn account_by_alias(&self, alias: &str) -> Result<Option<Account>, StoreError> {
-        let groups = group_names(self.connection()).await?;
-        accounts::Entity::find()
+        let Some(row) = accounts::Entity::find()
             .filter(accounts::Column::Alias.eq(alias))
             .one(self.connection())
             .await?
-            .map(|row| to_record(row, &groups))
-            .transpose()
+        else {
+            return Ok(None);
+        };
+        let names = self.group_name_of(row.group_id).await?;
+        to_record(row, &names).map(Some)
     }
 
     /// Accounts on this calendar (normally at most one), for reconnecting after re-consent.
@@ -221,15 +223,17 @@ impl Store {
         &self,
         calendar_id: &CalendarId,
     ) -> Result<Vec<Account>, StoreError> {
-        let groups = group_names(self.connection()).await?;
-        accounts::Entity::find()
+        let rows = accounts::Entity::find()
             .filter(accounts::Column::CalendarId.eq(calendar_id.as_str()))
             .order_by_asc(accounts::Column::Id)
             .all(self.connection())
-            .await?
-            .into_iter()
-            .map(|row| to_record(row, &groups))
-            .collect()
+            .await?;
+        let mut accounts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let names = self.group_name_of(row.group_id).await?;
+            accounts.push(to_record(row, &names)?);
+        }
+        Ok(accounts)
     }
 
     /// Every account, oldest first.
