@@ -25,10 +25,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /app/target/release/mcss /usr/local/bin/mcss
 USER mcss
-# Two malloc arenas: with one per thread, glibc held twice the memory `serve` used at
-# 10,000 calendars (docs/performance.md).
-ENV MALLOC_ARENA_MAX=2 \
-    LOG_FORMAT=json \
+ENV LOG_FORMAT=json \
     DATABASE_URL=sqlite:///app/data/mcss.db?mode=rwc
 EXPOSE 3000
 ENTRYPOINT ["/usr/local/bin/mcss"]

@@ -321,15 +321,12 @@ async fn run_size(
         ("RECONCILE_INTERVAL_SECS", "604800".to_owned()),
         ("LOG_LEVEL", "warn".to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
-        // As the Dockerfile sets it (docs/performance.md: memory).
-        ("MALLOC_ARENA_MAX", "2".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .chain(
         // MAX_CONCURRENT_* and the like, passed through for experiments.
-        std::env::vars()
-            .filter(|(k, _)| k.starts_with("MAX_CONCURRENT_") || k == "MALLOC_ARENA_MAX"),
+        std::env::vars().filter(|(k, _)| k.starts_with("MAX_CONCURRENT_")),
     )
     .collect();
     let service = Service {
