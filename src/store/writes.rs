@@ -138,15 +138,7 @@ impl Store {
         at: DateTime<Utc>,
         limit: u64,
     ) -> Result<Option<Vec<desired_blocks::Model>>, StoreError> {
-        let rows = Entity::find()
-            .filter(Column::TargetAccountId.eq(target.get()))
-            .filter(Column::State.eq(BlockState::Pending.as_str()))
-            .filter(Column::NextAttemptAt.lte(at))
-            .filter(claimable(&claim.owner, at))
-            .order_by_asc(Column::NextAttemptAt)
-            .order_by(occurrences_last(), Order::Asc)
-            .order_by_asc(Column::Id)
-            .limit(limit)
+        let rows = due_rows(target, claim, at, limit)
             .all(self.connection())
             .await?;
         let all_held = rows.iter().all(|r| {
@@ -251,6 +243,25 @@ pub(super) async fn write_records(
     Ok(recorded)
 }
 
+/// `target`'s pending rows due at `at` that `claim` may take, series and single blocks
+/// first, oldest first, at most `limit`.
+fn due_rows(
+    target: AccountId,
+    claim: &Claim,
+    at: DateTime<Utc>,
+    limit: u64,
+) -> sea_orm::Select<Entity> {
+    Entity::find()
+        .filter(Column::TargetAccountId.eq(target.get()))
+        .filter(Column::State.eq(BlockState::Pending.as_str()))
+        .filter(Column::NextAttemptAt.lte(at))
+        .filter(claimable(&claim.owner, at))
+        .order_by_asc(Column::NextAttemptAt)
+        .order_by(occurrences_last(), Order::Asc)
+        .order_by_asc(Column::Id)
+        .limit(limit)
+}
+
 /// `ORDER BY` term that puts occurrence rows after series and single blocks.
 fn occurrences_last() -> sea_orm::sea_query::SimpleExpr {
     Expr::cust(format!(
@@ -282,17 +293,8 @@ async fn claim_portable(
 ) -> Result<Vec<i64>, StoreError> {
     // SQLite: `BEGIN IMMEDIATE` already holds the one write lock, so select-then-update is
     // atomic.
-    let candidates: Vec<desired_blocks::Model> = Entity::find()
-        .filter(Column::TargetAccountId.eq(target.get()))
-        .filter(Column::State.eq(BlockState::Pending.as_str()))
-        .filter(Column::NextAttemptAt.lte(at))
-        .filter(claimable(&claim.owner, at))
-        .order_by_asc(Column::NextAttemptAt)
-        .order_by(occurrences_last(), Order::Asc)
-        .order_by_asc(Column::Id)
-        .limit(limit)
-        .all(txn)
-        .await?;
+    let candidates: Vec<desired_blocks::Model> =
+        due_rows(target, claim, at, limit).all(txn).await?;
     let ids: Vec<i64> = candidates.iter().map(|r| r.id).collect();
     // Rows the owner already holds long enough need no write.
     let renew: Vec<i64> = candidates
