@@ -128,6 +128,59 @@ const KEY_CHECK_KEY: &str = "token_key_check";
 /// How long a PostgreSQL session may sit idle inside a transaction (see `connect`).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
 
+/// The pool and connection settings of `url`'s backend.
+fn pool_options(url: &str, kind: DatabaseKind) -> Result<ConnectOptions, StoreError> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        // Later waits for a pooled connection (busy moments) may be longer than the
+        // first connect: the timeout below bounds that one.
+        .acquire_timeout(Duration::from_secs(30))
+        .idle_timeout(Duration::from_secs(600))
+        .max_lifetime(Duration::from_secs(1800))
+        .sqlx_logging(false);
+    match kind {
+        DatabaseKind::Postgres => {
+            options.max_connections(10).min_connections(1);
+            // A replica paused in the middle of a transaction (SIGSTOP, a frozen VM) must
+            // not hold the row locks that fence its leases for ever: the server ends
+            // such a session, and the others can take the leases over.
+            options.map_sqlx_postgres_opts(|opts| {
+                opts.options([(
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT,
+                )])
+            });
+        }
+        DatabaseKind::Sqlite => {
+            // Each connection to `:memory:` would be its own empty database.
+            let in_memory = sqlite_file(url)?.is_none();
+            options
+                .max_connections(if in_memory { 1 } else { 4 })
+                .min_connections(1);
+            if in_memory {
+                // A pool that closed its last idle connection would lose the database.
+                options
+                    .idle_timeout(None::<Duration>)
+                    .max_lifetime(None::<Duration>);
+            }
+            options.map_sqlx_sqlite_opts(|opts| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                opts.create_if_missing(true)
+                    .foreign_keys(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    // With thousands of calendars the hot pages outgrow SQLite's 2 MiB
+                    // default cache, and every miss is a `pread` copy: a profile of
+                    // 1,000 calendars at 50 changes/s spent a quarter of its CPU there.
+                    .pragma("cache_size", SQLITE_CACHE_KIB)
+                    .pragma("mmap_size", SQLITE_MMAP_BYTES)
+            });
+        }
+    }
+    Ok(options)
+}
+
 /// SQLite page cache per connection (negative: KiB), 16 MiB.
 const SQLITE_CACHE_KIB: &str = "-16384";
 /// SQLite reads the file through a memory map of up to this size (no copy per page read).
@@ -169,54 +222,7 @@ impl Store {
             },
         };
 
-        let mut options = ConnectOptions::new(url.clone());
-        options
-            // Later waits for a pooled connection (busy moments) may be longer than the
-            // first connect: the timeout below bounds that one.
-            .acquire_timeout(Duration::from_secs(30))
-            .idle_timeout(Duration::from_secs(600))
-            .max_lifetime(Duration::from_secs(1800))
-            .sqlx_logging(false);
-        match kind {
-            DatabaseKind::Postgres => {
-                options.max_connections(10).min_connections(1);
-                // A replica paused in the middle of a transaction (SIGSTOP, a frozen VM) must
-                // not hold the row locks that fence its leases for ever: the server ends
-                // such a session, and the others can take the leases over.
-                options.map_sqlx_postgres_opts(|opts| {
-                    opts.options([(
-                        "idle_in_transaction_session_timeout",
-                        IDLE_IN_TRANSACTION_TIMEOUT,
-                    )])
-                });
-            }
-            DatabaseKind::Sqlite => {
-                // Each connection to `:memory:` would be its own empty database.
-                let in_memory = sqlite_file(&url)?.is_none();
-                options
-                    .max_connections(if in_memory { 1 } else { 4 })
-                    .min_connections(1);
-                if in_memory {
-                    // A pool that closed its last idle connection would lose the database.
-                    options
-                        .idle_timeout(None::<Duration>)
-                        .max_lifetime(None::<Duration>);
-                }
-                options.map_sqlx_sqlite_opts(|opts| {
-                    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                    opts.create_if_missing(true)
-                        .foreign_keys(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                        // With thousands of calendars the hot pages outgrow SQLite's 2 MiB
-                        // default cache, and every miss is a `pread` copy: a profile of
-                        // 1,000 calendars at 50 changes/s spent a quarter of its CPU there.
-                        .pragma("cache_size", SQLITE_CACHE_KIB)
-                        .pragma("mmap_size", SQLITE_MMAP_BYTES)
-                });
-            }
-        }
+        let options = pool_options(&url, kind)?;
         let timeout = settings.db_connect_timeout;
         let db = match tokio::time::timeout(timeout, sea_orm::Database::connect(options)).await {
             Ok(Ok(db)) => db,
