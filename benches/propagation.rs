@@ -13,6 +13,8 @@
 //!    owns and each process's resident memory.
 //!
 //! `BENCH_ONLY=latency,scale` (or `replicas`) runs only the sections named.
+//! `BENCH_LOG_DIR=DIR` keeps each replica's log as `DIR/replica-N.log` (else they are dropped),
+//! at `BENCH_LOG_LEVEL` (default `warn`).
 //!
 //! Figures are printed, never asserted (speed is measured by benchmarks, never asserted by tests).
 
@@ -213,7 +215,8 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(env: &[(String, String)]) -> Serve {
+    /// Starts replica number `n`; its log goes to `BENCH_LOG_DIR/replica-n.log` when set.
+    fn start(env: &[(String, String)], n: usize) -> Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -223,12 +226,22 @@ impl Serve {
         if let Ok(path) = std::env::var("PATH") {
             command.env("PATH", path);
         }
+        // The log goes to stdout, a panic or a refusal to start to stderr.
+        let (stdout, stderr) = match std::env::var_os("BENCH_LOG_DIR") {
+            Some(dir) => {
+                let path = std::path::Path::new(&dir).join(format!("replica-{n}.log"));
+                let log = std::fs::File::create(path).expect("BENCH_LOG_DIR is a writable folder");
+                let copy = log.try_clone().expect("the log file");
+                (log.into(), copy.into())
+            }
+            None => (std::process::Stdio::null(), std::process::Stdio::null()),
+        };
         let child = command
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PORT", port.to_string())
             .arg("serve")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("mcss serve starts");
         Serve { child, port }
@@ -328,6 +341,10 @@ async fn replicas() {
     env.retain(|(k, _)| k != "POLL_INTERVAL_SECS");
     env.push(("POLL_INTERVAL_SECS".into(), "3600".into()));
     env.push(("LEASE_TTL_SECS".into(), "6".into()));
+    if let Ok(level) = std::env::var("BENCH_LOG_LEVEL") {
+        env.retain(|(k, _)| k != "LOG_LEVEL");
+        env.push(("LOG_LEVEL".into(), level));
+    }
     let settings = mcss::config::Settings::from_vars(env.clone()).expect("valid settings");
     let store = mcss::store::Store::connect(&settings)
         .await
@@ -351,7 +368,7 @@ async fn replicas() {
     let http = reqwest::Client::new();
 
     let started = Instant::now();
-    let mut first = Serve::start(&env);
+    let mut first = Serve::start(&env, 1);
     let alone = spread(&http, &store, &[&first], calendars).await;
     let rss_alone = first.rss();
     println!(
@@ -361,10 +378,10 @@ async fn replicas() {
     );
 
     let started = Instant::now();
-    let second = Serve::start(&env);
-    let third = Serve::start(&env);
+    let second = Serve::start(&env, 2);
+    let third = Serve::start(&env, 3);
     spread(&http, &store, &[&first, &second, &third], calendars).await;
-    let fresh = Serve::start(&env);
+    let fresh = Serve::start(&env, 4);
     spread(&http, &store, &[&first, &second, &third, &fresh], calendars).await;
     first.terminate();
     let shares = spread(&http, &store, &[&second, &third, &fresh], calendars).await;

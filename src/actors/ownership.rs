@@ -17,7 +17,8 @@
 //!    longer want actors (paused, removed);
 //! 4. makes the running actors match (`background::reconcile_children_with`), and starts
 //!    the replans and wakes the writers another process asked for (`background::nudge`;
-//!    only actors running here answer).
+//!    only actors running here answer). This step runs beside the loop, one pass at a
+//!    time: starting thousands of actors takes seconds, and must not delay the renewals.
 //!
 //! A replica that dies stops renewing: its leases expire within `LEASE_TTL_SECS`, and each
 //! survivor takes its share at its next tick. Each held lease also has a local deadline a
@@ -132,6 +133,7 @@ pub struct OwnershipHandle {
 struct Ownership {
     control: Control,
     replica: Replica,
+    /// On its own pool (`Store::for_ownership`); the actors use the main one.
     store: Store,
     ttl: Duration,
 }
@@ -141,7 +143,7 @@ pub fn spawn(control: Control, shutdown: Shutdown) -> OwnershipHandle {
     let services = control.services();
     let ownership = Ownership {
         replica: services.replica.clone(),
-        store: services.store.clone(),
+        store: services.store.for_ownership(),
         ttl: services.settings.lease_ttl,
         control: control.clone(),
     };
@@ -171,20 +173,90 @@ impl OwnershipHandle {
     }
 }
 
+/// How long one tick's steps took; a tick longer than its interval delays the next renewal
+/// and so puts the leases at risk.
+#[derive(Default)]
+struct Phases {
+    /// Heartbeat and renewal.
+    renew: Duration,
+    /// Reading the live set and accounts, taking, handing over and releasing leases.
+    place: Duration,
+    /// The whole tick (zero when it failed).
+    total: Duration,
+}
+
+impl Phases {
+    fn report(&self, interval: Duration, held: usize) {
+        let ms = |d: Duration| d.as_millis() as u64;
+        if self.total > interval {
+            tracing::warn!(
+                total_ms = ms(self.total),
+                renew_ms = ms(self.renew),
+                place_ms = ms(self.place),
+                interval_ms = ms(interval),
+                held,
+                "an ownership tick took longer than its interval"
+            );
+        } else {
+            tracing::debug!(
+                total_ms = ms(self.total),
+                renew_ms = ms(self.renew),
+                place_ms = ms(self.place),
+                held,
+                "ownership tick"
+            );
+        }
+    }
+}
+
+/// The pass of [`Ownership::match_actors`] running beside the loop, if any; aborted when
+/// the loop ends.
+#[derive(Default)]
+struct ActorsPass(Option<JoinHandle<()>>);
+
+impl ActorsPass {
+    /// Starts a pass unless the last one is still at work (the next tick starts the one it
+    /// skipped, from fresher accounts and leases).
+    fn start_unless_running<F: std::future::Future<Output = ()> + Send + 'static>(
+        &mut self,
+        pass: impl FnOnce() -> F,
+    ) {
+        if self.0.as_ref().is_none_or(JoinHandle::is_finished) {
+            self.0 = Some(tokio::spawn(pass()));
+        }
+    }
+}
+
+impl Drop for ActorsPass {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
 impl Ownership {
     async fn run(self, shutdown: Shutdown) {
         let every = tick_interval(self.ttl);
         let stop = shutdown.wait();
         tokio::pin!(stop);
         let mut ticks: u64 = 0;
+        // Starting and stopping actors runs beside the ticks, one pass at a time, so a
+        // thousand actors starting never delays the next renewal; it stops with the loop.
+        let mut actors = ActorsPass::default();
         loop {
+            let mut phases = Phases::default();
             let tick = tokio::select! {
                 () = &mut stop => return,
-                result = self.tick(ticks) => result,
+                result = self.tick(ticks, &mut phases) => result,
             };
-            if let Err(e) = tick {
-                tracing::warn!(error = %e, "ownership tick failed; retrying at the next one");
+            match tick {
+                Ok(accounts) => actors.start_unless_running(|| self.clone().match_actors(accounts)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ownership tick failed; retrying at the next one")
+                }
             }
+            phases.report(every, self.replica.held_count());
             ticks += 1;
             tokio::select! {
                 () = &mut stop => return,
@@ -198,12 +270,17 @@ impl Ownership {
         self.replica.id()
     }
 
-    /// One round; see the module docs.
-    async fn tick(&self, n: u64) -> Result<(), super::ControlError> {
+    /// One round of steps 1–3 (see the module docs); returns the accounts for step 4.
+    async fn tick(
+        &self,
+        n: u64,
+        phases: &mut Phases,
+    ) -> Result<Vec<crate::store::Account>, super::ControlError> {
         let sent = Instant::now();
         self.store.heartbeat_replica(self.me(), self.ttl).await?;
         let renewed = self.store.renew_leases(self.me(), self.ttl).await?;
         self.settle(renewed, valid_until(sent, self.ttl));
+        phases.renew = sent.elapsed();
 
         let live = LiveSet::new(&self.store.live_replicas().await?);
         self.replica.set_leader(live.leader() == Some(self.me()));
@@ -217,16 +294,32 @@ impl Ownership {
             self.acquire(&wanted, &live).await?;
             self.rebalance(&wanted, &live).await?;
         }
-        let replica = self.replica.clone();
-        reconcile_children_with(&self.control, &accounts, move |id| replica.owns(id)).await?;
-        // What the account watcher does in single-replica mode: replans and queued writes
-        // another process left in the store reach the owned calendars' actors.
-        super::background::nudge(&self.control).await?;
         metrics::gauge!(OWNED_CALENDARS).set(self.replica.held_count() as f64);
         if self.replica.is_leader() && n.is_multiple_of(SWEEP_EVERY) {
             self.store.sweep_leases().await?;
         }
-        Ok(())
+        phases.total = sent.elapsed();
+        Ok(accounts)
+    }
+
+    /// Step 4: the running actors follow the leases held now, then the replans and queued
+    /// writes another process left in the store reach them (what the account watcher does
+    /// in single-replica mode).
+    async fn match_actors(self, accounts: Vec<crate::store::Account>) {
+        let started = Instant::now();
+        let replica = self.replica.clone();
+        let result = async {
+            reconcile_children_with(&self.control, &accounts, move |id| replica.owns(id)).await?;
+            super::background::nudge(&self.control).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not start or stop actors for the leases held; retrying at the next tick");
+        }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "actors matched to the leases"
+        );
     }
 
     /// The book follows the renewal: what was not renewed is lost, what is new was handed to

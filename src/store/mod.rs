@@ -103,6 +103,8 @@ impl StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// PostgreSQL: the ownership loop's own small pool ([`Store::for_ownership`]).
+    ownership_db: Option<DatabaseConnection>,
     /// Seals refresh tokens; the key comes from `ENCRYPTION_KEY` or the SQLite key file.
     cipher: Arc<TokenCipher>,
     /// The queue of write transactions that may share one (`group_commit.rs`).
@@ -127,6 +129,12 @@ const KEY_CHECK_KEY: &str = "token_key_check";
 
 /// How long a PostgreSQL session may sit idle inside a transaction (see `connect`).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
+
+/// Connections of the ownership loop's pool: its statements run one at a time, and a
+/// second covers a hand-over at shutdown while a tick still runs.
+const OWNERSHIP_POOL_SIZE: u32 = 2;
+/// A tick that cannot get a connection this soon fails, and the next one tries again.
+const OWNERSHIP_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The pool and connection settings of `url`'s backend.
 fn pool_options(url: &str, kind: DatabaseKind) -> Result<ConnectOptions, StoreError> {
@@ -235,8 +243,24 @@ impl Store {
             Ok(Err(e)) => return Err(StoreError::Database(e)),
             Err(_) => return Err(unusable(silence_problem(&url, &place, timeout).await)),
         };
+        let ownership_db = match kind {
+            DatabaseKind::Postgres => {
+                let mut options = pool_options(&url, kind)?;
+                options
+                    .max_connections(OWNERSHIP_POOL_SIZE)
+                    .acquire_timeout(OWNERSHIP_ACQUIRE_TIMEOUT);
+                let connect = sea_orm::Database::connect(options);
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(pool)) => Some(pool),
+                    Ok(Err(e)) => return Err(StoreError::Database(e)),
+                    Err(_) => return Err(unusable(silence_problem(&url, &place, timeout).await)),
+                }
+            }
+            DatabaseKind::Sqlite => None,
+        };
         Ok(Store {
             db,
+            ownership_db,
             cipher: Arc::new(TokenCipher::new(&key)),
             group: Arc::default(),
             deferred: Arc::default(),
@@ -307,6 +331,22 @@ impl Store {
         }
         if let Err(err) = self.db.close_by_ref().await {
             tracing::warn!(error = %err, "closing the database pool failed");
+        }
+        if let Some(pool) = &self.ownership_db {
+            if let Err(err) = pool.close_by_ref().await {
+                tracing::warn!(error = %err, "closing the ownership pool failed");
+            }
+        }
+    }
+
+    /// This store with every query on the ownership loop's own pool (PostgreSQL; the same
+    /// store on SQLite). Heartbeats and lease renewals must never wait behind hundreds of
+    /// syncs queued for the main pool's connections: a lease that is renewed late lapses,
+    /// and every calendar it fenced stops and starts again. Only for `actors::ownership`.
+    pub fn for_ownership(&self) -> Store {
+        Store {
+            db: self.ownership_db.clone().unwrap_or_else(|| self.db.clone()),
+            ..self.clone()
         }
     }
 

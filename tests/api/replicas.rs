@@ -513,3 +513,84 @@ async fn a_consent_started_on_one_replica_completes_on_the_other() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_a_thousand_calendars_never_lets_their_leases_lapse() {
+    // Arrange: 1,000 connected calendars and a lease TTL of 2 s (renewed every 667 ms):
+    // starting their 2,000 actors takes longer than the TTL.
+    const CALENDARS: usize = 1_000;
+    let Some(db) = TestDb::create(Backend::Postgres, "replicas_slow_start").await else {
+        return;
+    };
+    let emulator = Emulator::start(EmulatorConfig {
+        accounts: CALENDARS,
+        settings: EmuSettings {
+            rate_limit_per_minute: None,
+            ..EmuSettings::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("the emulator starts");
+    let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
+    vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
+    vars.insert("LEASE_TTL_SECS".into(), "2".into());
+    vars.insert("PORT".into(), free_port().to_string());
+    let settings = Settings::from_vars(vars.clone()).expect("valid settings");
+    let store = Store::connect(&settings).await.expect("the store");
+    store.migrate().await.expect("migrations");
+    let creates = emulator
+        .accounts()
+        .into_iter()
+        .enumerate()
+        .map(|(n, info)| {
+            let store = store.clone();
+            async move {
+                store
+                    .create_account(mcss::store::NewAccount {
+                        alias: format!("Calendar {n:04}"),
+                        email: Some(info.email),
+                        calendar_id: CalendarId::parse(&info.calendar_id).unwrap(),
+                        refresh_token: SecretString::from(info.refresh_token),
+                        time_zone: None,
+                        group: format!("group-{}", n / 5),
+                        rules: mcss::store::CalendarRules::default(),
+                    })
+                    .await
+                    .expect("the calendar is added")
+            }
+        });
+    use futures::StreamExt as _;
+    let accounts: Vec<_> = futures::stream::iter(creates)
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(accounts.len(), CALENDARS);
+
+    // Act: one replica starts them all.
+    let node = start_node(vars).await;
+    eventually_within(
+        "every calendar running",
+        Duration::from_secs(120),
+        || async { (node.running().await.len() == CALENDARS).then_some(()) },
+    )
+    .await;
+    // Two more renewals after the last actor started.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Assert: every lease is still in its first tenure, held by this replica: none expired
+    // while the actors started (an expired one is taken again under a new epoch).
+    let me = node.control.services().replica.id().to_string();
+    let leases = store.leases().await.expect("the leases");
+    assert_eq!(leases.len(), CALENDARS);
+    let lapsed: Vec<_> = leases
+        .iter()
+        .filter(|l| l.epoch != 1 || l.owner.as_deref() != Some(me.as_str()))
+        .collect();
+    assert!(
+        lapsed.is_empty(),
+        "{} of {CALENDARS} leases lapsed and were taken again, e.g. {:?}",
+        lapsed.len(),
+        lapsed.first()
+    );
+}
