@@ -86,17 +86,23 @@ pub(crate) async fn reconcile_children_with(
             // Only a shortcut: each actor reads its own rows instead.
             tracing::warn!(error = %e, "could not read the calendars' tokens in one go");
         }
+        tracing::info!(
+            count = starting.len(),
+            "starting the actors of newly seen calendars"
+        );
+        let ids: Vec<AccountId> = starting.iter().map(|a| a.id).collect();
+        control.add_children_of(&ids).await?;
     }
     for account in accounts {
         let has = running.contains(&account.id);
         let wanted = wants_actors(account.status) && here(account.id);
-        if wanted && !has {
-            tracing::info!(account_id = %account.id, "starting actors of a newly seen account");
-            control.add_children(account.id).await?;
-        } else if !wanted && has && !here(account.id) {
+        if wanted || !has {
+            continue;
+        }
+        if !here(account.id) {
             tracing::info!(account_id = %account.id, "stopping actors of a calendar another replica owns");
             control.remove_children(account.id).await?;
-        } else if !wanted && has {
+        } else {
             tracing::info!(account_id = %account.id, status = %account.status, "stopping actors of an account that is no longer active");
             control.remove_children(account.id).await?;
         }

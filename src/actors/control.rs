@@ -42,6 +42,18 @@ use crate::store::{
 
 /// Upper bound on asking the supervisor something (status, lookups).
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Calendars per [`SupervisorMsg::AddChildren`]: between batches the supervisor answers
+/// everything else that waits (supervision events, status listings).
+pub(crate) const START_BATCH: usize = 256;
+/// How long one batch of [`START_BATCH`] calendars may take to start.
+const START_BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The keys of both actors of every calendar in `ids`.
+pub(crate) fn child_keys(ids: &[AccountId]) -> Vec<ChildKey> {
+    ids.iter()
+        .flat_map(|&id| [ChildKey::Writer(id), ChildKey::Calendar(id)])
+        .collect()
+}
 
 /// What went wrong with a control request.
 #[derive(Debug, thiserror::Error)]
@@ -436,25 +448,36 @@ impl Control {
     /// Starts both actors of `id` (a no-op for those running) and answers once they are
     /// registered, so a lookup by name right after finds them.
     pub(crate) async fn add_children(&self, id: AccountId) -> Result<(), ControlError> {
+        self.add_children_of(&[id]).await
+    }
+
+    /// [`Control::add_children`] for many calendars, their actors started
+    /// `SPAWN_CONCURRENCY` at a time, [`START_BATCH`] calendars per supervisor call.
+    pub(crate) async fn add_children_of(&self, ids: &[AccountId]) -> Result<(), ControlError> {
         let services = self.services();
         let ttl = services.settings.lease_ttl;
-        if !services.replica.owns(id)
-            && !services
-                .replica
-                .take_if_free(&services.store, id, ttl)
-                .await?
-        {
-            // With several replicas only the owner runs a calendar's actors; another one
-            // holds it (or this one stops).
-            services.replica.nudge();
-            return Ok(());
+        let mut here = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if services.replica.owns(id)
+                || services
+                    .replica
+                    .take_if_free(&services.store, id, ttl)
+                    .await?
+            {
+                here.push(id);
+            } else {
+                // With several replicas only the owner runs a calendar's actors; another
+                // one holds it (or this one stops).
+                services.replica.nudge();
+            }
         }
-        for key in [ChildKey::Writer(id), ChildKey::Calendar(id)] {
+        for batch in here.chunks(START_BATCH) {
+            let keys = child_keys(batch);
             self.inner
                 .supervisor
                 .call(
-                    |reply: RpcReplyPort<()>| SupervisorMsg::Ensure(key, reply),
-                    Some(ASK_TIMEOUT),
+                    |reply: RpcReplyPort<()>| SupervisorMsg::AddChildren(keys, Some(reply)),
+                    Some(START_BATCH_TIMEOUT),
                 )
                 .await
                 .map_err(|e| ControlError::Actor(e.to_string()))?;

@@ -173,10 +173,14 @@ pub async fn start(
             // Only a shortcut: each actor reads its own rows instead.
             tracing::warn!(error = %e, "could not read the calendars' tokens in one go");
         }
-        for account in accounts.iter().filter(|a| control::wants_actors(a.status)) {
-            for key in [ChildKey::Calendar(account.id), ChildKey::Writer(account.id)] {
-                let _ = supervisor.cast(SupervisorMsg::AddChild(key));
-            }
+        let starting: Vec<AccountId> = accounts
+            .iter()
+            .filter(|a| control::wants_actors(a.status))
+            .map(|a| a.id)
+            .collect();
+        for batch in starting.chunks(control::START_BATCH) {
+            let keys = control::child_keys(batch);
+            let _ = supervisor.cast(SupervisorMsg::AddChildren(keys, None));
         }
         tokio::spawn(background::watch_accounts(
             control.clone(),

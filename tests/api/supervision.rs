@@ -157,6 +157,9 @@ struct LogInner {
     work: Vec<(ChildKey, u32)>,
     /// Spawns still to fail, per key.
     failing_spawns: HashMap<ChildKey, u32>,
+    /// When set, every spawn waits at this barrier first: it returns only once as many
+    /// spawns as the barrier counts are in flight at the same time.
+    gate: Option<Arc<tokio::sync::Barrier>>,
 }
 
 impl Log {
@@ -204,6 +207,18 @@ impl Log {
             .collect()
     }
 
+    fn gate_spawns_until_in_flight(&self, together: usize) {
+        self.lock().gate = Some(Arc::new(tokio::sync::Barrier::new(together)));
+    }
+
+    fn gate(&self) -> Option<Arc<tokio::sync::Barrier>> {
+        self.lock().gate.clone()
+    }
+
+    fn attempt_order(&self) -> Vec<ChildKey> {
+        self.lock().attempts.clone()
+    }
+
     fn fail_next_spawns(&self, key: ChildKey, count: u32) {
         self.lock().failing_spawns.insert(key, count);
     }
@@ -230,6 +245,9 @@ struct TestFactory {
 impl ChildFactory for TestFactory {
     async fn spawn(&self, key: ChildKey, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
         let fail_pre_start = self.log.attempt(key);
+        if let Some(gate) = self.log.gate() {
+            gate.wait().await;
+        }
         let args = TestChildArgs {
             key,
             fail_pre_start,
@@ -492,6 +510,45 @@ async fn a_removed_child_is_stopped_gracefully_and_never_restarted() {
     assert_eq!(keys, vec![writer(1)]);
     assert!(tree.sink.degraded().is_empty());
     ping(&kept).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_children_added_at_once_start_side_by_side_writers_first() {
+    // Arrange: each spawn returns only once 8 are in flight together, so children started
+    // one after another would never start at all.
+    let tree = Tree::start(settings(5)).await;
+    tree.log.gate_spawns_until_in_flight(8);
+    let keys: Vec<ChildKey> = (1..=16).flat_map(|n| [calendar(n), writer(n)]).collect();
+
+    // Act
+    let answer = tree
+        .supervisor
+        .call(
+            |reply| SupervisorMsg::AddChildren(keys.clone(), Some(reply)),
+            Some(Duration::from_millis(CALL_TIMEOUT_MS)),
+        )
+        .await
+        .expect("the supervisor is alive");
+
+    // Assert: all 32 run, and every writer was started before any calendar (a calendar's
+    // first sync wakes its writers by name).
+    assert!(
+        matches!(answer, ractor::rpc::CallResult::Success(())),
+        "the batch was answered"
+    );
+    let running = tree
+        .children()
+        .await
+        .into_iter()
+        .filter(|s| s.state == ChildState::Running)
+        .count();
+    assert_eq!(running, keys.len());
+    let order = tree.log.attempt_order();
+    assert_eq!(order.len(), keys.len());
+    assert!(
+        order[..16].iter().all(|k| matches!(k, ChildKey::Writer(_))),
+        "{order:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
