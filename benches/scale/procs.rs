@@ -103,13 +103,15 @@ pub struct ServeProcess {
 impl ServeProcess {
     pub fn start(binary: &Path, env: &[(String, String)], port: u16, log: &Path) -> Self {
         let log = std::fs::File::create(log).expect("the serve log opens");
+        // The service logs to stdout; a panic or a refusal to start goes to stderr.
+        let stdout = log.try_clone().expect("the serve log");
         let child = Command::new(binary)
             .arg("serve")
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("PORT", port.to_string())
             .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("mcss serve starts");

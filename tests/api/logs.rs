@@ -74,7 +74,21 @@ impl Served {
             _db: db,
         };
         served.await_channels(n).await;
+        served.await_first_syncs(n).await;
         served
+    }
+
+    /// Waits until every calendar's first sync is done, so a change made next is found by
+    /// the sync its ping starts, not by a first sync still listing.
+    async fn await_first_syncs(&self, n: usize) {
+        eventually_within("every first sync", Duration::from_secs(30), || async {
+            let done = log_lines(&self.service)
+                .iter()
+                .filter(|l| l["message"] == "sync done" && l["kind"] == "full")
+                .count();
+            (done >= n).then_some(())
+        })
+        .await;
     }
 
     async fn await_channels(&self, n: usize) {

@@ -49,12 +49,17 @@ impl Ping {
 
     /// Delivers the ping with message `number`; returns the status the service answered.
     async fn send(&self, app: &TestApp, number: u64) -> u16 {
+        self.send_state(app, number, "exists").await
+    }
+
+    /// [`Ping::send`] with another `X-Goog-Resource-State` (`sync`: the channel was opened).
+    async fn send_state(&self, app: &TestApp, number: u64, state: &str) -> u16 {
         app.http
             .post(format!("http://127.0.0.1:{}/webhooks/google", app.port))
             .header("X-Goog-Channel-ID", &self.channel_id)
             .header("X-Goog-Channel-Token", &self.token)
             .header("X-Goog-Resource-ID", &self.resource_id)
-            .header("X-Goog-Resource-State", "exists")
+            .header("X-Goog-Resource-State", state)
             .header("X-Goog-Message-Number", number.to_string())
             .send()
             .await
@@ -178,3 +183,28 @@ async fn a_ping_answered_503_is_handled_when_google_retries_it_with_redis(backen
 }
 
 on_both_backends!(a_ping_answered_503_is_handled_when_google_retries_it_with_redis);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_message_of_a_new_channel_is_answered_without_reading_the_store() {
+    // Arrange: one calendar with push, and the channel table out of reach, so any lookup
+    // fails. (Opening 10,000 channels at start-up brings 10,000 of these messages at once;
+    // their lookups queued behind the first syncs and held every request in memory.)
+    let app = spawn_app(AppOptions::new("the_sync_message_of_a_new_channel").accounts(1))
+        .await
+        .expect("SQLite is always available");
+    let ping = Ping::of(&app, 0).await;
+    break_channels(&app).await;
+
+    // Act: the `sync` message Google sends when a channel opens, then a change ping.
+    let sync = ping.send_state(&app, 1, "sync").await;
+    let change = ping.send(&app, 2).await;
+    restore_channels(&app).await;
+
+    // Assert: the sync message says nothing changed, so it needs no lookup and gets its
+    // 200; the change ping needs the channel, and gets a 503 for Google to retry.
+    assert_eq!(sync, 200, "the sync message is delivered");
+    assert_eq!(
+        change, 503,
+        "a change ping is retried while the store is out of reach"
+    );
+}
