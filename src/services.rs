@@ -3,8 +3,8 @@
 //!
 //! It also keeps one [`TokenSource`] per account, so an account's `CalendarActor`, its
 //! `BlockWriter` and the admin pages share one cached access token and one refresh; and,
-//! for a few seconds after [`Services::warm`], the account rows just read in one go, so
-//! thousands of actors start without two reads each.
+//! for a few seconds after [`Services::warm`], the account rows and live push channels just
+//! read in one go, so thousands of actors start without three reads each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +16,9 @@ use crate::config::Settings;
 use crate::coordinator::Replica;
 use crate::domain::AccountId;
 use crate::google::{AccountClient, GoogleClient, GoogleError, OAuthClient, TokenSource};
-use crate::store::{log_kind, Account, AccountStatus, LogResult, NewLogEntry, Store, StoreError};
+use crate::store::{
+    log_kind, Account, AccountStatus, LogResult, NewLogEntry, Store, StoreError, WatchChannel,
+};
 use crate::sync::PlannerConfig;
 
 /// Why a service could not be built or an account client made.
@@ -47,6 +49,9 @@ pub struct Services {
     pub sync_permits: Arc<tokio::sync::Semaphore>,
     tokens: Arc<Mutex<TokenCache>>,
     warm: Arc<Mutex<HashMap<AccountId, (Instant, Account)>>>,
+    /// The live push channel of each warmed account (`None`: it has none), for its
+    /// actor's first `channel::ensure` only.
+    warm_channels: Arc<Mutex<HashMap<AccountId, (Instant, Option<WatchChannel>)>>>,
 }
 
 /// How long a row read by [`Services::warm`] stands in for a fresh read: long enough for the
@@ -113,6 +118,7 @@ impl Services {
             sync_permits,
             tokens: Arc::default(),
             warm: Arc::default(),
+            warm_channels: Arc::default(),
         })
     }
 
@@ -137,6 +143,13 @@ impl Services {
             ids.dedup();
             ids
         };
+        let ids: Vec<AccountId> = accounts.iter().map(|a| a.id).collect();
+        let mut channels = self.store.current_channels(&ids).await?;
+        {
+            let mut warm = self.warm_channels.lock();
+            warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
+            warm.extend(ids.iter().map(|id| (*id, (at, channels.remove(id)))));
+        }
         let tokens = self.store.credential_tokens(&cold).await?;
         let mut cache = self.tokens.lock();
         for account in accounts {
@@ -167,6 +180,20 @@ impl Services {
         match warm {
             Some(account) => Ok(account),
             None => self.store.account(id).await,
+        }
+    }
+
+    /// `id`'s live push channel: the one [`Services::warm`] read moments ago (once: a
+    /// renewal later reads afresh), or a fresh read.
+    pub async fn current_channel(&self, id: AccountId) -> Result<Option<WatchChannel>, StoreError> {
+        let warm = self
+            .warm_channels
+            .lock()
+            .remove(&id)
+            .filter(|(read, _)| read.elapsed() < WARM_FOR);
+        match warm {
+            Some((_, channel)) => Ok(channel),
+            None => self.store.current_channel(id).await,
         }
     }
 

@@ -46,7 +46,7 @@ pub(super) async fn ensure(
         return Ensured::NoPush;
     };
     let settings = &services.settings.sync;
-    let current = match services.store.current_channel(account.id).await {
+    let current = match services.current_channel(account.id).await {
         Ok(current) => current,
         Err(e) => {
             tracing::warn!(account_id = %account.id, error = %e, "cannot read the watch channel; retrying later");

@@ -1037,6 +1037,22 @@ async fn channels_are_saved_found_stopped_and_listed_by_expiry(db: &StoreDb) {
             .map(|c| c.channel_id),
         Some(new.clone())
     );
+    // Read for many accounts at once, each answer is the one read alone.
+    let many = store
+        .current_channels(&[a, b])
+        .await
+        .expect("current of both");
+    assert_eq!(many.len(), 2);
+    for account in [a, b] {
+        assert_eq!(
+            many.get(&account),
+            store
+                .current_channel(account)
+                .await
+                .expect("current")
+                .as_ref()
+        );
+    }
     let expiring = store
         .channels_expiring_before(t0 + Duration::hours(25))
         .await
@@ -1054,6 +1070,15 @@ async fn channels_are_saved_found_stopped_and_listed_by_expiry(db: &StoreDb) {
     assert_eq!(stopped.stopped_at, Some(t0));
     assert_eq!(stopped.token_hash.as_deref(), Some("sha256:abc"));
     assert_eq!(store.current_channel(a).await.expect("current"), None);
+    let many = store
+        .current_channels(&[a, b])
+        .await
+        .expect("current of both");
+    assert_eq!(
+        many.keys().copied().collect::<Vec<_>>(),
+        vec![b],
+        "a has none left"
+    );
     assert_eq!(
         store
             .channels_expiring_before(t0 + Duration::hours(25))
