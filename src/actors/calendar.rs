@@ -307,7 +307,9 @@ impl CalendarState {
                 // is never closed, so the permit is always granted eventually.
                 let _permit = permits.acquire_owned().await;
                 let _in_flight = InFlight::enter();
-                let result = job.run().await;
+                // Boxed once it may run: a waiting task then holds the job, not the
+                // sync's whole state machine (kilobytes, times 10,000 at a start).
+                let result = Box::pin(job.run()).await;
                 let _ = myself.cast(CalendarMsg::SyncFinished(Box::new(result)));
             }
             .instrument(span),

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use gcal_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Settings as EmuSettings};
+use gcal_emulator::EmulatorHandle;
 use mcss::config::{EncryptionKey, Settings};
 use mcss::shutdown::Shutdown;
 use mcss::startup::Application;
@@ -22,7 +22,7 @@ use reqwest::StatusCode;
 use sea_orm::ConnectionTrait as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::support::{base_vars, Backend, TestDb};
+use crate::support::{base_vars, unlimited_emulator, Backend, TestDb};
 
 const PASSWORD: &str = "picks-admin-password";
 /// The emulator account whose consent is given; it gets a secondary calendar.
@@ -88,16 +88,7 @@ struct Env {
 impl Env {
     async fn start(backend: Backend, test: &str, nodes: usize) -> Option<Env> {
         let db = TestDb::create(backend, test).await?;
-        let emulator = Emulator::start(EmulatorConfig {
-            accounts: 2,
-            settings: EmuSettings {
-                rate_limit_per_minute: None,
-                ..EmuSettings::default()
-            },
-            ..EmulatorConfig::default()
-        })
-        .await
-        .expect("the emulator starts");
+        let emulator = unlimited_emulator(2).await;
         let secondary = emulator
             .shared()
             .create_secondary_calendar(OWNER, "Rota".into(), None)

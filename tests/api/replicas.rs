@@ -25,7 +25,9 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use sha2::Sha256;
 
-use crate::support::{base_vars, count_2xx, eventually, eventually_within, Backend, TestDb};
+use crate::support::{
+    base_vars, count_2xx, eventually, eventually_within, unlimited_emulator, Backend, TestDb,
+};
 
 const PASSWORD: &str = "replicas-admin-password";
 /// The `WEBHOOK_SECRET` of `support::base_vars`, which keys every channel token.
@@ -522,16 +524,7 @@ async fn starting_a_thousand_calendars_never_lets_their_leases_lapse() {
     let Some(db) = TestDb::create(Backend::Postgres, "replicas_slow_start").await else {
         return;
     };
-    let emulator = Emulator::start(EmulatorConfig {
-        accounts: CALENDARS,
-        settings: EmuSettings {
-            rate_limit_per_minute: None,
-            ..EmuSettings::default()
-        },
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("the emulator starts");
+    let emulator = unlimited_emulator(CALENDARS).await;
     let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
     vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
     vars.insert("LEASE_TTL_SECS".into(), "2".into());

@@ -172,6 +172,21 @@ pub struct AppOptions {
     pub connected: Option<usize>,
 }
 
+/// An emulator with `accounts` accounts and no per-user quota (these tests check the
+/// engine, not the quota).
+pub async fn unlimited_emulator(accounts: usize) -> EmulatorHandle {
+    Emulator::start(EmulatorConfig {
+        accounts,
+        settings: EmuSettings {
+            rate_limit_per_minute: None,
+            ..EmuSettings::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("the emulator starts")
+}
+
 impl AppOptions {
     pub fn new(name: &'static str) -> Self {
         Self {
