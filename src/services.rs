@@ -51,8 +51,12 @@ pub struct Services {
     warm: Arc<Mutex<HashMap<AccountId, (Instant, Account)>>>,
     /// The live push channel of each warmed account (`None`: it has none), for its
     /// actor's first `channel::ensure` only.
-    warm_channels: Arc<Mutex<HashMap<AccountId, (Instant, Option<WatchChannel>)>>>,
+    warm_channels: Arc<Mutex<HashMap<AccountId, WarmChannel>>>,
 }
+
+/// When [`Services::warm`] read an account's live push channel, and the channel (`None`:
+/// it has none).
+type WarmChannel = (Instant, Option<WatchChannel>);
 
 /// How long a row read by [`Services::warm`] stands in for a fresh read: long enough for the
 /// supervisor to start every actor of a large start, short enough that a change made
