@@ -94,6 +94,22 @@ impl Store {
     /// Fails with [`StoreError::Conflict`] when the alias is taken.
     #[tracing::instrument(name = "store.create_account", skip_all, fields(alias = %new.alias))]
     pub async fn create_account(&self, new: NewAccount) -> Result<Account, StoreError> {
+        // Its replan request updates the sync state of the whole group, which a group
+        // commit of those calendars' syncs may hold in another order: PostgreSQL then
+        // aborts one of the two with a deadlock, and the account is simply added again.
+        let mut attempt = 1;
+        loop {
+            match self.create_account_once(new.clone()).await {
+                Err(e) if e.is_deadlock() && attempt < super::DEADLOCK_ATTEMPTS => {
+                    tracing::info!(attempt, "adding the account met a deadlock; trying again");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn create_account_once(&self, new: NewAccount) -> Result<Account, StoreError> {
         let at = now();
         let txn = self.write_txn().await?;
         let group = ensure_group(&txn, &new.group, at).await?;

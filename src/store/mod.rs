@@ -91,6 +91,21 @@ impl StoreError {
     }
 
     /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `message`.
+    /// PostgreSQL aborted the transaction to break a deadlock (SQLSTATE 40P01) or a
+    /// serialization conflict (40001): running it again is the remedy.
+    pub(crate) fn is_deadlock(&self) -> bool {
+        let Self::Database(
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)),
+        ) = self
+        else {
+            return false;
+        };
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "40P01" || code == "40001")
+    }
+
     pub(crate) fn conflict_or_db(err: DbErr, message: impl FnOnce() -> String) -> Self {
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => Self::Conflict(message()),
@@ -126,6 +141,9 @@ const INSTALLATION_ID_KEY: &str = "installation_id";
 
 /// The `kv` key of the canary that proves the token key matches the database.
 const KEY_CHECK_KEY: &str = "token_key_check";
+
+/// How often a transaction PostgreSQL aborted for a deadlock is tried in all.
+const DEADLOCK_ATTEMPTS: u32 = 3;
 
 /// How long a PostgreSQL session may sit idle inside a transaction (see `connect`).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";

@@ -1640,3 +1640,82 @@ async fn the_migration_from_the_first_schema_keeps_every_block(db: &StoreDb) {
         "1//first-release"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_whose_group_replan_meets_a_deadlock_is_added_all_the_same() {
+    use sea_orm::TransactionTrait as _;
+    let Some(db) = StoreDb::postgres("deadlock_on_add").await else {
+        return;
+    };
+    let store = &db.store;
+    // Arrange: a calendar of the default group, and a transaction holding its sync state,
+    // as a group commit of its sync does.
+    let first = add_account(store, "Calendar 01").await;
+    let holder = store.connection().begin().await.expect("a transaction");
+    holder
+        .execute_unprepared(&format!(
+            "UPDATE sync_state SET updated_at = now() WHERE account_id = {}",
+            first.get()
+        ))
+        .await
+        .expect("the sync state is held");
+
+    // Act: a second calendar of the same Google account joins the group. Its transaction
+    // updates the shared credential, then waits for the held row to flag the group for a
+    // replan; the holder then needs that credential: a deadlock, and PostgreSQL aborts the
+    // one that waited first, the new account's.
+    let adding = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .create_account(NewAccount {
+                    group: mcss::store::DEFAULT_GROUP.to_owned(),
+                    rules: mcss::store::CalendarRules::default(),
+                    alias: "Calendar 02".to_owned(),
+                    email: Some("Calendar.01@example.com".to_owned()),
+                    calendar_id: CalendarId::parse("second@group.calendar.google.com")
+                        .expect("valid calendar id"),
+                    refresh_token: SecretString::from("1//refresh-token-of-the-same-account"),
+                    time_zone: None,
+                })
+                .await
+        }
+    });
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    crate::support::eventually(
+        "the new account's transaction waits for the held row",
+        || async {
+            let row = store
+                .connection()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    waiting,
+                ))
+                .await
+                .ok()??;
+            (row.try_get::<i64>("", "n").ok()? >= 1).then_some(())
+        },
+    )
+    .await;
+    let crossed = holder
+        .execute_unprepared(
+            "UPDATE credentials SET updated_at = now() WHERE email = 'Calendar.01@example.com'",
+        )
+        .await;
+    if crossed.is_ok() {
+        holder.commit().await.expect("the holder commits");
+    } else {
+        holder.rollback().await.expect("the holder rolls back");
+    }
+
+    // Assert: the account is there, in the group, on the one credential.
+    let added = adding
+        .await
+        .expect("the task ran")
+        .expect("the account is added after the deadlock");
+    let accounts = store.list_accounts().await.expect("the accounts");
+    assert_eq!(accounts.len(), 2);
+    let firsts = accounts.iter().find(|a| a.id == first).expect("the first");
+    assert_eq!(added.credential_id, firsts.credential_id);
+}
