@@ -90,7 +90,6 @@ impl StoreError {
         }
     }
 
-    /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `message`.
     /// PostgreSQL aborted the transaction to break a deadlock (SQLSTATE 40P01) or a
     /// serialization conflict (40001): running it again is the remedy.
     pub(crate) fn is_deadlock(&self) -> bool {
@@ -106,6 +105,7 @@ impl StoreError {
             .is_some_and(|code| code == "40P01" || code == "40001")
     }
 
+    /// Turns a unique-constraint violation into [`StoreError::Conflict`] with `message`.
     pub(crate) fn conflict_or_db(err: DbErr, message: impl FnOnce() -> String) -> Self {
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => Self::Conflict(message()),
@@ -153,6 +153,25 @@ const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
 const OWNERSHIP_POOL_SIZE: u32 = 2;
 /// A tick that cannot get a connection this soon fails, and the next one tries again.
 const OWNERSHIP_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a pool with `options`, within `timeout`; a database that cannot be reached or does
+/// not answer is [`StoreError::Unusable`], named by `place`.
+async fn open_pool(
+    options: ConnectOptions,
+    url: &str,
+    place: &str,
+    timeout: Duration,
+) -> Result<DatabaseConnection, StoreError> {
+    match tokio::time::timeout(timeout, sea_orm::Database::connect(options)).await {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(DbErr::Conn(e))) => Err(unusable(format!(
+            "cannot connect to {place}: {}",
+            innermost(&e)
+        ))),
+        Ok(Err(e)) => Err(StoreError::Database(e)),
+        Err(_) => Err(unusable(silence_problem(url, place, timeout).await)),
+    }
+}
 
 /// The pool and connection settings of `url`'s backend.
 fn pool_options(url: &str, kind: DatabaseKind) -> Result<ConnectOptions, StoreError> {
@@ -248,31 +267,18 @@ impl Store {
             },
         };
 
-        let options = pool_options(&url, kind)?;
         let timeout = settings.db_connect_timeout;
-        let db = match tokio::time::timeout(timeout, sea_orm::Database::connect(options)).await {
-            Ok(Ok(db)) => db,
-            Ok(Err(DbErr::Conn(e))) => {
-                return Err(unusable(format!(
-                    "cannot connect to {place}: {}",
-                    innermost(&e)
-                )))
-            }
-            Ok(Err(e)) => return Err(StoreError::Database(e)),
-            Err(_) => return Err(unusable(silence_problem(&url, &place, timeout).await)),
-        };
+        let db = open_pool(pool_options(&url, kind)?, &url, &place, timeout).await?;
         let ownership_db = match kind {
             DatabaseKind::Postgres => {
                 let mut options = pool_options(&url, kind)?;
                 options
                     .max_connections(OWNERSHIP_POOL_SIZE)
-                    .acquire_timeout(OWNERSHIP_ACQUIRE_TIMEOUT);
-                let connect = sea_orm::Database::connect(options);
-                match tokio::time::timeout(timeout, connect).await {
-                    Ok(Ok(pool)) => Some(pool),
-                    Ok(Err(e)) => return Err(StoreError::Database(e)),
-                    Err(_) => return Err(unusable(silence_problem(&url, &place, timeout).await)),
-                }
+                    .min_connections(0)
+                    .acquire_timeout(OWNERSHIP_ACQUIRE_TIMEOUT)
+                    // Only `serve` runs the ownership loop: commands never connect it.
+                    .connect_lazy(true);
+                Some(open_pool(options, &url, &place, timeout).await?)
             }
             DatabaseKind::Sqlite => None,
         };
