@@ -96,7 +96,7 @@ pub struct WebhookPing {
 pub enum PingOutcome {
     /// A change notification of a known channel: a sync was asked for.
     Accepted,
-    /// The initial `sync` message of a new channel: nothing to do.
+    /// The initial `sync` message of a channel: nothing to do, nothing looked up.
     Sync,
     /// No such channel, or it was stopped.
     UnknownChannel,
@@ -325,6 +325,12 @@ impl Control {
         ping: WebhookPing,
         may_forward: bool,
     ) -> Result<PingOutcome, ControlError> {
+        if ping.resource_state == "sync" {
+            // Sent once as a channel opens, it says nothing changed: nothing to look up or
+            // do. A start-up that opens 10,000 channels brings 10,000 of these at once, and
+            // their lookups, queued behind the first syncs, held every request in memory.
+            return Ok(PingOutcome::Sync);
+        }
         let Ok(channel_id) = ChannelId::parse(&ping.channel_id) else {
             return Ok(PingOutcome::UnknownChannel);
         };
@@ -348,9 +354,6 @@ impl Control {
             .is_some_and(|r| r != channel.resource_id)
         {
             return Ok(PingOutcome::UnknownChannel);
-        }
-        if ping.resource_state == "sync" {
-            return Ok(PingOutcome::Sync);
         }
         let replica = &self.services().replica;
         if !replica.owns(channel.account_id) {

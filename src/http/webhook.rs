@@ -42,13 +42,6 @@ pub(super) async fn google(
         count("malformed");
         return (StatusCode::BAD_REQUEST, "missing X-Goog-Channel-ID\n");
     };
-    if ping.resource_state == "sync" {
-        // Sent once as a channel opens, it says nothing changed: nothing to look up or do.
-        // A start-up that opens 10,000 channels brings 10,000 of these at once, and their
-        // lookups, queued behind the first syncs, held every request in memory.
-        count("sync");
-        return (StatusCode::OK, "");
-    }
     let (channel, token, number) = (
         ping.channel_id.clone(),
         ping.token.clone(),
