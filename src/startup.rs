@@ -212,63 +212,84 @@ impl Application {
             },
         };
         shutdown.trigger();
-        let stop_started = Instant::now();
-        let remaining = || deadline.saturating_sub(stop_started.elapsed());
+        stop_in_order(
+            &state,
+            ownership,
+            server,
+            supervisor_handle,
+            listeners,
+            deadline,
+        )
+        .await;
+        outcome
+    }
+}
 
-        // 0. With several replicas: hand every lease over, so the next owners start now.
-        if let Some(ownership) = ownership {
-            if tokio::time::timeout(remaining(), ownership.hand_over())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    step = "leases",
-                    "shutdown deadline passed while handing the leases over"
-                );
-            }
-        }
-        // 1. Stop intake: the server stops accepting and finishes in-flight requests.
-        if !server.is_finished()
-            && tokio::time::timeout(remaining(), &mut server)
-                .await
-                .is_err()
-        {
-            tracing::warn!(
-                step = "http",
-                "shutdown deadline passed while draining HTTP requests"
-            );
-            server.abort();
-        }
-        // 2. Drain the actors: writers finish the write in hand, nothing new starts.
-        if !supervisor_handle.is_finished() {
-            if let Err(missed) =
-                crate::actors::stop(&state.supervisor, &mut supervisor_handle, remaining()).await
-            {
-                tracing::warn!(step = "actors", detail = %missed, "shutdown deadline passed while draining actors");
-            }
-        }
-        // 3. Close the pools (the note listeners hold connections of both).
-        for listener in listeners {
-            let _ = tokio::time::timeout(remaining(), listener).await;
-        }
-        if let Some(c) = &state.coordinator {
-            let _ = tokio::time::timeout(remaining(), c.quit()).await;
-        }
-        if tokio::time::timeout(remaining(), state.store.close())
+/// The stop after the latch tripped, in order and all within `deadline`: hand the leases
+/// over, drain HTTP, drain the actors, close the pools.
+async fn stop_in_order(
+    state: &AppState,
+    ownership: Option<crate::actors::ownership::OwnershipHandle>,
+    mut server: JoinHandle<std::io::Result<()>>,
+    mut supervisor_handle: JoinHandle<()>,
+    listeners: Vec<JoinHandle<()>>,
+    deadline: std::time::Duration,
+) {
+    let stop_started = Instant::now();
+    let remaining = || deadline.saturating_sub(stop_started.elapsed());
+
+    // 0. With several replicas: hand every lease over, so the next owners start now.
+    if let Some(ownership) = ownership {
+        if tokio::time::timeout(remaining(), ownership.hand_over())
             .await
             .is_err()
         {
             tracing::warn!(
-                step = "store",
-                "shutdown deadline passed while closing the database"
+                step = "leases",
+                "shutdown deadline passed while handing the leases over"
             );
         }
-        tracing::info!(
-            elapsed_ms = stop_started.elapsed().as_millis() as u64,
-            "stopped"
-        );
-        outcome
     }
+    // 1. Stop intake: the server stops accepting and finishes in-flight requests.
+    if !server.is_finished()
+        && tokio::time::timeout(remaining(), &mut server)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            step = "http",
+            "shutdown deadline passed while draining HTTP requests"
+        );
+        server.abort();
+    }
+    // 2. Drain the actors: writers finish the write in hand, nothing new starts.
+    if !supervisor_handle.is_finished() {
+        if let Err(missed) =
+            crate::actors::stop(&state.supervisor, &mut supervisor_handle, remaining()).await
+        {
+            tracing::warn!(step = "actors", detail = %missed, "shutdown deadline passed while draining actors");
+        }
+    }
+    // 3. Close the pools (the note listeners hold connections of both).
+    for listener in listeners {
+        let _ = tokio::time::timeout(remaining(), listener).await;
+    }
+    if let Some(c) = &state.coordinator {
+        let _ = tokio::time::timeout(remaining(), c.quit()).await;
+    }
+    if tokio::time::timeout(remaining(), state.store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            step = "store",
+            "shutdown deadline passed while closing the database"
+        );
+    }
+    tracing::info!(
+        elapsed_ms = stop_started.elapsed().as_millis() as u64,
+        "stopped"
+    );
 }
 
 /// The listener on `port` (of `host`, or every interface) and the port it got (the one
