@@ -308,19 +308,8 @@ impl WriterState {
                 break;
             }
             let applied = self.apply(&row, &series).await;
-            if applied.wrote && !self.waiting_since.is_empty() {
-                let counted =
-                    self.writes
-                        .entry(row.source_account_id)
-                        .or_insert_with(|| SourceWrites {
-                            count: 0,
-                            sync_id: None,
-                            first: Instant::now(),
-                        });
-                counted.count = counted.count.saturating_add(1);
-                if row.sync_id.is_some() {
-                    counted.sync_id.clone_from(&row.sync_id);
-                }
+            if applied.wrote {
+                self.count_write(&row);
             }
             if row.role == RowRole::Series {
                 remember_series(&mut series, &row, &applied.outcome);
@@ -368,6 +357,25 @@ impl WriterState {
             return true;
         }
         stopped
+    }
+
+    /// Counts a write made for `row`'s source while a trigger waits for its writes.
+    fn count_write(&mut self, row: &OutboxRow) {
+        if self.waiting_since.is_empty() {
+            return;
+        }
+        let counted = self
+            .writes
+            .entry(row.source_account_id)
+            .or_insert_with(|| SourceWrites {
+                count: 0,
+                sync_id: None,
+                first: Instant::now(),
+            });
+        counted.count = counted.count.saturating_add(1);
+        if row.sync_id.is_some() {
+            counted.sync_id.clone_from(&row.sync_id);
+        }
     }
 
     /// The block series rows of the occurrences in `rows`.
