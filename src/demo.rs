@@ -699,36 +699,8 @@ impl Demo {
             &options.log_level,
         )?;
 
-        // Connect the calendars before the service starts, on the same database.
-        let store = Store::connect(&settings).await?;
-        store.migrate().await?;
-        let services = Services::build(Arc::new(settings.clone()), store.clone()).await?;
-        let mut connected = Vec::new();
-        for (i, info) in emulator
-            .accounts()
-            .into_iter()
-            .take(options.connect)
-            .enumerate()
-        {
-            let account = ops::connect_account(
-                &services,
-                ConnectRequest {
-                    group: None,
-                    alias: alias(i),
-                    refresh_token: SecretString::from(info.refresh_token),
-                    calendar_id: None,
-                    email: Some(info.email),
-                },
-            )
-            .await
-            .with_context(|| format!("cannot connect {}", alias(i)))?;
-            connected.push(account.id);
-        }
-        if options.two_people {
-            connected.extend(connect_family(&emulator, &services).await?);
-        }
-        store.close().await;
-
+        let connected =
+            connect_calendars(&emulator, &settings, options.connect, options.two_people).await?;
         let mut app = Application::build_on(settings.clone(), Some(host)).await?;
         let actions = Arc::new(EmulatorDemo::new(
             &settings,
@@ -752,6 +724,40 @@ impl Demo {
             connected,
         })
     }
+}
+
+/// Connects the demo's calendars before the service starts, on the same database: the
+/// first `count` emulator accounts, and the second person's with `two_people`.
+async fn connect_calendars(
+    emulator: &EmulatorHandle,
+    settings: &Settings,
+    count: usize,
+    two_people: bool,
+) -> anyhow::Result<Vec<AccountId>> {
+    let store = Store::connect(settings).await?;
+    store.migrate().await?;
+    let services = Services::build(Arc::new(settings.clone()), store.clone()).await?;
+    let mut connected = Vec::new();
+    for (i, info) in emulator.accounts().into_iter().take(count).enumerate() {
+        let account = ops::connect_account(
+            &services,
+            ConnectRequest {
+                group: None,
+                alias: alias(i),
+                refresh_token: SecretString::from(info.refresh_token),
+                calendar_id: None,
+                email: Some(info.email),
+            },
+        )
+        .await
+        .with_context(|| format!("cannot connect {}", alias(i)))?;
+        connected.push(account.id);
+    }
+    if two_people {
+        connected.extend(connect_family(emulator, &services).await?);
+    }
+    store.close().await;
+    Ok(connected)
 }
 
 /// The second person of `--scenario two-people`: one Google account with a primary and two
