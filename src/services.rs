@@ -6,7 +6,7 @@
 //! for a few seconds after [`Services::warm`], the account rows and live push channels just
 //! read in one go, so thousands of actors start without three reads each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,12 @@ pub struct Services {
     /// The live push channel of each warmed account (`None`: it has none), for its
     /// actor's first `channel::ensure` only.
     warm_channels: Arc<Mutex<HashMap<AccountId, WarmChannel>>>,
+    /// The warmed accounts that had no pending outbox row, for their writers' first
+    /// converge only (see [`Services::writer_starts_idle`]).
+    writer_marks: Arc<Mutex<WriterMarks>>,
+    /// Channel opens at once (`events.watch` and its record), so a start of thousands of
+    /// calendars does not hold thousands of half-done opens waiting for the database.
+    pub(crate) channel_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// When [`Services::warm`] read an account's live push channel, and the channel (`None`:
@@ -62,6 +68,22 @@ type WarmChannel = (Instant, Option<WatchChannel>);
 /// supervisor to start every actor of a large start, short enough that a change made
 /// meanwhile (by the operator) is read by the next start.
 const WARM_FOR: Duration = Duration::from_secs(10);
+
+/// Push channels opened at once. Google's latency decides how many are worth having in
+/// flight; more only wait for the database, each holding its request and answer.
+const CHANNEL_OPENS: usize = 128;
+
+/// Which writers about to start found nothing to do ([`Services::warm`]), and which were
+/// given work while a warm read was under way (so its "nothing pending" is stale for them).
+#[derive(Default)]
+struct WriterMarks {
+    /// Warm reads under way.
+    warming: usize,
+    /// Accounts whose outbox was empty, and when that was read.
+    idle: HashMap<AccountId, Instant>,
+    /// Accounts given work while `warming > 0`.
+    woken: HashSet<AccountId>,
+}
 
 /// One token source per Google account (credential), found through the calendar.
 #[derive(Default)]
@@ -123,12 +145,15 @@ impl Services {
             tokens: Arc::default(),
             warm: Arc::default(),
             warm_channels: Arc::default(),
+            writer_marks: Arc::default(),
+            channel_permits: Arc::new(tokio::sync::Semaphore::new(CHANNEL_OPENS)),
         })
     }
 
-    /// Keeps `accounts` (just read) for the actors about to start, and reads the refresh
-    /// tokens of all of them in one go: a start of thousands of calendars then costs a few
-    /// statements instead of four reads per calendar, each waited for by the supervisor.
+    /// Keeps `accounts` (just read) for the actors about to start, and reads their refresh
+    /// tokens, live push channels and which of them have pending outbox rows, all in one go:
+    /// a start of thousands of calendars then costs a few statements instead of several
+    /// reads per calendar, each waited for by the supervisor or the pool.
     pub async fn warm(&self, accounts: &[Account]) -> Result<(), StoreError> {
         let at = Instant::now();
         {
@@ -154,6 +179,26 @@ impl Services {
             warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
             warm.extend(ids.iter().map(|id| (*id, (at, channels.remove(id)))));
         }
+        self.writer_marks.lock().warming += 1;
+        let busy = self.store.queue_depths().await;
+        {
+            let mut marks = self.writer_marks.lock();
+            marks.warming -= 1;
+            if let Ok(busy) = &busy {
+                let busy: HashSet<AccountId> = busy.iter().map(|(target, _)| *target).collect();
+                let WriterMarks { idle, woken, .. } = &mut *marks;
+                idle.retain(|_, read| at.duration_since(*read) < WARM_FOR);
+                idle.extend(
+                    ids.iter()
+                        .filter(|id| !busy.contains(id) && !woken.contains(id))
+                        .map(|id| (*id, at)),
+                );
+            }
+            if marks.warming == 0 {
+                marks.woken.clear();
+            }
+        }
+        busy?;
         let tokens = self.store.credential_tokens(&cold).await?;
         let mut cache = self.tokens.lock();
         for account in accounts {
@@ -198,6 +243,28 @@ impl Services {
         match warm {
             Some((_, channel)) => Ok(channel),
             None => self.store.current_channel(id).await,
+        }
+    }
+
+    /// Whether `id`'s writer, starting now, may skip its first look at the outbox:
+    /// [`Services::warm`] found nothing pending for it moments ago, and no sync has queued
+    /// work for it since ([`Services::expect_writes`]). Answers once: a later start looks.
+    pub fn writer_starts_idle(&self, id: AccountId) -> bool {
+        self.writer_marks
+            .lock()
+            .idle
+            .remove(&id)
+            .is_some_and(|read| read.elapsed() < WARM_FOR)
+    }
+
+    /// Work was queued for `id`'s writer: its start, if still to come, must look at the
+    /// outbox. Called before the writer is looked up to be woken, so a writer that was not
+    /// running yet cannot miss the work.
+    pub fn expect_writes(&self, id: AccountId) {
+        let mut marks = self.writer_marks.lock();
+        marks.idle.remove(&id);
+        if marks.warming > 0 {
+            marks.woken.insert(id);
         }
     }
 

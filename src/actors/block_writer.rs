@@ -23,8 +23,10 @@
 //! recorded.
 //!
 //! Lifecycle: `pre_start` loads the account and its client; `post_start` converges once, so
-//! retries scheduled before a restart are picked up. Every write is idempotent (deterministic
-//! ids), so a crash between Google's answer and the store's record costs nothing.
+//! retries scheduled before a restart are picked up (unless the start's warm read found
+//! nothing pending for the calendar: [`Services::writer_starts_idle`]). Every write is
+//! idempotent (deterministic ids), so a crash between Google's answer and the store's
+//! record costs nothing.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -162,8 +164,14 @@ impl Actor for BlockWriter {
     async fn post_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if state.services.writer_starts_idle(state.account.id) {
+            // The start read the outbox moments ago and found nothing for this calendar;
+            // a sync queueing work since wakes this writer.
+            state.set_gauge(0);
+            return Ok(());
+        }
         let _ = myself.cast(WriterMsg::converge());
         Ok(())
     }
@@ -463,9 +471,13 @@ impl WriterState {
             .pending_count(Some(self.account.id))
             .await
         {
-            metrics::gauge!(PENDING_OPERATIONS, "target" => self.account.id.to_string())
-                .set(pending as f64);
+            self.set_gauge(pending);
         }
+    }
+
+    fn set_gauge(&self, pending: u64) {
+        metrics::gauge!(PENDING_OPERATIONS, "target" => self.account.id.to_string())
+            .set(pending as f64);
     }
 
     /// One row: the dependency rules of an occurrence, then one Google write (two for a

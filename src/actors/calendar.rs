@@ -379,9 +379,11 @@ impl CalendarState {
         if self.halted {
             return;
         }
+        // Awaited in `post_start` by every actor of a start at once: kept small (see
+        // `channel::ensure`).
         match channel::ensure(&self.services, &self.client, &self.account).await {
             Ensured::NoPush => {}
-            Ensured::InvalidGrant => self.needs_reauth().await,
+            Ensured::InvalidGrant => Box::pin(self.needs_reauth()).await,
             Ensured::RenewIn(after) => {
                 if let Some(timer) = self.renew_timer.take() {
                     timer.abort();

@@ -46,7 +46,9 @@ pub(super) async fn ensure(
         return Ensured::NoPush;
     };
     let settings = &services.settings.sync;
-    let current = match services.current_channel(account.id).await {
+    // The futures below are boxed: this one is awaited by every actor at once at a start,
+    // and then holds no more than its wait for a permit.
+    let current = match Box::pin(services.current_channel(account.id)).await {
         Ok(current) => current,
         Err(e) => {
             tracing::warn!(account_id = %account.id, error = %e, "cannot read the watch channel; retrying later");
@@ -62,18 +64,20 @@ pub(super) async fn ensure(
             }
         }
     }
-    let opened = match open(services, client, account, &address).await {
+    // The semaphore is never closed.
+    let _opening = services.channel_permits.acquire().await;
+    let opened = match Box::pin(open(services, client, account, &address)).await {
         Ok(opened) => opened,
         Err(GoogleError::InvalidGrant) => return Ensured::InvalidGrant,
         Err(e) => {
             tracing::warn!(account_id = %account.id, error = %e, "cannot open a watch channel; polling meanwhile");
-            services
-                .store
-                .log_best_effort(
+            Box::pin(
+                services.store.log_best_effort(
                     NewLogEntry::new(log_kind::CHANNEL_CREATED, LogResult::Error, e.to_string())
                         .account(account.id),
-                )
-                .await;
+                ),
+            )
+            .await;
             return Ensured::RenewIn(CHANNEL_RETRY);
         }
     };
@@ -81,7 +85,7 @@ pub(super) async fn ensure(
         return Ensured::RenewIn(CHANNEL_RETRY);
     };
     if let Some(old) = current {
-        stop(services, client, &old).await;
+        Box::pin(stop(services, client, &old)).await;
     }
     let wait = (expires_at - renew_before - Utc::now())
         .to_std()

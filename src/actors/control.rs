@@ -574,6 +574,7 @@ impl Control {
 
     /// Casts `Converge` to the running writer of `target`, if any.
     pub(crate) fn wake_writer(&self, target: AccountId) {
+        self.services().expect_writes(target);
         if let Some(writer) = self.inner.names.writer_actor(target) {
             let _ = writer.cast(WriterMsg::Converge {
                 trigger: Some(Instant::now()),

@@ -309,7 +309,10 @@ impl SyncJob {
         for target in &outcome.woken_targets {
             if !replica.owns(*target) {
                 elsewhere.push(*target);
-            } else if let Some(writer) = self.names.writer_actor(*target) {
+                continue;
+            }
+            self.services.expect_writes(*target);
+            if let Some(writer) = self.names.writer_actor(*target) {
                 let _ = writer.cast(WriterMsg::Converge {
                     trigger: Some(self.trigger),
                     source: Some(self.account.id),

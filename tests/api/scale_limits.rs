@@ -122,6 +122,8 @@ async fn the_echo_of_our_own_block_costs_one_list_and_no_write_until_its_token_i
     )
     .await
     .expect("SQLite is always available");
+    // A first sync still running under load would write in the echoes' window.
+    app.first_syncs_done().await;
     let meeting = app.user(0).insert_meeting("Planning", 2).await;
     app.control
         .sync_now(app.calendars[0].account)
@@ -180,4 +182,63 @@ async fn stored_token(app: &TestApp, n: usize) -> Option<String> {
         .expect("the sync state reads")
         .expect("the sync state exists")
         .sync_token
+}
+
+#[tokio::test]
+async fn a_start_lets_only_the_writers_with_nothing_pending_skip_their_first_outbox_read() {
+    // Arrange: three linked calendars; Google refuses every insert on the third with a
+    // rate limit, so the block a meeting on the first queues there stays pending.
+    let app = spawn_app(
+        AppOptions::new("idle_writers_at_start")
+            .accounts(3)
+            .polling_only()
+            .var("POLL_INTERVAL_SECS", "3600"),
+    )
+    .await
+    .expect("SQLite is always available");
+    app.first_syncs_done().await;
+    app.add_fault(serde_json::json!({
+        "kind": "rateLimitExceeded", "status": 429,
+        "account": app.calendars[2].email, "methods": ["events.insert"],
+    }))
+    .await;
+    let meeting = app.user(0).insert_meeting("Planning", 2).await;
+    app.control
+        .sync_now(app.calendars[0].account)
+        .await
+        .expect("the source syncs");
+    eventually("the block on the second calendar", || async {
+        (!app.blocks_for(1, 0, &id_of(&meeting)).await.is_empty()).then_some(())
+    })
+    .await;
+    let [first, second, third] = [0, 1, 2].map(|n| app.calendars[n].account);
+    let services = app.control.services();
+    eventually("the third calendar's block to be pending", || async {
+        let depths = app.store().queue_depths().await.ok()?;
+        depths
+            .iter()
+            .any(|(target, _)| *target == third)
+            .then_some(())
+    })
+    .await;
+    let accounts = app.store().list_accounts().await.expect("the accounts");
+
+    // Act: a start's warm read.
+    services.warm(&accounts).await.expect("the warm read");
+
+    // Assert: only the writers with nothing pending may skip their first look, and each
+    // is told so once.
+    assert!(services.writer_starts_idle(first));
+    assert!(services.writer_starts_idle(second));
+    assert!(!services.writer_starts_idle(third), "its block is pending");
+    assert!(!services.writer_starts_idle(first), "answered once");
+
+    // Act: another warm read, then a sync queues work for the second calendar before its
+    // writer starts.
+    services.warm(&accounts).await.expect("the warm read");
+    services.expect_writes(second);
+
+    // Assert: that writer looks at the outbox after all.
+    assert!(!services.writer_starts_idle(second));
+    assert!(services.writer_starts_idle(first));
 }
