@@ -95,6 +95,8 @@ struct Listing {
     replan: Option<chrono::DateTime<Utc>>,
     /// The stored token an incremental listing continued from.
     from_token: Option<String>,
+    /// The mass-deletion hold as stored when the listing began.
+    held: bool,
 }
 
 impl SyncJob {
@@ -229,6 +231,7 @@ impl SyncJob {
             time_zone: listed.time_zone,
             replan,
             from_token: token.filter(|_| !full),
+            held: state.mass_delete_hold,
         })
     }
 
@@ -385,7 +388,7 @@ impl Reads {
         };
         Ok(Self {
             rows_on_me: read_rows_on_me(job, &listed).await?,
-            guard: read_guard(job, listing.full).await?,
+            guard: read_guard(job, listing).await?,
             listed,
             known,
             group,
@@ -496,10 +499,11 @@ async fn read_rows_on_me(
         .collect())
 }
 
-async fn read_guard(job: &SyncJob, full: bool) -> Result<GuardInput, SyncError> {
+/// The guard's input: the hold as the listing found it (one read of the sync state per
+/// sync), and on a full listing the live blocks per target.
+async fn read_guard(job: &SyncJob, listing: &Listing) -> Result<GuardInput, SyncError> {
     let store = &job.services.store;
-    let state = store.sync_state(job.account.id).await?;
-    let live_blocks = if full {
+    let live_blocks = if listing.full {
         store
             .live_block_counts(job.account.id)
             .await?
@@ -509,7 +513,7 @@ async fn read_guard(job: &SyncJob, full: bool) -> Result<GuardInput, SyncError> 
         HashMap::new()
     };
     Ok(GuardInput {
-        held: state.mass_delete_hold,
+        held: listing.held,
         confirmed: job.deletions_confirmed,
         threshold: u64::from(job.services.settings.sync.mass_delete_threshold),
         live_blocks,
