@@ -71,6 +71,7 @@ pub const VARIABLES: &[&str] = &[
     "TOKEN_FLUSH_INTERVAL_SECS",
     "WRITES_PER_SECOND",
     "MAX_CONCURRENT_SYNCS",
+    "MAX_CONCURRENT_FULL_SYNCS",
     "MAX_CONCURRENT_GOOGLE_REQUESTS",
     "MASS_DELETE_THRESHOLD",
     "CHANNEL_RENEW_BEFORE_SECS",
@@ -267,6 +268,9 @@ pub struct ConcurrencySettings {
     /// Calendar syncs running at once; a calendar waiting for its turn holds one pending
     /// sync, however many pings arrive meanwhile.
     pub max_syncs: usize,
+    /// Of those, syncs that list a whole calendar at once: each holds every event of its
+    /// calendar until it commits, so these bound the memory of a first start.
+    pub max_full_syncs: usize,
     /// Google requests in flight at once. Google's latency, not the CPU, sets how many are
     /// worth having in flight: hundreds.
     pub max_google_requests: usize,
@@ -352,7 +356,8 @@ impl Settings {
             .map(|raw| redis_url(raw).map_err(|p| ConfigError::new("REDIS_URL", p)))
             .transpose()?;
         let concurrency = ConcurrencySettings {
-            max_syncs: vars.number("MAX_CONCURRENT_SYNCS", 256usize, 1, 10_000)?,
+            max_syncs: vars.number("MAX_CONCURRENT_SYNCS", 512usize, 1, 10_000)?,
+            max_full_syncs: vars.number("MAX_CONCURRENT_FULL_SYNCS", 128usize, 1, 10_000)?,
             max_google_requests: vars.number(
                 "MAX_CONCURRENT_GOOGLE_REQUESTS",
                 512usize,

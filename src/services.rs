@@ -17,7 +17,8 @@ use crate::coordinator::Replica;
 use crate::domain::AccountId;
 use crate::google::{AccountClient, GoogleClient, GoogleError, OAuthClient, TokenSource};
 use crate::store::{
-    log_kind, Account, AccountStatus, LogResult, NewLogEntry, Store, StoreError, WatchChannel,
+    log_kind, Account, AccountStatus, LogResult, NewLogEntry, Store, StoreError, SyncState,
+    WatchChannel,
 };
 use crate::sync::PlannerConfig;
 
@@ -47,6 +48,8 @@ pub struct Services {
     pub planner: Arc<PlannerConfig>,
     /// One permit per running calendar sync (`MAX_CONCURRENT_SYNCS`).
     pub sync_permits: Arc<tokio::sync::Semaphore>,
+    /// One more per running full listing (`MAX_CONCURRENT_FULL_SYNCS`).
+    pub full_sync_permits: Arc<tokio::sync::Semaphore>,
     tokens: Arc<Mutex<TokenCache>>,
     warm: Arc<Mutex<HashMap<AccountId, (Instant, Account)>>>,
     /// The live push channel of each warmed account (`None`: it has none), for its
@@ -55,6 +58,8 @@ pub struct Services {
     /// The warmed accounts that had no pending outbox row, for their writers' first
     /// converge only (see [`Services::writer_starts_idle`]).
     writer_marks: Arc<Mutex<WriterMarks>>,
+    /// The sync state of each warmed account, for its first sync only.
+    warm_sync_states: Arc<Mutex<HashMap<AccountId, (Instant, SyncState)>>>,
     /// Channel opens at once (`events.watch` and its record), so a start of thousands of
     /// calendars does not hold thousands of half-done opens waiting for the database.
     pub(crate) channel_permits: Arc<tokio::sync::Semaphore>,
@@ -132,6 +137,9 @@ impl Services {
         let sync_permits = Arc::new(tokio::sync::Semaphore::new(
             settings.concurrency.max_syncs.max(1),
         ));
+        let full_sync_permits = Arc::new(tokio::sync::Semaphore::new(
+            settings.concurrency.max_full_syncs.max(1),
+        ));
         Ok(Self {
             settings,
             store,
@@ -142,16 +150,19 @@ impl Services {
             writer_id,
             replica,
             sync_permits,
+            full_sync_permits,
             tokens: Arc::default(),
             warm: Arc::default(),
             warm_channels: Arc::default(),
             writer_marks: Arc::default(),
+            warm_sync_states: Arc::default(),
             channel_permits: Arc::new(tokio::sync::Semaphore::new(CHANNEL_OPENS)),
         })
     }
 
     /// Keeps `accounts` (just read) for the actors about to start, and reads their refresh
-    /// tokens, live push channels and which of them have pending outbox rows, all in one go:
+    /// tokens, live push channels, sync states and which of them have pending outbox rows,
+    /// all in one go:
     /// a start of thousands of calendars then costs a few statements instead of several
     /// reads per calendar, each waited for by the supervisor or the pool.
     pub async fn warm(&self, accounts: &[Account]) -> Result<(), StoreError> {
@@ -178,6 +189,15 @@ impl Services {
             let mut warm = self.warm_channels.lock();
             warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
             warm.extend(ids.iter().map(|id| (*id, (at, channels.remove(id)))));
+        }
+        let mut states = self.store.sync_states(&ids).await?;
+        {
+            let mut warm = self.warm_sync_states.lock();
+            warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
+            warm.extend(
+                ids.iter()
+                    .filter_map(|id| Some((*id, (at, states.remove(id)?)))),
+            );
         }
         self.writer_marks.lock().warming += 1;
         let busy = self.store.queue_depths().await;
@@ -243,6 +263,20 @@ impl Services {
         match warm {
             Some((_, channel)) => Ok(channel),
             None => self.store.current_channel(id).await,
+        }
+    }
+
+    /// `id`'s sync state: the one [`Services::warm`] read moments ago (once: its first sync
+    /// only, with any token an echo deferred since), or a fresh read.
+    pub async fn sync_state(&self, id: AccountId) -> Result<SyncState, StoreError> {
+        let warm = self
+            .warm_sync_states
+            .lock()
+            .remove(&id)
+            .filter(|(read, _)| read.elapsed() < WARM_FOR);
+        match warm {
+            Some((_, state)) => Ok(self.store.with_deferred_token(state)),
+            None => self.store.sync_state(id).await,
         }
     }
 

@@ -97,6 +97,8 @@ struct Listing {
     from_token: Option<String>,
     /// The mass-deletion hold as stored when the listing began.
     held: bool,
+    /// A full listing's turn (`MAX_CONCURRENT_FULL_SYNCS`), held until its commit.
+    full_turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl SyncJob {
@@ -167,7 +169,9 @@ impl SyncJob {
         if !self.services.replica.owns(self.account.id) {
             return Err(SyncError::NotOwner(self.account.id));
         }
-        let listing = self.list().await?;
+        let mut listing = self.list().await?;
+        // Held until the commit is done: the listing's events live until then.
+        let _full_turn = listing.full_turn.take();
         let reads = Reads::gather(self, &listing).await?;
         let input = reads.input(self, &listing);
         let plan = sync::sync_pass(&input);
@@ -197,10 +201,11 @@ impl SyncJob {
     async fn list(&self) -> Result<Listing, SyncError> {
         let store = &self.services.store;
         let me = &self.account;
-        let state = store.sync_state(me.id).await?;
+        let state = self.services.sync_state(me.id).await?;
         let replan = state.replan_requested_at;
         let token = state.sync_token.filter(|_| !self.full);
         let full_query = EventsQuery::full();
+        let mut full_turn = None;
         let (full, listed) = match token.clone() {
             Some(token) => {
                 match self
@@ -211,6 +216,7 @@ impl SyncJob {
                     Err(GoogleError::SyncTokenExpired) => {
                         tracing::info!("sync token expired; listing everything");
                         store.reset_sync_token(me.id).await?;
+                        full_turn = Some(self.full_turn().await);
                         (
                             true,
                             self.client.list_all(&me.calendar_id, &full_query).await?,
@@ -219,10 +225,13 @@ impl SyncJob {
                     other => (false, other?),
                 }
             }
-            None => (
-                true,
-                self.client.list_all(&me.calendar_id, &full_query).await?,
-            ),
+            None => {
+                full_turn = Some(self.full_turn().await);
+                (
+                    true,
+                    self.client.list_all(&me.calendar_id, &full_query).await?,
+                )
+            }
         };
         Ok(Listing {
             full,
@@ -232,7 +241,17 @@ impl SyncJob {
             replan,
             from_token: token.filter(|_| !full),
             held: state.mass_delete_hold,
+            full_turn,
         })
+    }
+
+    /// Waits for a full listing's turn. The semaphore is never closed.
+    async fn full_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        let permits = self.services.full_sync_permits.clone();
+        permits
+            .acquire_owned()
+            .await
+            .expect("the full-sync semaphore is never closed")
     }
 
     /// The plan as one commit, with its sync-log lines.

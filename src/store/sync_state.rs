@@ -51,6 +51,32 @@ impl Store {
             .ok_or_else(|| StoreError::not_found("sync state", account_id))
     }
 
+    /// [`Store::sync_state`] of many accounts in a few statements (a start of thousands of
+    /// calendars); an account with no sync state is absent.
+    pub async fn sync_states(
+        &self,
+        accounts: &[AccountId],
+    ) -> Result<HashMap<AccountId, SyncState>, StoreError> {
+        let mut states = HashMap::with_capacity(accounts.len());
+        for chunk in accounts.chunks(500) {
+            let rows = sync_state::Entity::find()
+                .filter(sync_state::Column::AccountId.is_in(chunk.iter().map(|a| a.get())))
+                .all(self.connection())
+                .await?;
+            states.extend(rows.into_iter().map(|row| {
+                let state = to_record(row);
+                (state.account_id, state)
+            }));
+        }
+        Ok(states)
+    }
+
+    /// `state`, read earlier, as the calendar's next sync should see it: with the token an
+    /// echo deferred since, if any.
+    pub fn with_deferred_token(&self, state: SyncState) -> SyncState {
+        self.deferred.read_through(state)
+    }
+
     /// Writes one sync's results atomically; see the module docs.
     ///
     /// Desired-block rules, per `(target_account_id, block_id)`:

@@ -117,6 +117,7 @@ malformed! {
     token_flush_interval_secs: "TOKEN_FLUSH_INTERVAL_SECS" = "0",
     writes_per_second: "WRITES_PER_SECOND" = "fast",
     max_concurrent_syncs: "MAX_CONCURRENT_SYNCS" = "0",
+    max_concurrent_full_syncs: "MAX_CONCURRENT_FULL_SYNCS" = "many",
     max_concurrent_google_requests: "MAX_CONCURRENT_GOOGLE_REQUESTS" = "lots",
     mass_delete_threshold: "MASS_DELETE_THRESHOLD" = "0",
     channel_renew_before_secs: "CHANNEL_RENEW_BEFORE_SECS" = "10",

@@ -1,6 +1,7 @@
 //! What keeps the service fast with many calendars, checked (not timed) against the real
-//! application: the bound on concurrent syncs and Google requests, and the echo of our own
-//! block costing one `events.list` and nothing in the store but the new sync token.
+//! application: the bounds on concurrent syncs, full listings and Google requests, the echo
+//! of our own block costing one `events.list` and nothing in the store but the new sync
+//! token, and a start reading once what its writers and first syncs need.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,50 @@ async fn no_more_syncs_run_at_once_than_max_concurrent_syncs() {
     assert!(
         elapsed >= latency * 3,
         "six syncs of one 400 ms list each, two at a time, took only {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_more_full_listings_run_at_once_than_max_concurrent_full_syncs() {
+    // Arrange: six calendars, syncs unbounded but two full listings at once, and Google
+    // taking 400 ms per call.
+    let app = spawn_app(
+        AppOptions::new("max_concurrent_full_syncs")
+            .accounts(6)
+            .polling_only()
+            .var("POLL_INTERVAL_SECS", "3600")
+            .var("MAX_CONCURRENT_FULL_SYNCS", "2"),
+    )
+    .await
+    .expect("SQLite is always available");
+    app.first_syncs_done().await;
+    let latency = Duration::from_millis(400);
+    app.put_emulator_settings(serde_json::json!({"latencyMs": 400}))
+        .await;
+    let before = chrono::Utc::now();
+
+    // Act: every calendar is asked to list everything again at the same moment.
+    let started = Instant::now();
+    for calendar in &app.calendars {
+        app.control
+            .full_resync(calendar.account)
+            .await
+            .expect("the resync is asked for");
+    }
+    for calendar in &app.calendars {
+        eventually("the full resync to finish", || async {
+            let state = app.store().sync_state(calendar.account).await.ok()?;
+            (state.last_full_sync_at? > before).then_some(())
+        })
+        .await;
+    }
+    let elapsed = started.elapsed();
+
+    // Assert: each lists once (400 ms); two at a time makes three rounds. Without the bound
+    // all six list at once and finish in about one round.
+    assert!(
+        elapsed >= latency * 3,
+        "six full listings of 400 ms each, two at a time, took only {elapsed:?}"
     );
 }
 
@@ -139,6 +184,15 @@ async fn the_echo_of_our_own_block_costs_one_list_and_no_write_until_its_token_i
     let (first, google) = echo_sync(&app).await;
     let (second, _) = echo_sync(&app).await;
     let after_echoes = app.store().sync_state(app.calendars[1].account).await;
+    // A start's warm read finds the stored token; the first sync after it must still
+    // continue from the deferred one.
+    let services = app.control.services();
+    let accounts = app.store().list_accounts().await.expect("the accounts");
+    services.warm(&accounts).await.expect("the warm read");
+    let warmed = services
+        .sync_state(app.calendars[1].account)
+        .await
+        .expect("the warm sync state");
     let before_flush = app.store().counters();
     let flushed = app
         .store()
@@ -169,6 +223,7 @@ async fn the_echo_of_our_own_block_costs_one_list_and_no_write_until_its_token_i
     );
     let next_token = after_echoes.expect("the sync state").sync_token;
     assert_ne!(next_token, stored_before);
+    assert_eq!(warmed.sync_token, next_token);
     assert_eq!((flushed, flush.write_transactions), (1, 1));
     assert_eq!(stored_token(&app, 1).await, next_token);
 }

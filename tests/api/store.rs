@@ -503,6 +503,12 @@ async fn a_commit_writes_events_blocks_and_the_token_together(db: &StoreDb) {
     assert_eq!(state.sync_token.as_deref(), Some("token-1"));
     assert!(state.last_full_sync_at.is_some());
     assert_eq!(state.last_incremental_sync_at, None);
+    // Read many at once (a start), the states are the same.
+    let states = store.sync_states(&[a, b, c]).await.expect("states");
+    assert_eq!(states.len(), 3);
+    assert_eq!(states[&a].sync_token.as_deref(), Some("token-1"));
+    assert_eq!(states[&a].last_full_sync_at, state.last_full_sync_at);
+    assert_eq!(states[&b].sync_token, None);
     assert_eq!(store.source_events(a).await.expect("events").len(), 2);
     let block = only_block(store, b).await;
     assert_eq!(block.state, BlockState::Pending);
