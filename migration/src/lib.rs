@@ -19,6 +19,7 @@ mod m20261202_000001_groups_links_rules;
 mod m20261215_000001_replicas_leases_web_state;
 mod m20261222_000001_pending_picks;
 mod m20261223_000001_lookup_indexes;
+mod m20261224_000001_unique_credential_email;
 
 /// Every migration of the service, oldest first.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261215_000001_replicas_leases_web_state::Migration),
             Box::new(m20261222_000001_pending_picks::Migration),
             Box::new(m20261223_000001_lookup_indexes::Migration),
+            Box::new(m20261224_000001_unique_credential_email::Migration),
         ]
     }
 }

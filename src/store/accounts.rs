@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _,
     QueryOrder as _, Set,
@@ -163,29 +164,34 @@ impl Store {
         token: &SecretString,
     ) -> Result<i64, StoreError> {
         let at = now();
-        let existing = match email {
-            Some(email) => {
-                credentials::Entity::find()
-                    .filter(credentials::Column::Email.eq(email))
-                    .one(txn)
-                    .await?
-            }
-            None => None,
+        let fresh = || credentials::ActiveModel {
+            email: Set(email.map(str::to_owned)),
+            refresh_token_enc: Set(String::new()),
+            created_at: Set(at),
+            updated_at: Set(at),
+            ..Default::default()
         };
-        let id = match existing {
-            Some(row) => row.id,
-            None => {
-                credentials::ActiveModel {
-                    email: Set(email.map(str::to_owned)),
-                    refresh_token_enc: Set(String::new()),
-                    created_at: Set(at),
-                    updated_at: Set(at),
-                    ..Default::default()
+        let id = match email {
+            Some(email) => match credential_by_email(txn, email).await? {
+                Some(id) => id,
+                None => {
+                    // A first connect of the same Google account may be under way beside
+                    // this one: the unique e-mail makes this insert wait for it, and then
+                    // do nothing, so both end with its credential.
+                    credentials::Entity::insert(fresh())
+                        .on_conflict(
+                            OnConflict::column(credentials::Column::Email)
+                                .do_nothing()
+                                .to_owned(),
+                        )
+                        .exec_without_returning(txn)
+                        .await?;
+                    credential_by_email(txn, email)
+                        .await?
+                        .ok_or_else(|| StoreError::not_found("credential", "just stored"))?
                 }
-                .insert(txn)
-                .await?
-                .id
-            }
+            },
+            None => fresh().insert(txn).await?.id,
         };
         let sealed = self
             .cipher()
@@ -458,4 +464,16 @@ fn apply_rules(row: &mut accounts::ActiveModel, rules: &CalendarRules) {
     row.skip_focus_time = Set(rules.skip_focus_time);
     row.exclude_title_regex = Set(rules.exclude_title_regex.clone());
     row.look_back_days = Set(rules.look_back_days.and_then(|d| i32::try_from(d).ok()));
+}
+
+/// The credential of the Google account `email`, if one is stored.
+async fn credential_by_email(
+    conn: &impl ConnectionTrait,
+    email: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(credentials::Entity::find()
+        .filter(credentials::Column::Email.eq(email))
+        .one(conn)
+        .await?
+        .map(|row| row.id))
 }

@@ -105,6 +105,7 @@ on_both_backends!(
     two_calendars_of_one_google_account_share_one_stored_token,
     a_token_stored_before_credentials_is_moved_to_one_on_start,
     the_migration_from_the_first_schema_keeps_every_block,
+    duplicate_credentials_of_one_address_are_merged_by_the_migration,
     calendars_added_at_once_to_one_new_group_all_join_it,
     an_echo_token_is_read_at_once_written_later_and_never_over_a_newer_one,
 );
@@ -1687,21 +1688,9 @@ async fn an_account_whose_group_replan_meets_a_deadlock_is_added_all_the_same() 
                 .await
         }
     });
-    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
-                   WHERE wait_event_type = 'Lock' AND datname = current_database()";
     crate::support::eventually(
         "the new account's transaction waits for the held row",
-        || async {
-            let row = store
-                .connection()
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Postgres,
-                    waiting,
-                ))
-                .await
-                .ok()??;
-            (row.try_get::<i64>("", "n").ok()? >= 1).then_some(())
-        },
+        || async { (lock_waiters(store).await? >= 1).then_some(()) },
     )
     .await;
     let crossed = holder
@@ -1724,4 +1713,154 @@ async fn an_account_whose_group_replan_meets_a_deadlock_is_added_all_the_same() 
     assert_eq!(accounts.len(), 2);
     let firsts = accounts.iter().find(|a| a.id == first).expect("the first");
     assert_eq!(added.credential_id, firsts.credential_id);
+}
+
+/// Sessions of this test's PostgreSQL database waiting for a lock.
+async fn lock_waiters(store: &Store) -> Option<i64> {
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    let row = store
+        .connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            waiting,
+        ))
+        .await
+        .ok()??;
+    row.try_get::<i64>("", "n").ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_first_connects_of_one_google_account_at_once_make_one_credential() {
+    use sea_orm::TransactionTrait as _;
+    let Some(db) = StoreDb::postgres("one_credential_at_once").await else {
+        return;
+    };
+    let store = &db.store;
+    // Arrange: a first connect of ana@example.com under way, its credential inserted but
+    // not committed yet.
+    let under_way = store.connection().begin().await.expect("a transaction");
+    under_way
+        .execute_unprepared(
+            "INSERT INTO credentials (email, refresh_token_enc, created_at, updated_at) \
+             VALUES ('ana@example.com', '', now(), now())",
+        )
+        .await
+        .expect("the first connect's credential");
+
+    // Act: another calendar of the same Google account connects meanwhile, in another
+    // group; then the first connect commits.
+    let adding = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .create_account(NewAccount {
+                    group: "Family".to_owned(),
+                    rules: mcss::store::CalendarRules::default(),
+                    alias: "Ana family".to_owned(),
+                    email: Some("ana@example.com".to_owned()),
+                    calendar_id: CalendarId::parse("family@group.calendar.google.com")
+                        .expect("valid calendar id"),
+                    refresh_token: SecretString::from("1//second-connect"),
+                    time_zone: None,
+                })
+                .await
+        }
+    });
+    crate::support::eventually("the second connect to finish or to wait", || async {
+        (adding.is_finished() || lock_waiters(store).await? >= 1).then_some(())
+    })
+    .await;
+    under_way.commit().await.expect("the first connect commits");
+    let added = adding
+        .await
+        .expect("the task ran")
+        .expect("the calendar is added");
+
+    // Assert: one credential for the address, holding the second connect's token.
+    let stored = credentials::Entity::find()
+        .filter(credentials::Column::Email.eq("ana@example.com"))
+        .all(store.connection())
+        .await
+        .expect("credentials");
+    assert_eq!(stored.len(), 1, "one credential per Google account");
+    assert_eq!(added.credential_id, Some(stored[0].id));
+    assert_eq!(
+        store
+            .refresh_token(added.id)
+            .await
+            .expect("token")
+            .expose_secret(),
+        "1//second-connect"
+    );
+}
+
+async fn duplicate_credentials_of_one_address_are_merged_by_the_migration(db: &StoreDb) {
+    use migration::sea_orm_migration::MigratorTrait as _;
+    let store = &db.store;
+    // Arrange: two calendars, then the schema as it was before the unique e-mail, with two
+    // credentials of one address (two first connects at once), a calendar on each, and
+    // one credential without an address.
+    let conn = store.connection();
+    let (first, second) = (
+        add_account(store, "Ana work").await,
+        add_account(store, "Ana family").await,
+    );
+    migration::Migrator::down(conn, Some(1))
+        .await
+        .expect("the schema before");
+    let older = Utc::now() - Duration::minutes(5);
+    let newer = Utc::now();
+    let credential = |email: Option<&str>, at: chrono::DateTime<Utc>| credentials::ActiveModel {
+        email: sea_orm::Set(email.map(str::to_owned)),
+        refresh_token_enc: sea_orm::Set(String::new()),
+        created_at: sea_orm::Set(at),
+        updated_at: sea_orm::Set(at),
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for (email, at) in [
+        (Some("ana@example.com"), older),
+        (Some("ana@example.com"), newer),
+        (None, older),
+    ] {
+        let inserted = credentials::Entity::insert(credential(email, at))
+            .exec(conn)
+            .await
+            .expect("a credential");
+        ids.push(inserted.last_insert_id);
+    }
+    for (account, credential) in [(first, ids[0]), (second, ids[1])] {
+        accounts::Entity::update_many()
+            .col_expr(accounts::Column::CredentialId, Some(credential).into())
+            .filter(accounts::Column::Id.eq(account.get()))
+            .exec(conn)
+            .await
+            .expect("the calendar's credential");
+    }
+
+    // Act
+    store.migrate().await.expect("migrate to this release");
+
+    // Assert: the address has one credential, the one updated last, and both calendars
+    // use it; the one without an address is left alone.
+    let left = credentials::Entity::find()
+        .all(conn)
+        .await
+        .expect("credentials");
+    let of_ana: Vec<i64> = left
+        .iter()
+        .filter(|c| c.email.as_deref() == Some("ana@example.com"))
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(of_ana, vec![ids[1]]);
+    assert!(left.iter().any(|c| c.id == ids[2]), "no address: kept");
+    for account in [first, second] {
+        let row = accounts::Entity::find_by_id(account.get())
+            .one(conn)
+            .await
+            .expect("read")
+            .expect("the calendar");
+        assert_eq!(row.credential_id, Some(ids[1]));
+    }
 }
