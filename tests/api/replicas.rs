@@ -516,22 +516,10 @@ async fn a_consent_started_on_one_replica_completes_on_the_other() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starting_a_thousand_calendars_never_lets_their_leases_lapse() {
-    // Arrange: 1,000 connected calendars and a lease TTL of 2 s (renewed every 667 ms):
-    // starting their 2,000 actors takes longer than the TTL.
-    const CALENDARS: usize = 1_000;
-    let Some(db) = TestDb::create(Backend::Postgres, "replicas_slow_start").await else {
-        return;
-    };
-    let emulator = unlimited_emulator(CALENDARS).await;
-    let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
-    vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
-    vars.insert("LEASE_TTL_SECS".into(), "2".into());
-    vars.insert("PORT".into(), free_port().to_string());
-    let settings = Settings::from_vars(vars.clone()).expect("valid settings");
-    let store = Store::connect(&settings).await.expect("the store");
-    store.migrate().await.expect("migrations");
+/// Connects one calendar per emulator account, in groups of five, straight through the
+/// store (eight at a time); returns how many.
+async fn connect_every_account(store: &Store, emulator: &EmulatorHandle) -> usize {
+    use futures::StreamExt as _;
     let creates = emulator
         .accounts()
         .into_iter()
@@ -553,12 +541,74 @@ async fn starting_a_thousand_calendars_never_lets_their_leases_lapse() {
                     .expect("the calendar is added")
             }
         });
-    use futures::StreamExt as _;
-    let accounts: Vec<_> = futures::stream::iter(creates)
+    futures::stream::iter(creates)
         .buffer_unordered(8)
-        .collect()
-        .await;
-    assert_eq!(accounts.len(), CALENDARS);
+        .collect::<Vec<_>>()
+        .await
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_start_gives_every_sync_permit_back_once_its_actors_are_up() {
+    // Arrange: 300 calendars on SQLite, more than one start batch: the start holds most
+    // sync permits back while it spawns their actors.
+    const CALENDARS: usize = 300;
+    let db = TestDb::create(Backend::Sqlite, "large_start")
+        .await
+        .expect("SQLite is always available");
+    let emulator = unlimited_emulator(CALENDARS).await;
+    let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
+    vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
+    vars.insert("PORT".into(), free_port().to_string());
+    {
+        let settings = Settings::from_vars(vars.clone()).expect("valid settings");
+        let store = Store::connect(&settings).await.expect("the store");
+        store.migrate().await.expect("migrations");
+        assert_eq!(connect_every_account(&store, &emulator).await, CALENDARS);
+    }
+
+    // Act: the service starts them all, and each syncs a first time.
+    let node = start_node(vars).await;
+    let services = node.control.services();
+    eventually_within(
+        "every calendar's first sync",
+        Duration::from_secs(120),
+        || async {
+            let accounts = services.store.list_accounts().await.ok()?;
+            let ids: Vec<AccountId> = accounts.iter().map(|a| a.id).collect();
+            let states = services.store.sync_states(&ids).await.ok()?;
+            (states.len() == CALENDARS && states.values().all(|s| s.sync_token.is_some()))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Assert: once the actors are up, every permit is free again (the hold ended): the
+    // next syncs may run 512 at once, not 64.
+    let max = services.settings.concurrency.max_syncs;
+    eventually("every sync permit free", || async {
+        (services.sync_permits.available_permits() == max).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_a_thousand_calendars_never_lets_their_leases_lapse() {
+    // Arrange: 1,000 connected calendars and a lease TTL of 2 s (renewed every 667 ms):
+    // starting their 2,000 actors takes longer than the TTL.
+    const CALENDARS: usize = 1_000;
+    let Some(db) = TestDb::create(Backend::Postgres, "replicas_slow_start").await else {
+        return;
+    };
+    let emulator = unlimited_emulator(CALENDARS).await;
+    let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
+    vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
+    vars.insert("LEASE_TTL_SECS".into(), "2".into());
+    vars.insert("PORT".into(), free_port().to_string());
+    let settings = Settings::from_vars(vars.clone()).expect("valid settings");
+    let store = Store::connect(&settings).await.expect("the store");
+    store.migrate().await.expect("migrations");
+    assert_eq!(connect_every_account(&store, &emulator).await, CALENDARS);
 
     // Act: one replica starts them all.
     let node = start_node(vars).await;
