@@ -85,35 +85,6 @@ use supervisor::{ChildKey, DegradedSink, SupervisorArgs, SupervisorMsg};
 /// supervisor's mailbox.
 const DEGRADED_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Syncs that may run while the actors of a large start are still being spawned; the
-/// rest of `MAX_CONCURRENT_SYNCS` waits until every actor is up (see
-/// [`hold_syncs_while_starting`]).
-const SYNCS_WHILE_STARTING: usize = 64;
-
-/// The longest the start holds sync permits back, whatever the supervisor does.
-const START_HOLD_MAX: Duration = Duration::from_secs(30);
-
-/// Holds back all but [`SYNCS_WHILE_STARTING`] sync permits while `calendars` actors start
-/// (more than one batch of them). Spawning the actors and running their first syncs share
-/// the CPU: at 10,000 calendars, 512 syncs running beside the spawns took every actor 2.5 s
-/// to be up instead of 1.4 s, and every calendar was synced no sooner.
-fn hold_syncs_while_starting(
-    services: &Services,
-    calendars: usize,
-) -> Option<Arc<tokio::sync::OwnedSemaphorePermit>> {
-    let max = services.settings.concurrency.max_syncs;
-    if calendars <= control::START_BATCH || max <= SYNCS_WHILE_STARTING {
-        return None;
-    }
-    let hold = u32::try_from(max - SYNCS_WHILE_STARTING).ok()?;
-    services
-        .sync_permits
-        .clone()
-        .try_acquire_many_owned(hold)
-        .ok()
-        .map(Arc::new)
-}
-
 /// How often the accounts table is compared with the running actors.
 pub(crate) const ACCOUNT_WATCH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -207,7 +178,7 @@ pub async fn start(
             .filter(|a| control::wants_actors(a.status))
             .map(|a| a.id)
             .collect();
-        let held = hold_syncs_while_starting(&services, starting.len());
+        let held = control::hold_syncs_while_starting(&services, starting.len());
         let batches = starting.chunks(control::START_BATCH).count();
         for (n, batch) in starting.chunks(control::START_BATCH).enumerate() {
             let keys = control::child_keys(batch);
@@ -217,7 +188,7 @@ pub async fn start(
                     let held = held.clone();
                     tokio::spawn(async move {
                         // Ends when the last batch is spawned, or the supervisor is gone.
-                        let _ = tokio::time::timeout(START_HOLD_MAX, all_spawned).await;
+                        let _ = tokio::time::timeout(control::START_HOLD_MAX, all_spawned).await;
                         drop(held);
                     });
                     Some(spawned.into())
