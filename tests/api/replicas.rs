@@ -516,6 +516,30 @@ async fn a_consent_started_on_one_replica_completes_on_the_other() {
     .await;
 }
 
+/// `calendars` calendars connected on `db` (one per account of a fresh emulator without
+/// quota, in groups of five), and the variables of a service on them: polling hourly, a
+/// free port, and `extra`. The store it connected them with is returned too.
+async fn connected_calendars(
+    db: &TestDb,
+    calendars: usize,
+    extra: &[(&str, &str)],
+) -> (EmulatorHandle, BTreeMap<String, String>, Store) {
+    let emulator = unlimited_emulator(calendars).await;
+    let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
+    vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
+    vars.insert("PORT".into(), free_port().to_string());
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let settings = Settings::from_vars(vars.clone()).expect("valid settings");
+    let store = Store::connect(&settings).await.expect("the store");
+    store.migrate().await.expect("migrations");
+    assert_eq!(connect_every_account(&store, &emulator).await, calendars);
+    (emulator, vars, store)
+}
+
 /// Connects one calendar per emulator account, in groups of five, straight through the
 /// store (eight at a time); returns how many.
 async fn connect_every_account(store: &Store, emulator: &EmulatorHandle) -> usize {
@@ -556,16 +580,8 @@ async fn a_large_start_gives_every_sync_permit_back_once_its_actors_are_up() {
     let db = TestDb::create(Backend::Sqlite, "large_start")
         .await
         .expect("SQLite is always available");
-    let emulator = unlimited_emulator(CALENDARS).await;
-    let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
-    vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
-    vars.insert("PORT".into(), free_port().to_string());
-    {
-        let settings = Settings::from_vars(vars.clone()).expect("valid settings");
-        let store = Store::connect(&settings).await.expect("the store");
-        store.migrate().await.expect("migrations");
-        assert_eq!(connect_every_account(&store, &emulator).await, CALENDARS);
-    }
+    let (_emulator, vars, store) = connected_calendars(&db, CALENDARS, &[]).await;
+    drop(store);
 
     // Act: the service starts them all, and each syncs a first time.
     let node = start_node(vars).await;
@@ -600,15 +616,8 @@ async fn starting_a_thousand_calendars_never_lets_their_leases_lapse() {
     let Some(db) = TestDb::create(Backend::Postgres, "replicas_slow_start").await else {
         return;
     };
-    let emulator = unlimited_emulator(CALENDARS).await;
-    let mut vars: BTreeMap<String, String> = base_vars(&emulator, &db.url()).into_iter().collect();
-    vars.insert("POLL_INTERVAL_SECS".into(), "3600".into());
-    vars.insert("LEASE_TTL_SECS".into(), "2".into());
-    vars.insert("PORT".into(), free_port().to_string());
-    let settings = Settings::from_vars(vars.clone()).expect("valid settings");
-    let store = Store::connect(&settings).await.expect("the store");
-    store.migrate().await.expect("migrations");
-    assert_eq!(connect_every_account(&store, &emulator).await, CALENDARS);
+    let (_emulator, vars, store) =
+        connected_calendars(&db, CALENDARS, &[("LEASE_TTL_SECS", "2")]).await;
 
     // Act: one replica starts them all.
     let node = start_node(vars).await;

@@ -21,22 +21,35 @@ async fn synced_since(app: &TestApp, n: usize, after: chrono::DateTime<chrono::U
     .await;
 }
 
-#[tokio::test]
-async fn no_more_syncs_run_at_once_than_max_concurrent_syncs() {
-    // Arrange: six calendars, at most two syncs at once, and Google taking 400 ms per call.
+/// Google's time per call in the concurrency tests.
+const SLOW_GOOGLE: Duration = Duration::from_millis(400);
+
+/// Six calendars, polling only, first-synced; `limit` set to 2; then Google takes
+/// [`SLOW_GOOGLE`] per call. Returns the app and the moment after that.
+async fn six_calendars_two_at_a_time(
+    name: &'static str,
+    limit: &'static str,
+) -> (TestApp, chrono::DateTime<chrono::Utc>) {
     let app = spawn_app(
-        AppOptions::new("max_concurrent_syncs")
+        AppOptions::new(name)
             .accounts(6)
             .polling_only()
             .var("POLL_INTERVAL_SECS", "3600")
-            .var("MAX_CONCURRENT_SYNCS", "2"),
+            .var(limit, "2"),
     )
     .await
     .expect("SQLite is always available");
-    let latency = Duration::from_millis(400);
-    app.put_emulator_settings(serde_json::json!({"latencyMs": 400}))
+    app.first_syncs_done().await;
+    app.put_emulator_settings(serde_json::json!({"latencyMs": SLOW_GOOGLE.as_millis()}))
         .await;
-    let before = chrono::Utc::now();
+    (app, chrono::Utc::now())
+}
+
+#[tokio::test]
+async fn no_more_syncs_run_at_once_than_max_concurrent_syncs() {
+    // Arrange: six calendars, at most two syncs at once, and Google taking 400 ms per call.
+    let (app, before) =
+        six_calendars_two_at_a_time("max_concurrent_syncs", "MAX_CONCURRENT_SYNCS").await;
 
     // Act: every calendar is asked to sync at the same moment.
     let started = Instant::now();
@@ -54,29 +67,17 @@ async fn no_more_syncs_run_at_once_than_max_concurrent_syncs() {
     // Assert: each sync lists once (400 ms); two at a time makes three rounds. Without the
     // bound all six list at once and finish in about one round.
     assert!(
-        elapsed >= latency * 3,
+        elapsed >= SLOW_GOOGLE * 3,
         "six syncs of one 400 ms list each, two at a time, took only {elapsed:?}"
     );
 }
 
 #[tokio::test]
 async fn no_more_full_listings_run_at_once_than_max_concurrent_full_syncs() {
-    // Arrange: six calendars, syncs unbounded but two full listings at once, and Google
+    // Arrange: six calendars, two full listings at once (any number of syncs), and Google
     // taking 400 ms per call.
-    let app = spawn_app(
-        AppOptions::new("max_concurrent_full_syncs")
-            .accounts(6)
-            .polling_only()
-            .var("POLL_INTERVAL_SECS", "3600")
-            .var("MAX_CONCURRENT_FULL_SYNCS", "2"),
-    )
-    .await
-    .expect("SQLite is always available");
-    app.first_syncs_done().await;
-    let latency = Duration::from_millis(400);
-    app.put_emulator_settings(serde_json::json!({"latencyMs": 400}))
-        .await;
-    let before = chrono::Utc::now();
+    let (app, before) =
+        six_calendars_two_at_a_time("max_concurrent_full_syncs", "MAX_CONCURRENT_FULL_SYNCS").await;
 
     // Act: every calendar is asked to list everything again at the same moment.
     let started = Instant::now();
@@ -98,7 +99,7 @@ async fn no_more_full_listings_run_at_once_than_max_concurrent_full_syncs() {
     // Assert: each lists once (400 ms); two at a time makes three rounds. Without the bound
     // all six list at once and finish in about one round.
     assert!(
-        elapsed >= latency * 3,
+        elapsed >= SLOW_GOOGLE * 3,
         "six full listings of 400 ms each, two at a time, took only {elapsed:?}"
     );
 }
@@ -167,8 +168,19 @@ async fn the_echo_of_our_own_block_costs_one_list_and_no_write_until_its_token_i
     )
     .await
     .expect("SQLite is always available");
-    // A first sync still running under load would write in the echoes' window.
+    // A first sync or a replan still to run under load (the second calendar's connect
+    // asked for one of the group) would write in the echoes' window.
     app.first_syncs_done().await;
+    eventually("no replan left to run", || async {
+        for calendar in &app.calendars {
+            let state = app.store().sync_state(calendar.account).await.ok()?;
+            if state.replan_requested_at.is_some() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
     let meeting = app.user(0).insert_meeting("Planning", 2).await;
     app.control
         .sync_now(app.calendars[0].account)
