@@ -51,23 +51,19 @@ pub struct Services {
     /// One more per running full listing (`MAX_CONCURRENT_FULL_SYNCS`).
     pub full_sync_permits: Arc<tokio::sync::Semaphore>,
     tokens: Arc<Mutex<TokenCache>>,
-    warm: Arc<Mutex<HashMap<AccountId, (Instant, Account)>>>,
+    warm: Arc<Warmed<Account>>,
     /// The live push channel of each warmed account (`None`: it has none), for its
     /// actor's first `channel::ensure` only.
-    warm_channels: Arc<Mutex<HashMap<AccountId, WarmChannel>>>,
+    warm_channels: Arc<Warmed<Option<WatchChannel>>>,
     /// The warmed accounts that had no pending outbox row, for their writers' first
     /// converge only (see [`Services::writer_starts_idle`]).
     writer_marks: Arc<Mutex<WriterMarks>>,
     /// The sync state of each warmed account, for its first sync only.
-    warm_sync_states: Arc<Mutex<HashMap<AccountId, (Instant, SyncState)>>>,
+    warm_sync_states: Arc<Warmed<SyncState>>,
     /// Channel opens at once (`events.watch` and its record), so a start of thousands of
     /// calendars does not hold thousands of half-done opens waiting for the database.
     pub(crate) channel_permits: Arc<tokio::sync::Semaphore>,
 }
-
-/// When [`Services::warm`] read an account's live push channel, and the channel (`None`:
-/// it has none).
-type WarmChannel = (Instant, Option<WatchChannel>);
 
 /// How long a row read by [`Services::warm`] stands in for a fresh read: long enough for the
 /// supervisor to start every actor of a large start, short enough that a change made
@@ -77,6 +73,38 @@ const WARM_FOR: Duration = Duration::from_secs(10);
 /// Push channels opened at once. Google's latency decides how many are worth having in
 /// flight; more only wait for the database, each holding its request and answer.
 const CHANNEL_OPENS: usize = 128;
+
+/// Rows [`Services::warm`] read for the actors about to start, each with when it was read;
+/// a row stands in for a fresh read for [`WARM_FOR`].
+struct Warmed<T>(Mutex<HashMap<AccountId, (Instant, T)>>);
+
+impl<T> Default for Warmed<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T: Clone> Warmed<T> {
+    /// Keeps `rows`, read at `at`, and forgets the rows older than [`WARM_FOR`].
+    fn keep(&self, at: Instant, rows: impl IntoIterator<Item = (AccountId, T)>) {
+        let mut warm = self.0.lock();
+        warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
+        warm.extend(rows.into_iter().map(|(id, row)| (id, (at, row))));
+    }
+
+    /// `id`'s row, if read less than [`WARM_FOR`] ago.
+    fn get(&self, id: AccountId) -> Option<T> {
+        let warm = self.0.lock();
+        let (read, row) = warm.get(&id)?;
+        (read.elapsed() < WARM_FOR).then(|| row.clone())
+    }
+
+    /// [`Warmed::get`], once: the row is forgotten.
+    fn take(&self, id: AccountId) -> Option<T> {
+        let (read, row) = self.0.lock().remove(&id)?;
+        (read.elapsed() < WARM_FOR).then_some(row)
+    }
+}
 
 /// Which writers about to start found nothing to do ([`Services::warm`]), and which were
 /// given work while a warm read was under way (so its "nothing pending" is stale for them).
@@ -162,16 +190,12 @@ impl Services {
 
     /// Keeps `accounts` (just read) for the actors about to start, and reads their refresh
     /// tokens, live push channels, sync states and which of them have pending outbox rows,
-    /// all in one go:
-    /// a start of thousands of calendars then costs a few statements instead of several
-    /// reads per calendar, each waited for by the supervisor or the pool.
+    /// all in one go: a start of thousands of calendars then costs a few statements instead
+    /// of several reads per calendar, each waited for by the supervisor or the pool.
     pub async fn warm(&self, accounts: &[Account]) -> Result<(), StoreError> {
         let at = Instant::now();
-        {
-            let mut warm = self.warm.lock();
-            warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
-            warm.extend(accounts.iter().map(|a| (a.id, (at, a.clone()))));
-        }
+        self.warm
+            .keep(at, accounts.iter().map(|a| (a.id, a.clone())));
         let cold: Vec<i64> = {
             let cache = self.tokens.lock();
             let mut ids: Vec<i64> = accounts
@@ -185,20 +209,10 @@ impl Services {
         };
         let ids: Vec<AccountId> = accounts.iter().map(|a| a.id).collect();
         let mut channels = self.store.current_channels(&ids).await?;
-        {
-            let mut warm = self.warm_channels.lock();
-            warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
-            warm.extend(ids.iter().map(|id| (*id, (at, channels.remove(id)))));
-        }
-        let mut states = self.store.sync_states(&ids).await?;
-        {
-            let mut warm = self.warm_sync_states.lock();
-            warm.retain(|_, (read, _)| at.duration_since(*read) < WARM_FOR);
-            warm.extend(
-                ids.iter()
-                    .filter_map(|id| Some((*id, (at, states.remove(id)?)))),
-            );
-        }
+        self.warm_channels
+            .keep(at, ids.iter().map(|id| (*id, channels.remove(id))));
+        let states = self.store.sync_states(&ids).await?;
+        self.warm_sync_states.keep(at, states);
         self.writer_marks.lock().warming += 1;
         let busy = self.store.queue_depths().await;
         {
@@ -241,12 +255,7 @@ impl Services {
 
     /// `id`'s account row: the one [`Services::warm`] read moments ago, or a fresh read.
     pub async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
-        let warm = self
-            .warm
-            .lock()
-            .get(&id)
-            .and_then(|(read, account)| (read.elapsed() < WARM_FOR).then(|| account.clone()));
-        match warm {
+        match self.warm.get(id) {
             Some(account) => Ok(account),
             None => self.store.account(id).await,
         }
@@ -255,13 +264,8 @@ impl Services {
     /// `id`'s live push channel: the one [`Services::warm`] read moments ago (once: a
     /// renewal later reads afresh), or a fresh read.
     pub async fn current_channel(&self, id: AccountId) -> Result<Option<WatchChannel>, StoreError> {
-        let warm = self
-            .warm_channels
-            .lock()
-            .remove(&id)
-            .filter(|(read, _)| read.elapsed() < WARM_FOR);
-        match warm {
-            Some((_, channel)) => Ok(channel),
+        match self.warm_channels.take(id) {
+            Some(channel) => Ok(channel),
             None => self.store.current_channel(id).await,
         }
     }
@@ -269,13 +273,8 @@ impl Services {
     /// `id`'s sync state: the one [`Services::warm`] read moments ago (once: its first sync
     /// only, with any token an echo deferred since), or a fresh read.
     pub async fn sync_state(&self, id: AccountId) -> Result<SyncState, StoreError> {
-        let warm = self
-            .warm_sync_states
-            .lock()
-            .remove(&id)
-            .filter(|(read, _)| read.elapsed() < WARM_FOR);
-        match warm {
-            Some((_, state)) => Ok(self.store.with_deferred_token(state)),
+        match self.warm_sync_states.take(id) {
+            Some(state) => Ok(self.store.with_deferred_token(state)),
             None => self.store.sync_state(id).await,
         }
     }
