@@ -627,7 +627,7 @@ pub(crate) const START_HOLD_MAX: Duration = Duration::from_secs(30);
 pub(crate) fn hold_syncs_while_starting(
     services: &Services,
     calendars: usize,
-) -> Option<Arc<tokio::sync::OwnedSemaphorePermit>> {
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let max = services.settings.concurrency.max_syncs;
     if calendars <= START_BATCH || max <= SYNCS_WHILE_STARTING {
         return None;
@@ -638,5 +638,4 @@ pub(crate) fn hold_syncs_while_starting(
         .clone()
         .try_acquire_many_owned(hold)
         .ok()
-        .map(Arc::new)
 }

@@ -179,23 +179,20 @@ pub async fn start(
             .map(|a| a.id)
             .collect();
         let held = control::hold_syncs_while_starting(&services, starting.len());
-        let batches = starting.chunks(control::START_BATCH).count();
-        for (n, batch) in starting.chunks(control::START_BATCH).enumerate() {
+        for batch in starting.chunks(control::START_BATCH) {
             let keys = control::child_keys(batch);
-            let reply = match &held {
-                Some(_) if n + 1 == batches => {
-                    let (spawned, all_spawned) = ractor::concurrency::oneshot();
-                    let held = held.clone();
-                    tokio::spawn(async move {
-                        // Ends when the last batch is spawned, or the supervisor is gone.
-                        let _ = tokio::time::timeout(control::START_HOLD_MAX, all_spawned).await;
-                        drop(held);
-                    });
-                    Some(spawned.into())
-                }
-                _ => None,
-            };
-            let _ = supervisor.cast(SupervisorMsg::AddChildren(keys, reply));
+            let _ = supervisor.cast(SupervisorMsg::AddChildren(keys, None));
+        }
+        if let Some(held) = held {
+            // The supervisor handles its messages in order: the answer to an empty batch
+            // means every batch above is spawned.
+            let (spawned, all_spawned) = ractor::concurrency::oneshot();
+            let _ = supervisor.cast(SupervisorMsg::AddChildren(Vec::new(), Some(spawned.into())));
+            tokio::spawn(async move {
+                // Ends then, or when the supervisor is gone.
+                let _ = tokio::time::timeout(control::START_HOLD_MAX, all_spawned).await;
+                drop(held);
+            });
         }
         tokio::spawn(background::watch_accounts(
             control.clone(),
