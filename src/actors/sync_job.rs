@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::Utc;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::block_writer::WriterMsg;
 use super::ActorNames;
@@ -98,7 +99,7 @@ struct Listing {
     /// The mass-deletion hold as stored when the listing began.
     held: bool,
     /// A full listing's turn (`MAX_CONCURRENT_FULL_SYNCS`), held until its commit.
-    full_turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    full_turn: Option<OwnedSemaphorePermit>,
 }
 
 impl SyncJob {
@@ -204,9 +205,7 @@ impl SyncJob {
         let state = self.services.sync_state(me.id).await?;
         let replan = state.replan_requested_at;
         let token = state.sync_token.filter(|_| !self.full);
-        let full_query = EventsQuery::full();
-        let mut full_turn = None;
-        let (full, listed) = match token.clone() {
+        let (listed, full_turn) = match token.clone() {
             Some(token) => {
                 match self
                     .client
@@ -216,23 +215,14 @@ impl SyncJob {
                     Err(GoogleError::SyncTokenExpired) => {
                         tracing::info!("sync token expired; listing everything");
                         store.reset_sync_token(me.id).await?;
-                        full_turn = Some(self.full_turn().await);
-                        (
-                            true,
-                            self.client.list_all(&me.calendar_id, &full_query).await?,
-                        )
+                        self.list_everything().await?
                     }
-                    other => (false, other?),
+                    other => (other?, None),
                 }
             }
-            None => {
-                full_turn = Some(self.full_turn().await);
-                (
-                    true,
-                    self.client.list_all(&me.calendar_id, &full_query).await?,
-                )
-            }
+            None => self.list_everything().await?,
         };
+        let full = full_turn.is_some();
         Ok(Listing {
             full,
             events: listed.events,
@@ -245,13 +235,23 @@ impl SyncJob {
         })
     }
 
-    /// Waits for a full listing's turn. The semaphore is never closed.
-    async fn full_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
-        let permits = self.services.full_sync_permits.clone();
-        permits
+    /// Lists the whole calendar once it is a full listing's turn; the turn comes back with
+    /// the listing, to be held until its commit.
+    async fn list_everything(
+        &self,
+    ) -> Result<(google::EventsListing, Option<OwnedSemaphorePermit>), SyncError> {
+        let turn = self
+            .services
+            .full_sync_permits
+            .clone()
             .acquire_owned()
             .await
-            .expect("the full-sync semaphore is never closed")
+            .expect("the full-sync semaphore is never closed");
+        let listed = self
+            .client
+            .list_all(&self.account.calendar_id, &EventsQuery::full())
+            .await?;
+        Ok((listed, Some(turn)))
     }
 
     /// The plan as one commit, with its sync-log lines.
