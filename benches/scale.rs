@@ -20,7 +20,9 @@
 //! `SCALE_QUICK=1` (100 calendars, 10/s, 10 s, SQLite), `MCSS_BENCH_POSTGRES_URL` (use
 //! this PostgreSQL instead of starting one), `SCALE_PLOT` (default
 //! `target/scale-propagation.svg`), `SCALE_JSON` (default `target/scale-results.jsonl`),
-//! `SCALE_PLOT_FROM=FILE` (only redraw the plot from saved JSON lines).
+//! `SCALE_PLOT_FROM=FILE` (only redraw the plot from saved JSON lines), `SCALE_KEEP=DIR`
+//! (keep `serve`'s logs, samples taken during each load and each change's latency there:
+//! `benches/scale/trace.rs`), `SCALE_LOG_LEVEL` (`serve`'s, default `warn`).
 //! Figures are printed, never asserted.
 
 #[path = "scale/google.rs"]
@@ -31,6 +33,8 @@ mod load;
 mod plot;
 #[path = "scale/procs.rs"]
 mod procs;
+#[path = "scale/trace.rs"]
+mod trace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -107,6 +111,7 @@ struct Row {
     calls_per_change: BTreeMap<String, f64>,
     writes_per_change: f64,
     db_writes_per_change: f64,
+    db_statements_per_change: f64,
     audit_rows_per_change: f64,
     peak_rss_mib: f64,
     idle_rss_mib: f64,
@@ -134,6 +139,7 @@ impl Row {
             "google_calls_per_change": self.calls_per_change,
             "block_writes_per_change": self.writes_per_change,
             "db_write_transactions_per_change": self.db_writes_per_change,
+            "db_statements_per_change": self.db_statements_per_change,
             "audit_rows_per_change": self.audit_rows_per_change,
             "peak_rss_mib": self.peak_rss_mib, "idle_rss_mib": self.idle_rss_mib,
             "cpu_seconds_per_1000_changes": self.cpu_per_1000,
@@ -295,6 +301,7 @@ async fn run_size(
     let probe = google.provision("probe", 1).await.remove(0).email;
     let emails: Vec<String> = users.iter().map(|u| u.email.clone()).collect();
     let log_dir = tempfile::tempdir().expect("a temp dir");
+    let keep = trace::keep_dir(backend, calendars);
     let database_url = match (backend, postgres) {
         ("postgres", Some(pg)) => pg.database(&format!("mcss_scale_{calendars}")).await,
         _ => format!(
@@ -302,6 +309,7 @@ async fn run_size(
             log_dir.path().join("mcss.db").display()
         ),
     };
+    let postgres_url = (backend == "postgres").then(|| database_url.clone());
     let base = &emulator.base_url;
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", database_url),
@@ -319,7 +327,10 @@ async fn run_size(
         ("INSTALLATION_ID", "scale-bench".to_owned()),
         ("POLL_INTERVAL_SECS", "3600".to_owned()),
         ("RECONCILE_INTERVAL_SECS", "604800".to_owned()),
-        ("LOG_LEVEL", "warn".to_owned()),
+        (
+            "LOG_LEVEL",
+            std::env::var("SCALE_LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned()),
+        ),
         ("LOG_FORMAT", "json".to_owned()),
     ]
     .into_iter()
@@ -367,9 +378,18 @@ async fn run_size(
         let before = service.metrics(&serve).await;
         let cpu_before = procs::cpu_seconds(serve.pid);
         let duration = Duration::from_secs(plan.seconds);
+        let sampler = match &keep {
+            Some(_) => Some(trace::Sampler::start(serve.port, postgres_url.clone()).await),
+            None => None,
+        };
+        let cpu_all_before = trace::cpu_by_command();
+        let load_started = Instant::now();
         let (changes, failed) = load::run(&google, &emails, rate, duration, 7 + i as u64).await;
         let load_end = epoch_ms(SystemTime::now());
+        let load_seconds = load_started.elapsed().as_secs_f64();
+        let cpu_all_after = trace::cpu_by_command();
         settle(&service, &serve).await;
+        let samples = sampler.map(trace::Sampler::finish).unwrap_or_default();
         let cpu = procs::cpu_seconds(serve.pid) - cpu_before;
         let after = service.metrics(&serve).await;
         let counters = google.counters().await;
@@ -409,6 +429,7 @@ async fn run_size(
                 .collect(),
             writes_per_change: writes / n,
             db_writes_per_change: delta("mcss_db_write_transactions_total") / n,
+            db_statements_per_change: delta("mcss_db_statements_total") / n,
             audit_rows_per_change: delta("mcss_db_audit_rows_total") / n,
             peak_rss_mib: procs::status_mib(serve.pid, "VmHWM:"),
             idle_rss_mib: idle_rss,
@@ -418,6 +439,19 @@ async fn run_size(
             ..Row::default()
         };
         print_row(&row);
+        if let Some(dir) = &keep {
+            let load = trace::Load {
+                rate,
+                seconds: load_seconds,
+                samples: &samples,
+                timeline: &result.timeline,
+                metrics_before: &before,
+                metrics_after: &after,
+                cpu_before: &cpu_all_before,
+                cpu_after: &cpu_all_after,
+            };
+            trace::report(dir, &load);
+        }
         rows.push(row);
     }
 
@@ -442,6 +476,11 @@ async fn run_size(
         synced.as_secs_f64()
     );
     serve.stop();
+    if let Some(dir) = &keep {
+        for log in ["first.log", "restart.log"] {
+            let _ = std::fs::copy(service.log_dir.path().join(log), dir.join(log));
+        }
+    }
     for row in &mut rows {
         row.restart_actors_secs = actors_up.as_secs_f64();
         row.restart_synced_secs = synced.as_secs_f64();
@@ -500,8 +539,8 @@ fn print_row(row: &Row) {
         ms(row.floor.total()), ms(row.floor.push), ms(row.floor.list), ms(row.floor.write)
     );
     println!(
-        "    block writes/change {:.2}  db write tx/change {:.2}  audit rows/change {:.2}  cpu {:.2} s/1000 changes  peak RSS {:.0} MiB",
-        row.writes_per_change, row.db_writes_per_change, row.audit_rows_per_change, row.cpu_per_1000, row.peak_rss_mib
+        "    block writes/change {:.2}  db write tx/change {:.2}  db statements/change {:.1}  audit rows/change {:.2}  cpu {:.2} s/1000 changes  peak RSS {:.0} MiB",
+        row.writes_per_change, row.db_writes_per_change, row.db_statements_per_change, row.audit_rows_per_change, row.cpu_per_1000, row.peak_rss_mib
     );
     println!("    google calls/change {:?}", row.calls_per_change);
 }

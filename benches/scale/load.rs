@@ -25,6 +25,9 @@ pub struct LoadResult {
     pub failed_writes: usize,
     /// Per measured change (the last change of each event): answered → last block final.
     pub latencies: Vec<Duration>,
+    /// The same changes in the order measured: when the source write was answered (ms since
+    /// the epoch) and the latency in ms.
+    pub timeline: Vec<(i64, u64)>,
     /// Measured changes whose blocks were not all in final form when read.
     pub missing: usize,
     /// Measured changes whose last block reached its final form more than 5 s after the
@@ -171,7 +174,9 @@ pub async fn evaluate(
         }
         let ms = u64::try_from((last_write - answered).max(0)).unwrap_or(0);
         result.latencies.push(Duration::from_millis(ms));
+        result.timeline.push((answered, ms));
     }
     result.latencies.sort();
+    result.timeline.sort();
     result
 }
