@@ -27,10 +27,14 @@ pub const LEASE_HANDOVERS: &str = "mcss_lease_handovers_total";
 pub const OWNED_CALENDARS: &str = "mcss_owned_calendars";
 pub const REPLICA_NOTES: &str = "mcss_replica_notes_total";
 pub const DB_WRITE_TRANSACTIONS: &str = "mcss_db_write_transactions_total";
+pub const DB_STATEMENTS: &str = "mcss_db_statements_total";
 pub const DB_AUDIT_ROWS: &str = "mcss_db_audit_rows_total";
 pub const DB_ACCOUNT_LIST_READS: &str = "mcss_db_account_list_reads_total";
 pub const CALENDAR_STARTS: &str = "mcss_calendar_actor_starts_total";
 pub const SYNCS_IN_FLIGHT: &str = "mcss_syncs_in_flight";
+pub const DB_COMMIT_WAIT: &str = "mcss_db_commit_wait_seconds";
+pub const DB_GROUP_COMMIT_DURATION: &str = "mcss_db_group_commit_duration_seconds";
+pub const DB_GROUP_COMMIT_JOBS: &str = "mcss_db_group_commit_jobs_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -118,6 +122,10 @@ fn describe() {
         DB_WRITE_TRANSACTIONS,
         "Database transactions that may write (write transactions and autocommit writes)."
     );
+    describe_counter!(
+        DB_STATEMENTS,
+        "Statements sent to the database (each a round trip on PostgreSQL)."
+    );
     describe_counter!(DB_AUDIT_ROWS, "Sync-log (audit) rows inserted.");
     describe_counter!(DB_ACCOUNT_LIST_READS, "Reads of the whole account list.");
     describe_counter!(
@@ -127,5 +135,19 @@ fn describe() {
     describe_gauge!(
         SYNCS_IN_FLIGHT,
         "Calendar syncs running now (bounded by MAX_CONCURRENT_SYNCS)."
+    );
+    describe_histogram!(
+        DB_COMMIT_WAIT,
+        Unit::Seconds,
+        "From a sync's or a writer's commit being asked for to its group commit's answer."
+    );
+    describe_histogram!(
+        DB_GROUP_COMMIT_DURATION,
+        Unit::Seconds,
+        "One group commit: its transaction, every job in it, and the commit."
+    );
+    describe_counter!(
+        DB_GROUP_COMMIT_JOBS,
+        "Jobs written by group commits (over the duration's count: jobs per transaction)."
     );
 }

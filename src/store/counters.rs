@@ -1,5 +1,5 @@
 //! Process-wide counters of the store's work that the scale targets are stated in: write
-//! transactions, audit (sync-log) rows and reads of the whole account list. Each is also a
+//! transactions, statements, audit (sync-log) rows and reads of the whole account list. Each is also a
 //! Prometheus counter (`src/metrics.rs`), so the benchmark reads them from `/metrics` of a
 //! running `serve`, and tests read them in process through [`Store::counters`].
 //!
@@ -10,9 +10,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Store;
-use crate::metrics::{DB_ACCOUNT_LIST_READS, DB_AUDIT_ROWS, DB_WRITE_TRANSACTIONS};
+use crate::metrics::{DB_ACCOUNT_LIST_READS, DB_AUDIT_ROWS, DB_STATEMENTS, DB_WRITE_TRANSACTIONS};
 
 static WRITE_TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
 static AUDIT_ROWS: AtomicU64 = AtomicU64::new(0);
 static ACCOUNT_LIST_READS: AtomicU64 = AtomicU64::new(0);
 
@@ -22,6 +23,9 @@ pub struct StoreCounters {
     /// Transactions that may write: every `BEGIN IMMEDIATE`/`BEGIN` of a write, and every
     /// write statement run on its own (autocommit).
     pub write_transactions: u64,
+    /// Statements sent to the database (reads and writes; `BEGIN` and `COMMIT` not
+    /// counted). On PostgreSQL each is a round trip.
+    pub statements: u64,
     /// Sync-log (audit) rows inserted.
     pub audit_rows: u64,
     /// Reads of every account row (`Store::list_accounts`).
@@ -34,6 +38,7 @@ impl std::ops::Sub for StoreCounters {
     fn sub(self, earlier: StoreCounters) -> StoreCounters {
         StoreCounters {
             write_transactions: self.write_transactions - earlier.write_transactions,
+            statements: self.statements - earlier.statements,
             audit_rows: self.audit_rows - earlier.audit_rows,
             account_list_reads: self.account_list_reads - earlier.account_list_reads,
         }
@@ -45,6 +50,7 @@ impl Store {
     pub fn counters(&self) -> StoreCounters {
         StoreCounters {
             write_transactions: WRITE_TRANSACTIONS.load(Ordering::Relaxed),
+            statements: STATEMENTS.load(Ordering::Relaxed),
             audit_rows: AUDIT_ROWS.load(Ordering::Relaxed),
             account_list_reads: ACCOUNT_LIST_READS.load(Ordering::Relaxed),
         }
@@ -54,6 +60,11 @@ impl Store {
 pub(super) fn write_transaction() {
     WRITE_TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
     metrics::counter!(DB_WRITE_TRANSACTIONS).increment(1);
+}
+
+pub(super) fn statement() {
+    STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(DB_STATEMENTS).increment(1);
 }
 
 pub(super) fn audit_rows(n: usize) {

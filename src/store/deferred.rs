@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _};
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait, DbBackend, EntityTrait as _, QueryFilter as _, Statement,
+};
 
 use super::entities::sync_state;
 use super::{StoreError, SyncState};
@@ -85,6 +87,10 @@ pub(super) async fn write_tokens(
     conn: &impl ConnectionTrait,
     tokens: &[(AccountId, Deferred)],
 ) -> Result<u64, StoreError> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        return write_tokens_postgres(conn, tokens).await;
+    }
+    // SQLite answers in process: a statement per token costs no round trip.
     let mut written = 0;
     for (account, deferred) in tokens {
         let from = match &deferred.from {
@@ -111,6 +117,52 @@ pub(super) async fn write_tokens(
             .exec(conn)
             .await?;
         written += result.rows_affected;
+    }
+    Ok(written)
+}
+
+/// [`write_tokens`] on PostgreSQL: one statement per thousand tokens.
+async fn write_tokens_postgres(
+    conn: &impl ConnectionTrait,
+    tokens: &[(AccountId, Deferred)],
+) -> Result<u64, StoreError> {
+    let mut written = 0;
+    for chunk in tokens.chunks(1000) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);
+        for (i, (account, deferred)) in chunk.iter().enumerate() {
+            let n = i * 4;
+            rows.push(format!(
+                "(${}::bigint, ${}::text, ${}::text, ${}::timestamptz)",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ));
+            values.extend([
+                account.get().into(),
+                deferred.from.clone().into(),
+                deferred.to.clone().into(),
+                deferred.at.into(),
+            ]);
+        }
+        let sql = format!(
+            "UPDATE sync_state AS s \
+             SET sync_token = v.to_token, last_incremental_sync_at = v.at, \
+                 last_result = 'ok', last_error = NULL, updated_at = v.at \
+             FROM (VALUES {}) AS v (account_id, from_token, to_token, at) \
+             WHERE s.account_id = v.account_id \
+               AND s.sync_token IS NOT DISTINCT FROM v.from_token",
+            rows.join(", ")
+        );
+        let result = conn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?;
+        written += result.rows_affected();
     }
     Ok(written)
 }

@@ -15,16 +15,20 @@
 //! run again on its own, so one bad job cannot fail the others, and each job keeps its own
 //! all-or-nothing guarantee.
 
+use std::time::Instant;
+
 use parking_lot::Mutex;
 use sea_orm::DatabaseTransaction;
 use tokio::sync::oneshot;
 
 use super::deferred::Deferred;
-use super::leases::check_fence;
+use super::leases::check_fences;
+use super::sync_log::insert_log_rows;
 use super::{
     CommitOutcome, Fence, NewLogEntry, Store, StoreError, SyncCommit, SyncFence, WriteReport,
 };
 use crate::domain::AccountId;
+use crate::metrics::{DB_COMMIT_WAIT, DB_GROUP_COMMIT_DURATION, DB_GROUP_COMMIT_JOBS};
 
 /// How long a job that finds the queue otherwise empty waits for company.
 const GATHER_FOR: std::time::Duration = std::time::Duration::from_millis(2);
@@ -67,12 +71,16 @@ pub(super) struct GroupCommit {
 impl Store {
     /// Runs `job`, in one transaction with whatever else is queued; see the module docs.
     pub(super) async fn group_commit(&self, job: Job) -> Result<Done, StoreError> {
+        let asked = Instant::now();
         let (reply, mut result) = oneshot::channel();
         self.group.queue.lock().push((job, reply));
         loop {
             let _leader = self.group.leader.lock().await;
             match result.try_recv() {
-                Ok(done) => return done,
+                Ok(done) => {
+                    metrics::histogram!(DB_COMMIT_WAIT).record(asked.elapsed().as_secs_f64());
+                    return done;
+                }
                 Err(oneshot::error::TryRecvError::Closed) => {
                     // The leader that took our job was cancelled midway (its transaction
                     // rolled back): nothing of it was written.
@@ -113,6 +121,13 @@ impl Store {
     }
 
     async fn run_batch(&self, batch: Vec<(Job, Reply)>) {
+        let started = Instant::now();
+        metrics::counter!(DB_GROUP_COMMIT_JOBS).increment(batch.len() as u64);
+        self.run_jobs(batch).await;
+        metrics::histogram!(DB_GROUP_COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+    }
+
+    async fn run_jobs(&self, batch: Vec<(Job, Reply)>) {
         if batch.len() > 1 {
             let jobs: Vec<Job> = batch.iter().map(|(job, _)| job.clone()).collect();
             if let Ok(results) = self.run_together(jobs).await {
@@ -131,28 +146,28 @@ impl Store {
         }
     }
 
+    /// Runs `jobs` in one transaction. Statements that each job would make on its own are
+    /// made once for all of them: one check of every fence, first, and one insert of every
+    /// audit row, last (each statement is a round trip to PostgreSQL, and while the
+    /// transaction runs every other commit waits for it).
     async fn run_together(&self, jobs: Vec<Job>) -> Result<Vec<Done>, StoreError> {
         let txn = self.write_txn().await?;
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            match run_job(&txn, job).await {
-                Ok(done) => results.push(done),
-                Err(err) => {
-                    let _ = txn.rollback().await;
-                    return Err(err);
-                }
+        let written = async {
+            let fences: Vec<&Fence> = jobs.iter().filter_map(Job::fence).collect();
+            check_fences(&txn, &fences).await?;
+            let mut log = Vec::new();
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                results.push(run_job(&txn, job, &mut log).await?);
             }
+            insert_log_rows(&txn, log).await?;
+            Ok(results)
         }
-        txn.commit().await?;
-        Ok(results)
-    }
-
-    async fn run_alone(&self, job: Job) -> Result<Done, StoreError> {
-        let txn = self.write_txn().await?;
-        match run_job(&txn, job).await {
-            Ok(done) => {
+        .await;
+        match written {
+            Ok(results) => {
                 txn.commit().await?;
-                Ok(done)
+                Ok(results)
             }
             Err(err) => {
                 // Rolling back explicitly returns the connection clean; the error that
@@ -162,20 +177,39 @@ impl Store {
             }
         }
     }
+
+    async fn run_alone(&self, job: Job) -> Result<Done, StoreError> {
+        let mut done = self.run_together(vec![job]).await?;
+        Ok(done.remove(0))
+    }
 }
 
-/// One job in the shared transaction. A job under a lease checks its fence first, so a job
-/// of a replica that lost its lease fails the joint transaction, and then fails alone.
-async fn run_job(txn: &DatabaseTransaction, job: Job) -> Result<Done, StoreError> {
+impl Job {
+    /// The lease the job writes under, when there are several replicas.
+    fn fence(&self) -> Option<&Fence> {
+        match self {
+            Job::Sync { fence, .. } => fence.as_ref().map(|f| &f.source),
+            Job::Record { fence, .. } => fence.as_ref(),
+            Job::Tokens(_) => None,
+        }
+    }
+}
+
+/// One job in the shared transaction, its fence already checked; its audit rows go to
+/// `log`, written after the last job. A job of a replica that lost its lease fails the
+/// joint transaction at the fence check, and then fails alone.
+async fn run_job(
+    txn: &DatabaseTransaction,
+    job: Job,
+    log: &mut Vec<NewLogEntry>,
+) -> Result<Done, StoreError> {
     match job {
         Job::Sync {
             account,
-            commit,
+            mut commit,
             fence,
         } => {
-            if let Some(fence) = &fence {
-                check_fence(txn, &fence.source).await?;
-            }
+            log.append(&mut commit.log);
             let claim_targets = fence.as_ref().map(|f| &f.claim_targets);
             super::sync_state::write_commit(txn, account, *commit, claim_targets)
                 .await
@@ -184,13 +218,11 @@ async fn run_job(txn: &DatabaseTransaction, job: Job) -> Result<Done, StoreError
         Job::Record {
             owner,
             reports,
-            log,
-            fence,
+            log: mut entries,
+            fence: _,
         } => {
-            if let Some(fence) = &fence {
-                check_fence(txn, fence).await?;
-            }
-            super::writes::write_records(txn, &owner, &reports, log)
+            log.append(&mut entries);
+            super::writes::write_records(txn, &owner, &reports)
                 .await
                 .map(Done::Recorded)
         }

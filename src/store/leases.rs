@@ -24,6 +24,7 @@
 //! [`Store::lease_owners`] to find where to send a ping. PostgreSQL only: SQLite runs one
 //! replica (`sqlite_lock.rs`) and needs no fence.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -379,23 +380,46 @@ pub(crate) async fn check_fence<C: ConnectionTrait>(
     conn: &C,
     fence: &Fence,
 ) -> Result<(), StoreError> {
-    let row = conn
-        .query_one_raw(pg(
-            "SELECT 1 AS held FROM calendar_leases \
-             WHERE account_id = $1 AND owner = $2 AND epoch = $3 AND expires_at > now() \
+    check_fences(conn, &[fence]).await
+}
+
+/// [`check_fence`] of many fences in one statement. Fails with the first calendar whose
+/// fence is not its live lease. The rows are found by their key alone: `owner` is the same
+/// in every row one replica holds, and an index on it would lead the planner to read them all.
+pub(crate) async fn check_fences<C: ConnectionTrait>(
+    conn: &C,
+    fences: &[&Fence],
+) -> Result<(), StoreError> {
+    if fences.is_empty() {
+        return Ok(());
+    }
+    let rows = conn
+        .query_all_raw(pg(
+            "SELECT account_id, epoch, CASE WHEN expires_at > now() THEN owner END AS owner \
+             FROM calendar_leases \
+             WHERE account_id = ANY(string_to_array($1, ',')::bigint[]) \
              FOR KEY SHARE",
-            vec![
-                fence.calendar.get().into(),
-                fence.owner.to_string().into(),
-                fence.epoch.into(),
-            ],
+            vec![id_list(fences.iter().map(|f| f.calendar)).into()],
         ))
         .await?;
-    match row {
-        Some(_) => Ok(()),
-        None => Err(StoreError::Fenced {
-            calendar: fence.calendar,
+    let mut live: HashMap<i64, (i64, String)> = HashMap::new();
+    for row in rows {
+        if let Some(owner) = row.try_get::<Option<String>>("", "owner")? {
+            live.insert(
+                row.try_get::<i64>("", "account_id")?,
+                (row.try_get::<i64>("", "epoch")?, owner),
+            );
+        }
+    }
+    let held = |f: &Fence| {
+        live.get(&f.calendar.get())
+            .is_some_and(|(epoch, owner)| *epoch == f.epoch && **owner == *f.owner)
+    };
+    match fences.iter().find(|f| !held(f)) {
+        Some(lapsed) => Err(StoreError::Fenced {
+            calendar: lapsed.calendar,
         }),
+        None => Ok(()),
     }
 }
 

@@ -16,7 +16,6 @@ use sea_orm::{
 };
 
 use super::entities::{accounts, desired_blocks, source_events, sync_state};
-use super::sync_log::insert_log_rows;
 use super::{
     now, BlockState, Claim, CommitOutcome, Fence, HoldWrite, OutboxUpsert, Store, StoreError,
     StoredEventUpsert, SyncCommit, SyncState,
@@ -265,7 +264,6 @@ pub(super) async fn write_commit(
     let mut outcome = upsert_desired_blocks(txn, commit.desired_blocks, &queued).await?;
     outcome.excluded = exclude_blocks(txn, account_id, &commit.exclusions, at).await?;
     write_hold(txn, account_id, &commit.hold, at).await?;
-    insert_log_rows(txn, commit.log).await?;
     if let Some(asked_by) = commit.replan_done {
         // A replan asked for after this one read the store is still to come.
         sync_state::Entity::update_many()
@@ -444,10 +442,17 @@ async fn upsert_desired_blocks(
     let existing = existing_rows(txn, latest.keys()).await?;
     let mut outcome = CommitOutcome::default();
     let mut woken = BTreeSet::new();
+    let mut new_rows = Vec::new();
     for (key, upsert) in latest {
         let target = upsert.target_account_id;
         let queued_now = match existing.get(&key) {
-            None => insert_row(txn, upsert, queued).await?,
+            None => match new_row(upsert, queued)? {
+                Some(row) => {
+                    new_rows.push(row);
+                    true
+                }
+                None => false,
+            },
             Some(row) => update_row(txn, row, upsert, queued).await?,
         };
         if queued_now {
@@ -456,6 +461,11 @@ async fn upsert_desired_blocks(
         } else {
             outcome.blocks_unchanged += 1;
         }
+    }
+    for chunk in new_rows.chunks(CHUNK) {
+        desired_blocks::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
     }
     outcome.woken_targets = woken.into_iter().collect();
     Ok(outcome)
@@ -468,7 +478,10 @@ async fn existing_rows<'a>(
     let keys: Vec<&(i64, String)> = keys.collect();
     let mut existing = HashMap::new();
     for chunk in keys.chunks(CHUNK) {
+        // Both columns, so the lookup goes through the (target, block) index.
+        let targets: BTreeSet<i64> = chunk.iter().map(|(t, _)| *t).collect();
         let rows = desired_blocks::Entity::find()
+            .filter(desired_blocks::Column::TargetAccountId.is_in(targets))
             .filter(desired_blocks::Column::BlockId.is_in(chunk.iter().map(|(_, b)| b.as_str())))
             .all(txn)
             .await?;
@@ -488,18 +501,18 @@ fn body_text(upsert: &OutboxUpsert) -> Result<Option<String>, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("block body: {e}")))
 }
 
-/// A row never seen: queued, unless there is nothing to delete that we know of.
-async fn insert_row(
-    txn: &impl ConnectionTrait,
+/// A row never seen, to be inserted queued; none when there is nothing to delete that we
+/// know of.
+fn new_row(
     upsert: OutboxUpsert,
     queued: &Queued<'_>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<desired_blocks::ActiveModel>, StoreError> {
     let body = body_text(&upsert)?;
     if body.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     let claim = queued.claim_on(upsert.target_account_id.get());
-    desired_blocks::Entity::insert(desired_blocks::ActiveModel {
+    Ok(Some(desired_blocks::ActiveModel {
         target_account_id: Set(upsert.target_account_id.get()),
         source_account_id: Set(upsert.source_account_id.get()),
         source_event_id: Set(upsert.source_event_id.into_string()),
@@ -521,10 +534,7 @@ async fn insert_row(
         sync_id: Set(queued.sync_id.clone()),
         applied_updated: Set(None),
         ..Default::default()
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(true)
+    }))
 }
 
 /// New content for a known row (see [`Store::commit_sync`] for the rules). Returns whether

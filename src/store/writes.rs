@@ -17,7 +17,7 @@
 //! none of them; a block series deleted at Google takes its occurrence rows with it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::sea_query::{Expr, ExprTrait as _, SimpleExpr};
 use sea_orm::{
     ColumnTrait as _, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _,
     Order, QueryFilter as _, QueryOrder as _, QuerySelect as _, Statement,
@@ -26,7 +26,6 @@ use sea_orm::{
 use super::entities::desired_blocks::{self, Column, Entity};
 use super::group_commit::{Done, Job};
 use super::outbox::records;
-use super::sync_log::insert_log_rows;
 use super::{
     now, BlockState, Claim, Fence, NewLogEntry, OutboxId, OutboxRow, RowRole, Store, StoreError,
 };
@@ -200,20 +199,6 @@ impl Store {
         }
     }
 
-    /// When the next pending row of `target` falls due (`None`: nothing pending).
-    pub async fn next_due_at(
-        &self,
-        target: AccountId,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = Entity::find()
-            .filter(Column::TargetAccountId.eq(target.get()))
-            .filter(Column::State.eq(BlockState::Pending.as_str()))
-            .order_by_asc(Column::NextAttemptAt)
-            .one(self.connection())
-            .await?;
-        Ok(row.and_then(|r| r.next_attempt_at))
-    }
-
     /// Releases every claim `owner` holds (a writer that stops hands its rows back).
     pub async fn release_claims(&self, owner: &str) -> Result<u64, StoreError> {
         let result = Entity::update_many()
@@ -226,12 +211,12 @@ impl Store {
     }
 }
 
-/// The body of [`Store::record_writes`], in the caller's transaction (a group commit's).
+/// The body of [`Store::record_writes`] but its audit rows (the group commit writes those
+/// of all its jobs at once), in the caller's transaction.
 pub(super) async fn write_records(
     txn: &DatabaseTransaction,
     owner: &str,
     reports: &[WriteReport],
-    log: Vec<NewLogEntry>,
 ) -> Result<usize, StoreError> {
     let mut recorded = 0;
     for report in reports {
@@ -239,7 +224,6 @@ pub(super) async fn write_records(
             recorded += 1;
         }
     }
-    insert_log_rows(txn, log).await?;
     Ok(recorded)
 }
 
@@ -482,7 +466,8 @@ async fn record_one(
 }
 
 /// Google holds `hash`: remember it, and settle the row when that is still what it wants
-/// (a sync may have committed newer content meanwhile: then it stays pending).
+/// (a sync may have committed newer content meanwhile: then it stays pending). One
+/// statement: the settling columns change only where the row still wants `hash`.
 async fn record_applied(
     txn: &DatabaseTransaction,
     owner: &str,
@@ -491,30 +476,30 @@ async fn record_applied(
     etag: Option<&str>,
     updated: Option<DateTime<Utc>>,
 ) -> Result<bool, StoreError> {
-    let recorded = release(row.id, owner)
-        .col_expr(Column::AppliedHash, hash.map(str::to_owned).into())
-        .col_expr(Column::GoogleEtag, etag.map(str::to_owned).into())
-        .col_expr(Column::AppliedUpdated, updated.into())
-        .exec(txn)
-        .await?;
-    if recorded.rows_affected == 0 {
-        return Ok(false);
-    }
     let desired_is_hash = match hash {
         Some(hash) => Column::DesiredHash.eq(hash),
         None => Column::DesiredHash.is_null(),
     };
-    Entity::update_many()
-        .col_expr(Column::State, BlockState::Applied.as_str().into())
-        .col_expr(Column::Attempts, Expr::value(0))
-        .col_expr(Column::NextAttemptAt, Option::<DateTime<Utc>>::None.into())
-        .col_expr(Column::LastError, Option::<String>::None.into())
-        .filter(Column::Id.eq(row.id.get()))
-        .filter(desired_is_hash)
-        .filter(Column::State.ne(BlockState::Excluded.as_str()))
-        .exec(txn)
-        .await?;
-    Ok(true)
+    let settled = Condition::all()
+        .add(desired_is_hash)
+        .add(Column::State.ne(BlockState::Excluded.as_str()));
+    let settle = |column: Column, value: SimpleExpr| -> (Column, SimpleExpr) {
+        let case = Expr::case(settled.clone(), value).finally(Expr::col(column));
+        (column, case.into())
+    };
+    let mut update = release(row.id, owner)
+        .col_expr(Column::AppliedHash, hash.map(str::to_owned).into())
+        .col_expr(Column::GoogleEtag, etag.map(str::to_owned).into())
+        .col_expr(Column::AppliedUpdated, updated.into());
+    for (column, value) in [
+        settle(Column::State, BlockState::Applied.as_str().into()),
+        settle(Column::Attempts, Expr::value(0)),
+        settle(Column::NextAttemptAt, Option::<DateTime<Utc>>::None.into()),
+        settle(Column::LastError, Option::<String>::None.into()),
+    ] {
+        update = update.col_expr(column, value);
+    }
+    Ok(update.exec(txn).await?.rows_affected == 1)
 }
 
 /// The block is gone at Google. A row that still wants it gone is done; one whose source came
