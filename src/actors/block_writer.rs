@@ -45,8 +45,8 @@ use crate::google::{AccountClient, Event, GoogleError};
 use crate::metrics::{BLOCK_OPERATIONS, PENDING_OPERATIONS, PROPAGATION_LATENCY};
 use crate::services::Services;
 use crate::store::{
-    log_kind, Account, BlockState, Claim, Fence, LogResult, NewLogEntry, OutboxRow, RowRole,
-    StoreError, WriteOutcome, WriteReport,
+    log_kind, Account, BlockState, Claim, Fence, LogResult, NewLogEntry, OutboxRow, PendingOutlook,
+    RowRole, StoreError, WriteOutcome, WriteReport,
 };
 use crate::sync::BlockBody;
 
@@ -277,7 +277,11 @@ impl WriterState {
         };
         let full_batch = rows.len() as u64 == BATCH;
         let stopped = self.write_batch(myself, rows, fence.as_ref()).await;
-        self.update_gauge().await;
+        // One look at what is left serves the gauge and the next pass.
+        let outlook = store.pending_outlook(target).await;
+        if let Ok(outlook) = &outlook {
+            self.set_gauge(outlook.count);
+        }
         if stopped {
             return;
         }
@@ -285,7 +289,7 @@ impl WriterState {
             let _ = myself.cast(WriterMsg::converge());
             return;
         }
-        self.schedule_next(myself).await;
+        self.schedule_next(myself, outlook);
     }
 
     /// Writes the claimed rows in order and records them in one transaction (under the
@@ -406,8 +410,12 @@ impl WriterState {
         }
     }
 
-    async fn schedule_next(&mut self, myself: &ActorRef<WriterMsg>) {
-        match self.services.store.next_due_at(self.account.id).await {
+    fn schedule_next(
+        &mut self,
+        myself: &ActorRef<WriterMsg>,
+        outlook: Result<PendingOutlook, StoreError>,
+    ) {
+        match outlook.map(|o| o.next_due) {
             Ok(Some(at)) => {
                 let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 if wait.is_zero() {
@@ -462,17 +470,6 @@ impl WriterState {
             timer.abort();
         }
         self.timer = Some(myself.send_after(after, WriterMsg::converge).abort_handle());
-    }
-
-    async fn update_gauge(&self) {
-        if let Ok(pending) = self
-            .services
-            .store
-            .pending_count(Some(self.account.id))
-            .await
-        {
-            self.set_gauge(pending);
-        }
     }
 
     fn set_gauge(&self, pending: u64) {

@@ -40,6 +40,7 @@ mod group_commit;
 mod groups;
 pub mod leases;
 mod outbox;
+pub use outbox::PendingOutlook;
 pub mod records;
 pub mod sqlite_lock;
 mod sync_log;
@@ -163,7 +164,10 @@ async fn open_pool(
     timeout: Duration,
 ) -> Result<DatabaseConnection, StoreError> {
     match tokio::time::timeout(timeout, sea_orm::Database::connect(options)).await {
-        Ok(Ok(db)) => Ok(db),
+        Ok(Ok(mut db)) => {
+            db.set_metric_callback(|_| counters::statement());
+            Ok(db)
+        }
         Ok(Err(DbErr::Conn(e))) => Err(unusable(format!(
             "cannot connect to {place}: {}",
             innermost(&e)

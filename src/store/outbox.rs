@@ -66,6 +66,21 @@ struct LiveCount {
     live: i64,
 }
 
+/// A target's pending rows, as its writer looks at them after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingOutlook {
+    /// Pending rows, due or not.
+    pub count: u64,
+    /// When the first of them is due.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Outlook {
+    count: i64,
+    next_due: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, FromQueryResult)]
 struct Depth {
     target_account_id: i64,
@@ -228,6 +243,25 @@ impl Store {
             select = select.filter(Column::TargetAccountId.eq(target.get()));
         }
         Ok(select.count(self.connection()).await?)
+    }
+
+    /// `target`'s pending rows: how many, and when the first is due (one statement).
+    pub async fn pending_outlook(&self, target: AccountId) -> Result<PendingOutlook, StoreError> {
+        let outlook = desired_blocks::Entity::find()
+            .select_only()
+            .column_as(Column::Id.count(), "count")
+            .column_as(Column::NextAttemptAt.min(), "next_due")
+            .filter(Column::TargetAccountId.eq(target.get()))
+            .filter(Column::State.eq(BlockState::Pending.as_str()))
+            .into_model::<Outlook>()
+            .one(self.connection())
+            .await?;
+        Ok(
+            outlook.map_or_else(PendingOutlook::default, |o| PendingOutlook {
+                count: u64::try_from(o.count).unwrap_or(0),
+                next_due: o.next_due,
+            }),
+        )
     }
 
     /// Pending rows, for one target or all (due or not).

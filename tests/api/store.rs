@@ -11,8 +11,8 @@ use mcss::domain::{AccountId, BlockId, CalendarId, ChannelId, EventId};
 use mcss::store::entities::{accounts, credentials, desired_blocks};
 use mcss::store::{
     log_kind, now, AccountStatus, BlockState, Claim, LogQuery, LogResult, NewAccount, NewChannel,
-    NewLogEntry, OutboxRow, OutboxUpsert, RowRole, Store, StoreError, StoredEventUpsert,
-    SyncCommit, WriteOutcome, WriteReport,
+    NewLogEntry, OutboxRow, OutboxUpsert, PendingOutlook, RowRole, Store, StoreError,
+    StoredEventUpsert, SyncCommit, WriteOutcome, WriteReport,
 };
 use sea_orm::{ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -108,6 +108,7 @@ on_both_backends!(
     duplicate_credentials_of_one_address_are_merged_by_the_migration,
     calendars_added_at_once_to_one_new_group_all_join_it,
     an_echo_token_is_read_at_once_written_later_and_never_over_a_newer_one,
+    a_change_mirrored_onto_four_calendars_costs_a_statement_per_kind_not_per_row,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -840,11 +841,14 @@ async fn due_blocks_come_oldest_first_and_respect_next_attempt_at(db: &StoreDb) 
     for row in &rows[2..] {
         assert!(report(store, row, applied("hash-v1", None)).await);
     }
+    // Two rows wait for their retry: the first at t0 + 1 min.
+    let outlook = store.pending_outlook(b).await.expect("outlook");
+    assert_eq!(outlook.count, 2);
+    assert_eq!(outlook.next_due, Some(t0 + Duration::minutes(1)));
     assert_eq!(
-        store.next_due_at(b).await.expect("next"),
-        Some(t0 + Duration::minutes(1))
+        store.pending_outlook(a).await.expect("outlook"),
+        PendingOutlook::default()
     );
-    assert_eq!(store.next_due_at(a).await.expect("next"), None);
 }
 
 async fn queue_depths_count_pending_rows_per_target(db: &StoreDb) {
@@ -1419,6 +1423,132 @@ async fn an_echo_token_is_read_at_once_written_later_and_never_over_a_newer_one(
     assert_eq!(store.sync_state(a).await.expect("state").sync_token, None);
     assert_eq!(store.flush_deferred_tokens().await.expect("flush"), 0);
     assert_eq!(stored_token(store, a).await, None);
+}
+
+/// Statements `act` sends to the database (each a round trip on PostgreSQL).
+async fn statements_of<T>(store: &Store, act: impl std::future::Future<Output = T>) -> (T, u64) {
+    let before = store.counters();
+    let out = act.await;
+    (out, (store.counters() - before).statements)
+}
+
+/// A sync of one new event that queues its block on `targets`, with its audit line.
+fn one_event_onto(source: AccountId, targets: &[AccountId], n: u32) -> SyncCommit {
+    let event = format!("ev{n}");
+    SyncCommit {
+        upserted_source_events: vec![source_event(&event, None)],
+        desired_blocks: targets
+            .iter()
+            .zip(0u32..)
+            .map(|(t, i)| desired(source, *t, &event, n * 10 + i, Some("v1")))
+            .collect(),
+        new_sync_token: Some(format!("token-{n}")),
+        log: vec![NewLogEntry::new(
+            log_kind::INCREMENTAL_SYNC,
+            LogResult::Ok,
+            "1 event",
+        )],
+        ..Default::default()
+    }
+}
+
+async fn a_change_mirrored_onto_four_calendars_costs_a_statement_per_kind_not_per_row(
+    db: &StoreDb,
+) {
+    // Arrange: a source and four targets (a group of five).
+    let store = &db.store;
+    let source = add_account(store, "Calendar 01").await;
+    let mut targets = Vec::new();
+    for n in 2..=5 {
+        targets.push(add_account(store, &format!("Calendar 0{n}")).await);
+    }
+
+    // Act 1: the source's commit of one event, queued onto one target, then onto four.
+    let (_, onto_one) = statements_of(
+        store,
+        store.commit_sync(source, one_event_onto(source, &targets[..1], 1)),
+    )
+    .await;
+    let (outcome, onto_four) = statements_of(
+        store,
+        store.commit_sync(source, one_event_onto(source, &targets, 2)),
+    )
+    .await;
+
+    // Assert 1: four new rows cost what one does (they were an insert each).
+    let outcome = outcome.expect("commit");
+    assert_eq!(outcome.blocks_queued, 4);
+    assert_eq!(
+        onto_four, onto_one,
+        "statements of a commit onto 4 vs onto 1"
+    );
+
+    // Act 2: each target's writer records its write, all four in one batch, with an audit
+    // line each.
+    let mut reports = Vec::new();
+    for target in &targets {
+        let row = store
+            .blocks_for_target(*target)
+            .await
+            .expect("blocks")
+            .into_iter()
+            .find(|r| r.source_event_id == event_id("ev2"))
+            .expect("the row of ev2");
+        reports.push(WriteReport {
+            row: hold(store, &row).await,
+            outcome: applied("hash-v1", Some("etag-1")),
+        });
+    }
+    let audit = vec![NewLogEntry::new(log_kind::BLOCK_INSERT, LogResult::Ok, "written"); 4];
+    let (recorded, statements) =
+        statements_of(store, store.record_writes(WRITER, &reports, audit)).await;
+
+    // Assert 2: one statement per report (it was two), and one for all the audit lines;
+    // every row is applied and released.
+    assert_eq!(recorded.expect("record"), 4);
+    assert_eq!(statements, 4 + 1);
+    for report in &reports {
+        let row = store
+            .block(report.row.id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(row.state, BlockState::Applied);
+        assert_eq!(row.claimed_by, None);
+        assert_eq!(row.google_etag.as_deref(), Some("etag-1"));
+    }
+
+    // Act 3: the four targets' echoes, then their flush.
+    for (n, target) in targets.iter().enumerate() {
+        store
+            .commit_sync(
+                *target,
+                SyncCommit {
+                    new_sync_token: Some(format!("start-{n}")),
+                    full: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("first sync");
+        store
+            .commit_sync(*target, echo(&format!("start-{n}"), &format!("echo-{n}")))
+            .await
+            .expect("echo");
+    }
+    let (written, statements) = statements_of(store, store.flush_deferred_tokens()).await;
+
+    // Assert 3: every token written; on PostgreSQL in one statement (SQLite answers in
+    // process, a statement per token).
+    assert_eq!(written.expect("flush"), 4);
+    let postgres = store.connection().get_database_backend() == sea_orm::DbBackend::Postgres;
+    assert_eq!(statements, if postgres { 1 } else { 4 });
+    for (n, target) in targets.iter().enumerate() {
+        assert_eq!(
+            stored_token(store, *target).await.as_deref(),
+            Some(format!("echo-{n}").as_str())
+        );
+    }
 }
 
 async fn two_calendars_of_one_google_account_share_one_stored_token(db: &StoreDb) {
