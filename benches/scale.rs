@@ -379,7 +379,12 @@ async fn run_size(
         let cpu_before = procs::cpu_seconds(serve.pid);
         let duration = Duration::from_secs(plan.seconds);
         let sampler = match &keep {
-            Some(_) => Some(trace::Sampler::start(serve.port, postgres_url.clone()).await),
+            Some(_) => {
+                if let Some(url) = &postgres_url {
+                    trace::statements_reset(url).await;
+                }
+                Some(trace::Sampler::start(serve.port, postgres_url.clone()).await)
+            }
             None => None,
         };
         let cpu_all_before = trace::cpu_by_command();
@@ -451,6 +456,9 @@ async fn run_size(
                 cpu_after: &cpu_all_after,
             };
             trace::report(dir, &load);
+            if let Some(url) = &postgres_url {
+                trace::statements_report(url, dir, rate, result.changes).await;
+            }
         }
         rows.push(row);
     }

@@ -1,9 +1,10 @@
 //! `SCALE_KEEP=DIR`: what a run leaves behind to find where a slow change waited.
 //!
-//! While a load runs, a sampler records every 250 ms the service's gauges (syncs in flight,
-//! pending block operations) and, on PostgreSQL, the service's sessions in
+//! While a load runs, a sampler records every second the service's gauges (syncs in flight,
+//! pending block operations) and every 250 ms, on PostgreSQL, the service's sessions in
 //! `pg_stat_activity` (by state and wait event, and the oldest open transactions with their
-//! statement). After the load, each measured change is written with its answer time and
+//! statement). Where PostgreSQL loads `pg_stat_statements`, the statements of each load are
+//! counted and timed too. After the load, each measured change is written with its answer time and
 //! latency, and the run's slowest seconds are printed beside the samples taken then.
 //! `serve`'s logs and a `/metrics` dump after each rate are kept too.
 
@@ -47,18 +48,22 @@ impl Sampler {
             .expect("an HTTP client");
         let into = samples.clone();
         let task = tokio::spawn(async move {
+            // `/metrics` renders a gauge per calendar: once a second, to stay out of the way.
             let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
+            let mut text = String::new();
+            for n in 0u64.. {
                 tick.tick().await;
                 let t = epoch_ms(SystemTime::now());
-                let text = match http
-                    .get(format!("http://127.0.0.1:{port}/metrics"))
-                    .send()
-                    .await
-                {
-                    Ok(r) => r.text().await.unwrap_or_default(),
-                    Err(_) => String::new(),
-                };
+                if n % 4 == 0 {
+                    text = match http
+                        .get(format!("http://127.0.0.1:{port}/metrics"))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.text().await.unwrap_or_default(),
+                        Err(_) => String::new(),
+                    };
+                }
                 let mut sample = json!({
                     "t": t,
                     "syncs": metric(&text, "mcss_syncs_in_flight", &[]),
@@ -77,6 +82,60 @@ impl Sampler {
         self.task.abort();
         std::mem::take(&mut *self.samples.lock())
     }
+}
+
+/// Starts counting PostgreSQL's statements afresh, where `pg_stat_statements` is loaded
+/// (`shared_preload_libraries`); elsewhere nothing.
+pub async fn statements_reset(url: &str) {
+    if let Ok(db) = Database::connect(url).await {
+        let _ = db
+            .execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await;
+        let _ = db
+            .execute_unprepared("SELECT pg_stat_statements_reset()")
+            .await;
+        let _ = db.close().await;
+    }
+}
+
+/// The statements PostgreSQL ran since [`statements_reset`], by total time: written to
+/// `statements-RATE.tsv`, the top ten printed per change.
+pub async fn statements_report(url: &str, dir: &Path, rate: f64, changes: usize) {
+    let Ok(db) = Database::connect(url).await else {
+        return;
+    };
+    let statement = Statement::from_string(
+        db.get_database_backend(),
+        "SELECT calls::bigint AS calls, total_exec_time::float8 AS ms, \
+                left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query \
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database \
+                                               WHERE datname = current_database()) \
+         ORDER BY total_exec_time DESC"
+            .to_owned(),
+    );
+    let Ok(rows) = db.query_all_raw(statement).await else {
+        return;
+    };
+    let _ = db.close().await;
+    let n = changes.max(1) as f64;
+    let mut text = String::from("calls\tms\tquery\n");
+    println!("    PostgreSQL's statements (per change: calls, ms of execution):");
+    for (i, row) in rows.iter().enumerate() {
+        let calls: i64 = row.try_get("", "calls").unwrap_or_default();
+        let ms: f64 = row.try_get("", "ms").unwrap_or_default();
+        let query: String = row.try_get("", "query").unwrap_or_default();
+        text.push_str(&format!("{calls}\t{ms:.1}\t{query}\n"));
+        if i < 10 {
+            println!(
+                "      {:>6.2} {:>6.3}  {}",
+                calls as f64 / n,
+                ms / n,
+                query.chars().take(110).collect::<String>()
+            );
+        }
+    }
+    std::fs::write(dir.join(format!("statements-{rate}.tsv")), text)
+        .expect("SCALE_KEEP is writable");
 }
 
 /// The service's sessions by state and wait, and its three oldest open transactions.
