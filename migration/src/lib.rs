@@ -20,6 +20,7 @@ mod m20261215_000001_replicas_leases_web_state;
 mod m20261222_000001_pending_picks;
 mod m20261223_000001_lookup_indexes;
 mod m20261224_000001_unique_credential_email;
+mod m20261226_000001_lease_fillfactor;
 
 /// Every migration of the service, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261222_000001_pending_picks::Migration),
             Box::new(m20261223_000001_lookup_indexes::Migration),
             Box::new(m20261224_000001_unique_credential_email::Migration),
+            Box::new(m20261226_000001_lease_fillfactor::Migration),
         ]
     }
 }

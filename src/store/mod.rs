@@ -53,6 +53,8 @@ pub use counters::StoreCounters;
 pub use crypto::{CryptoError, TokenCipher};
 pub use leases::{Fence, HandedOver, HeldLease, LeaseRow};
 pub use records::*;
+#[doc(hidden)]
+pub use sync_state::rows_of as outbox_rows_of;
 pub use sync_state::SyncFence;
 pub use writes::{WriteOutcome, WriteReport};
 

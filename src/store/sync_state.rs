@@ -471,6 +471,19 @@ async fn upsert_desired_blocks(
     Ok(outcome)
 }
 
+/// The outbox rows of these `(target, block)` keys (and maybe a few more: rows of one key's
+/// target with another key's block). Both columns are constrained, so the lookup goes
+/// through the `(target, block)` index; by the block alone it read the whole index.
+#[doc(hidden)]
+pub fn rows_of<'a>(
+    keys: impl Iterator<Item = &'a (i64, String)> + Clone,
+) -> sea_orm::Select<desired_blocks::Entity> {
+    let targets: BTreeSet<i64> = keys.clone().map(|(t, _)| *t).collect();
+    desired_blocks::Entity::find()
+        .filter(desired_blocks::Column::TargetAccountId.is_in(targets))
+        .filter(desired_blocks::Column::BlockId.is_in(keys.map(|(_, b)| b.as_str())))
+}
+
 async fn existing_rows<'a>(
     txn: &impl ConnectionTrait,
     keys: impl Iterator<Item = &'a (i64, String)>,
@@ -478,13 +491,7 @@ async fn existing_rows<'a>(
     let keys: Vec<&(i64, String)> = keys.collect();
     let mut existing = HashMap::new();
     for chunk in keys.chunks(CHUNK) {
-        // Both columns, so the lookup goes through the (target, block) index.
-        let targets: BTreeSet<i64> = chunk.iter().map(|(t, _)| *t).collect();
-        let rows = desired_blocks::Entity::find()
-            .filter(desired_blocks::Column::TargetAccountId.is_in(targets))
-            .filter(desired_blocks::Column::BlockId.is_in(chunk.iter().map(|(_, b)| b.as_str())))
-            .all(txn)
-            .await?;
+        let rows = rows_of(chunk.iter().copied()).all(txn).await?;
         for row in rows {
             existing.insert((row.target_account_id, row.block_id.clone()), row);
         }
