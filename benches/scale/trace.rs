@@ -138,6 +138,19 @@ pub async fn statements_report(url: &str, dir: &Path, rate: f64, changes: usize)
         .expect("SCALE_KEEP is writable");
 }
 
+/// A session's state and what it waits for, as columns `state` and `wait`.
+const SESSION: &str = "coalesce(state, '') AS state, \
+                       coalesce(wait_event_type || ':' || wait_event, '') AS wait";
+/// The service's sessions (not the sampler's own).
+const THE_SERVICE: &str = "datname = current_database() AND pid <> pg_backend_pid()";
+
+fn state_and_wait(row: &sea_orm::QueryResult) -> (String, String) {
+    (
+        row.try_get("", "state").unwrap_or_default(),
+        row.try_get("", "wait").unwrap_or_default(),
+    )
+}
+
 /// The service's sessions by state and wait, and its three oldest open transactions.
 async fn postgres_sample(db: &sea_orm::DatabaseConnection) -> Value {
     let backend = db.get_database_backend();
@@ -145,40 +158,32 @@ async fn postgres_sample(db: &sea_orm::DatabaseConnection) -> Value {
         let statement = Statement::from_string(backend, sql.to_owned());
         db.query_all_raw(statement)
     };
-    let by_state = rows(
-        "SELECT coalesce(state, '') AS state, \
-                coalesce(wait_event_type || ':' || wait_event, '') AS wait, \
-                count(*)::bigint AS n \
-         FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid() \
-         GROUP BY 1, 2",
-    )
+    let by_state = rows(&format!(
+        "SELECT {SESSION}, count(*)::bigint AS n FROM pg_stat_activity \
+         WHERE {THE_SERVICE} GROUP BY 1, 2"
+    ))
     .await
     .unwrap_or_default()
     .iter()
     .map(|r| {
-        let state: String = r.try_get("", "state").unwrap_or_default();
-        let wait: String = r.try_get("", "wait").unwrap_or_default();
+        let (state, wait) = state_and_wait(r);
         let n: i64 = r.try_get("", "n").unwrap_or_default();
         json!([state, wait, n])
     })
     .collect::<Vec<_>>();
-    let oldest = rows(
-        "SELECT coalesce(state, '') AS state, \
-                coalesce(wait_event_type || ':' || wait_event, '') AS wait, \
+    let oldest = rows(&format!(
+        "SELECT {SESSION}, \
                 (extract(epoch FROM now() - xact_start) * 1000)::bigint AS age_ms, \
                 left(regexp_replace(query, '\\s+', ' ', 'g'), 140) AS query \
          FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid() \
-           AND xact_start IS NOT NULL \
-         ORDER BY xact_start LIMIT 3",
-    )
+         WHERE {THE_SERVICE} AND xact_start IS NOT NULL \
+         ORDER BY xact_start LIMIT 3"
+    ))
     .await
     .unwrap_or_default()
     .iter()
     .map(|r| {
-        let state: String = r.try_get("", "state").unwrap_or_default();
-        let wait: String = r.try_get("", "wait").unwrap_or_default();
+        let (state, wait) = state_and_wait(r);
         let age: i64 = r.try_get("", "age_ms").unwrap_or_default();
         let query: String = r.try_get("", "query").unwrap_or_default();
         json!({"state": state, "wait": wait, "age_ms": age, "query": query})
