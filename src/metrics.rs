@@ -60,6 +60,13 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
+    describe_service();
+    describe_replicas();
+    describe_database();
+}
+
+/// Requests, syncs, Google calls, block writes and actors.
+fn describe_service() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests served, by route and status.");
     describe_histogram!(
         HTTP_REQUEST_DURATION,
@@ -102,6 +109,18 @@ fn describe() {
     describe_gauge!(ACCOUNTS, "Connected accounts, by status.");
     describe_gauge!(UPTIME, "Seconds since the process started.");
     describe_counter!(
+        CALENDAR_STARTS,
+        "CalendarActors started (their post_start done), first starts and restarts."
+    );
+    describe_gauge!(
+        SYNCS_IN_FLIGHT,
+        "Calendar syncs running now (bounded by MAX_CONCURRENT_SYNCS)."
+    );
+}
+
+/// Replicas and their calendar leases.
+fn describe_replicas() {
+    describe_counter!(
         LEASE_ACQUISITIONS,
         "Calendar leases this replica took, by how (free|handed)."
     );
@@ -118,6 +137,10 @@ fn describe() {
         REPLICA_NOTES,
         "Notes received from other replicas, by kind (ping|wake|sync|leases) and result."
     );
+}
+
+/// The store: its transactions, statements, audit rows and group commits.
+fn describe_database() {
     describe_counter!(
         DB_WRITE_TRANSACTIONS,
         "Database transactions that may write (write transactions and autocommit writes)."
@@ -128,14 +151,6 @@ fn describe() {
     );
     describe_counter!(DB_AUDIT_ROWS, "Sync-log (audit) rows inserted.");
     describe_counter!(DB_ACCOUNT_LIST_READS, "Reads of the whole account list.");
-    describe_counter!(
-        CALENDAR_STARTS,
-        "CalendarActors started (their post_start done), first starts and restarts."
-    );
-    describe_gauge!(
-        SYNCS_IN_FLIGHT,
-        "Calendar syncs running now (bounded by MAX_CONCURRENT_SYNCS)."
-    );
     describe_histogram!(
         DB_COMMIT_WAIT,
         Unit::Seconds,

@@ -16,24 +16,18 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared("ALTER TABLE calendar_leases SET (fillfactor = 50)")
-            .await?;
-        Ok(())
+        on_postgres(manager, "ALTER TABLE calendar_leases SET (fillfactor = 50)").await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared("ALTER TABLE calendar_leases RESET (fillfactor)")
-            .await?;
-        Ok(())
+        on_postgres(manager, "ALTER TABLE calendar_leases RESET (fillfactor)").await
     }
+}
+
+/// Runs `sql` on PostgreSQL; nothing on SQLite.
+async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
 }
