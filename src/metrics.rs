@@ -30,6 +30,7 @@ pub const DB_WRITE_TRANSACTIONS: &str = "mcss_db_write_transactions_total";
 pub const DB_STATEMENTS: &str = "mcss_db_statements_total";
 pub const DB_AUDIT_ROWS: &str = "mcss_db_audit_rows_total";
 pub const DB_ACCOUNT_LIST_READS: &str = "mcss_db_account_list_reads_total";
+pub const DB_DEADLOCKS: &str = "mcss_db_deadlocks_total";
 pub const CALENDAR_STARTS: &str = "mcss_calendar_actor_starts_total";
 pub const SYNCS_IN_FLIGHT: &str = "mcss_syncs_in_flight";
 pub const DB_COMMIT_WAIT: &str = "mcss_db_commit_wait_seconds";
@@ -139,7 +140,7 @@ fn describe_replicas() {
     );
 }
 
-/// The store: its transactions, statements, audit rows and group commits.
+/// The store: its transactions, statements, audit rows, deadlocks and group commits.
 fn describe_database() {
     describe_counter!(
         DB_WRITE_TRANSACTIONS,
@@ -151,6 +152,10 @@ fn describe_database() {
     );
     describe_counter!(DB_AUDIT_ROWS, "Sync-log (audit) rows inserted.");
     describe_counter!(DB_ACCOUNT_LIST_READS, "Reads of the whole account list.");
+    describe_counter!(
+        DB_DEADLOCKS,
+        "Transactions PostgreSQL aborted to break a deadlock (each is run again)."
+    );
     describe_histogram!(
         DB_COMMIT_WAIT,
         Unit::Seconds,

@@ -98,16 +98,10 @@ impl Store {
         // Its replan request updates the sync state of the whole group, which a group
         // commit of those calendars' syncs may hold in another order: PostgreSQL then
         // aborts one of the two with a deadlock, and the account is simply added again.
-        let mut attempt = 1;
-        loop {
-            match self.create_account_once(new.clone()).await {
-                Err(e) if e.is_deadlock() && attempt < super::DEADLOCK_ATTEMPTS => {
-                    tracing::info!(attempt, "adding the account met a deadlock; trying again");
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        super::retry_deadlocks("adding an account", || {
+            self.create_account_once(new.clone())
+        })
+        .await
     }
 
     async fn create_account_once(&self, new: NewAccount) -> Result<Account, StoreError> {

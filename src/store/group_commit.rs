@@ -152,7 +152,7 @@ impl Store {
     /// transaction runs every other commit waits for it).
     async fn run_together(&self, jobs: Vec<Job>) -> Result<Vec<Done>, StoreError> {
         let txn = self.write_txn().await?;
-        let written = async {
+        let written: Result<Vec<Done>, StoreError> = async {
             let fences: Vec<&Fence> = jobs.iter().filter_map(Job::fence).collect();
             check_fences(&txn, &fences).await?;
             let mut log = Vec::new();
@@ -171,8 +171,12 @@ impl Store {
             }
             Err(err) => {
                 // Rolling back explicitly returns the connection clean; the error that
-                // matters is the first one.
+                // matters is the first one. A deadlock (with a settings change) is counted;
+                // a joint transaction's jobs then run one by one, a lone job's caller tries again later.
                 let _ = txn.rollback().await;
+                if err.is_deadlock() {
+                    super::counters::deadlock();
+                }
                 Err(err)
             }
         }

@@ -95,12 +95,31 @@ pub(super) async fn request_replan(
     calendars: &[AccountId],
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    use sea_orm::sea_query::{LockType, Order, Query};
+    use sync_state::Column as C;
     if calendars.is_empty() {
         return Ok(());
     }
+    let ids = calendars.iter().map(|c| c.get());
+    let which = if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Rows locked in account order: two requests at once (two calendars joining one
+        // group) then queue on their first common row instead of each holding one the other
+        // wants, which PostgreSQL breaks by aborting one. (SQLite has one writer.)
+        C::AccountId.in_subquery(
+            Query::select()
+                .column(C::AccountId)
+                .from(sync_state::Entity)
+                .and_where(C::AccountId.is_in(ids))
+                .order_by(C::AccountId, Order::Asc)
+                .lock(LockType::Update)
+                .to_owned(),
+        )
+    } else {
+        C::AccountId.is_in(ids)
+    };
     sync_state::Entity::update_many()
-        .col_expr(sync_state::Column::ReplanRequestedAt, Some(at).into())
-        .filter(sync_state::Column::AccountId.is_in(calendars.iter().map(|c| c.get())))
+        .col_expr(C::ReplanRequestedAt, Some(at).into())
+        .filter(which)
         .exec(conn)
         .await?;
     Ok(())
@@ -171,6 +190,14 @@ impl Store {
     /// nothing.
     #[tracing::instrument(name = "store.set_group", skip(self))]
     pub async fn set_group(&self, id: AccountId, name: &str) -> Result<SettingsChange, StoreError> {
+        super::retry_deadlocks("moving a calendar", || self.set_group_once(id, name)).await
+    }
+
+    async fn set_group_once(
+        &self,
+        id: AccountId,
+        name: &str,
+    ) -> Result<SettingsChange, StoreError> {
         let at = now();
         let txn = self.write_txn().await?;
         let row = accounts::Entity::find_by_id(id.get())
@@ -217,6 +244,17 @@ impl Store {
         id: AccountId,
         patch: &CalendarRules,
     ) -> Result<SettingsChange, StoreError> {
+        super::retry_deadlocks("changing the rules of a calendar", || {
+            self.set_rules_once(id, patch)
+        })
+        .await
+    }
+
+    async fn set_rules_once(
+        &self,
+        id: AccountId,
+        patch: &CalendarRules,
+    ) -> Result<SettingsChange, StoreError> {
         let at = now();
         let before = self.account(id).await?;
         let after = before.rules.patched(patch);
@@ -259,6 +297,18 @@ impl Store {
         target: AccountId,
         on: bool,
     ) -> Result<SettingsChange, StoreError> {
+        super::retry_deadlocks("turning a link on or off", || {
+            self.set_link_once(source, target, on)
+        })
+        .await
+    }
+
+    async fn set_link_once(
+        &self,
+        source: AccountId,
+        target: AccountId,
+        on: bool,
+    ) -> Result<SettingsChange, StoreError> {
         let at = now();
         let txn = self.write_txn().await?;
         let pair = Condition::all()
@@ -296,7 +346,10 @@ impl Store {
 
     /// Asks for a replan of these calendars (an operator's "plan again", a new calendar).
     pub async fn request_replans(&self, calendars: &[AccountId]) -> Result<(), StoreError> {
-        request_replan(self.connection(), calendars, now()).await
+        super::retry_deadlocks("asking for replans", || {
+            request_replan(self.connection(), calendars, now())
+        })
+        .await
     }
 
     /// Calendars waiting for a replan.

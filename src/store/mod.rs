@@ -147,6 +147,39 @@ const KEY_CHECK_KEY: &str = "token_key_check";
 
 /// How often a transaction PostgreSQL aborted for a deadlock is tried in all.
 const DEADLOCK_ATTEMPTS: u32 = 3;
+/// The longest pause before a transaction aborted for a deadlock runs again, times its
+/// attempt; the pause is random up to that, so the two sides do not meet again in step.
+const DEADLOCK_PAUSE: Duration = Duration::from_millis(20);
+
+/// Runs `run` (one whole transaction) again when PostgreSQL aborted it to break a deadlock,
+/// up to [`DEADLOCK_ATTEMPTS`] in all; every deadlock met is counted
+/// ([`StoreCounters::deadlocks`]).
+async fn retry_deadlocks<T, Fut>(
+    what: &'static str,
+    mut run: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    use rand::Rng as _;
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Err(e) if e.is_deadlock() => {
+                counters::deadlock();
+                if attempt == DEADLOCK_ATTEMPTS {
+                    return Err(e);
+                }
+                tracing::info!(what, attempt, "PostgreSQL broke a deadlock; trying again");
+                let most = DEADLOCK_PAUSE * attempt;
+                let pause = rand::thread_rng().gen_range(Duration::ZERO..=most);
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
 
 /// How long a PostgreSQL session may sit idle inside a transaction (see `connect`).
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";

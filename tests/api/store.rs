@@ -1304,7 +1304,9 @@ async fn an_in_memory_sqlite_database_works() {
 }
 
 async fn calendars_added_at_once_to_one_new_group_all_join_it(db: &StoreDb) {
-    // Arrange: sixteen calendars of one group nobody made yet, as `accounts import` adds them.
+    // Arrange: calendars of one group nobody made yet, as `accounts import` adds them, in
+    // four waves of sixteen at once (each flags every calendar already in the group for a
+    // replan, so later waves lock more rows).
     let new = |n: usize| NewAccount {
         group: "team-new".to_owned(),
         rules: mcss::store::CalendarRules::default(),
@@ -1314,20 +1316,30 @@ async fn calendars_added_at_once_to_one_new_group_all_join_it(db: &StoreDb) {
         refresh_token: SecretString::from(format!("1//token-{n}")),
         time_zone: None,
     };
+    let before = db.store.counters();
 
-    // Act: all at once.
-    let added = futures::future::join_all((0..16).map(|n| db.store.create_account(new(n)))).await;
+    // Act: each wave all at once.
+    let mut failed = Vec::new();
+    for wave in 0..4 {
+        let added = futures::future::join_all(
+            (wave * 16..wave * 16 + 16).map(|n| db.store.create_account(new(n))),
+        )
+        .await;
+        failed.extend(
+            added
+                .into_iter()
+                .filter_map(|r| r.err().map(|e| e.to_string())),
+        );
+    }
 
-    // Assert: none failed on the group's unique name, and all are in the one group.
-    let failed: Vec<String> = added
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
-        .collect();
+    // Assert: none failed on the group's unique name, none met a deadlock, and all are in
+    // the one group.
     assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(db.store.counters().deadlocks - before.deadlocks, 0);
     let accounts = db.store.list_accounts().await.unwrap();
     assert_eq!(
         accounts.iter().filter(|a| a.group == "team-new").count(),
-        16
+        64
     );
 }
 
