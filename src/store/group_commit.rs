@@ -11,9 +11,11 @@
 //! Protocol ("flat combining"): a caller queues its job, then waits for the leader lock.
 //! Whoever holds the lock takes every queued job, runs them in one transaction and hands
 //! each caller its result before letting go. A caller that gets the lock and finds its
-//! result already there returns it. When the joint transaction fails, every job of it is
-//! run again on its own, so one bad job cannot fail the others, and each job keeps its own
-//! all-or-nothing guarantee.
+//! result already there returns it. When the joint transaction fails, its jobs are run
+//! again without the failing one (a job under a lapsed lease, which the one fence check
+//! names) or in halves (any other failure, down to jobs on their own), so one bad job
+//! cannot fail the others, costs a few transactions rather than one per job, and each job
+//! keeps its own all-or-nothing guarantee.
 
 use std::time::Instant;
 
@@ -127,19 +129,44 @@ impl Store {
         metrics::histogram!(DB_GROUP_COMMIT_DURATION).record(started.elapsed().as_secs_f64());
     }
 
-    async fn run_jobs(&self, batch: Vec<(Job, Reply)>) {
-        if batch.len() > 1 {
+    /// Runs `batch` together; when that fails, answers the jobs under a lapsed lease (as
+    /// they would be answered alone) and runs the others together again, or, for any other
+    /// failure, runs each half of the batch apart, so one bad job among hundreds costs a
+    /// few transactions, not one per job.
+    async fn run_jobs(&self, mut batch: Vec<(Job, Reply)>) {
+        while batch.len() > 1 {
             let jobs: Vec<Job> = batch.iter().map(|(job, _)| job.clone()).collect();
-            if let Ok(results) = self.run_together(jobs).await {
-                for ((_, reply), done) in batch.into_iter().zip(results) {
-                    let _ = reply.send(Ok(done));
+            let err = match self.run_together(jobs).await {
+                Ok(results) => {
+                    for ((_, reply), done) in batch.into_iter().zip(results) {
+                        let _ = reply.send(Ok(done));
+                    }
+                    return;
                 }
-                return;
+                Err(err) => err,
+            };
+            if let StoreError::Fenced { calendar } = err {
+                let (lapsed, rest): (Vec<_>, Vec<_>) = batch
+                    .into_iter()
+                    .partition(|(job, _)| job.fence().is_some_and(|f| f.calendar == calendar));
+                batch = rest;
+                if !lapsed.is_empty() {
+                    for (_, reply) in lapsed {
+                        let _ = reply.send(Err(StoreError::Fenced { calendar }));
+                    }
+                    continue;
+                }
+            } else {
+                tracing::warn!(
+                    jobs = batch.len(),
+                    error = %err,
+                    "a group commit failed; committing its halves apart"
+                );
             }
-            tracing::debug!(
-                jobs = batch.len(),
-                "a group commit failed; committing its jobs one by one"
-            );
+            let second = batch.split_off(batch.len() / 2);
+            Box::pin(self.run_jobs(batch)).await;
+            Box::pin(self.run_jobs(second)).await;
+            return;
         }
         for (job, reply) in batch {
             let _ = reply.send(self.run_alone(job).await);
@@ -201,7 +228,7 @@ impl Job {
 
 /// One job in the shared transaction, its fence already checked; its audit rows go to
 /// `log`, written after the last job. A job of a replica that lost its lease fails the
-/// joint transaction at the fence check, and then fails alone.
+/// joint transaction at the fence check, and is then answered alone.
 async fn run_job(
     txn: &DatabaseTransaction,
     job: Job,

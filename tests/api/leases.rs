@@ -159,6 +159,58 @@ async fn a_sync_commit_under_a_lease_handed_to_another_replica_writes_nothing() 
 }
 
 #[tokio::test]
+async fn a_commit_under_a_lapsed_lease_fails_alone_and_the_others_still_commit_together() {
+    // Arrange: replica A holds eight source calendars; one of them has since been handed to B.
+    let Some(db) = db("lapsed_in_a_batch").await else {
+        return;
+    };
+    let store = &db.store;
+    let mut calendars = Vec::new();
+    for n in 1..=8 {
+        let (source, target) = (account(store, n).await, account(store, 10 + n).await);
+        let fence = SyncFence {
+            source: take(store, "replica-a", source).await,
+            claim_targets: HashSet::new(),
+        };
+        calendars.push((source, target, fence));
+    }
+    let stale = calendars[3].0;
+    store
+        .hand_over_leases("replica-a", &[(stale, "replica-b".to_owned())], TTL, true)
+        .await
+        .unwrap();
+    let before = store.counters();
+
+    // Act: A's eight commits at once, as a busy replica's syncs end side by side.
+    let results = futures::future::join_all(calendars.iter().map(|(source, target, fence)| {
+        store.commit_sync_fenced(
+            *source,
+            commit(*source, *target, "1", "token-1"),
+            Some(fence),
+        )
+    }))
+    .await;
+
+    // Assert: only the stale one is refused; the seven are written, and it took a few
+    // transactions, not one per commit (one failed joint try, then the seven together).
+    for ((source, _, _), result) in calendars.iter().zip(&results) {
+        if *source == stale {
+            assert!(
+                matches!(result, Err(StoreError::Fenced { calendar }) if *calendar == stale),
+                "{result:?}"
+            );
+            assert_eq!(store.sync_state(stale).await.unwrap().sync_token, None);
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+            let state = store.sync_state(*source).await.unwrap();
+            assert_eq!(state.sync_token.as_deref(), Some("token-1"));
+        }
+    }
+    let spent = store.counters().write_transactions - before.write_transactions;
+    assert!(spent <= 4, "{spent} write transactions for eight commits");
+}
+
+#[tokio::test]
 async fn a_writer_whose_lease_was_taken_claims_nothing_and_its_records_are_refused() {
     // Arrange: A owns the target and claimed its due row; then A's lease lapsed (released
     // here, as an expiry would) and B took it.

@@ -109,6 +109,7 @@ on_both_backends!(
     calendars_added_at_once_to_one_new_group_all_join_it,
     an_echo_token_is_read_at_once_written_later_and_never_over_a_newer_one,
     a_change_mirrored_onto_four_calendars_costs_a_statement_per_kind_not_per_row,
+    one_failing_commit_among_many_at_once_costs_a_few_transactions_not_one_each,
     a_commit_finds_its_rows_through_the_target_and_block_index,
 );
 
@@ -1463,6 +1464,50 @@ fn one_event_onto(source: AccountId, targets: &[AccountId], n: u32) -> SyncCommi
         )],
         ..Default::default()
     }
+}
+
+async fn one_failing_commit_among_many_at_once_costs_a_few_transactions_not_one_each(db: &StoreDb) {
+    // Arrange: sixteen calendars, each about to queue a block onto its own target; one
+    // target has just been removed, so that commit must fail (its rows would point at
+    // nothing).
+    let store = &db.store;
+    let mut pairs = Vec::new();
+    for n in 0..16 {
+        let source = add_account(store, &format!("Source {n:02}")).await;
+        let target = add_account(store, &format!("Target {n:02}")).await;
+        pairs.push((source, target));
+    }
+    let (broken, gone) = pairs[5];
+    store.delete_account(gone).await.expect("remove the target");
+    let before = store.counters();
+
+    // Act: the sixteen commits at once, so they share group commits.
+    let results =
+        futures::future::join_all(pairs.iter().zip(0u32..).map(|((source, target), n)| {
+            store.commit_sync(*source, one_event_onto(*source, &[*target], n))
+        }))
+        .await;
+
+    // Assert: only the broken one failed; the others are written; and the failure was found
+    // by halving the batch (a few transactions), not by running every commit alone (17).
+    for ((source, _), result) in pairs.iter().zip(&results) {
+        if *source == broken {
+            assert!(result.is_err(), "the commit onto a removed target fails");
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+            assert!(store
+                .sync_state(*source)
+                .await
+                .unwrap()
+                .sync_token
+                .is_some());
+        }
+    }
+    let spent = (store.counters() - before).write_transactions;
+    assert!(
+        spent <= 12,
+        "{spent} write transactions for sixteen commits"
+    );
 }
 
 async fn a_change_mirrored_onto_four_calendars_costs_a_statement_per_kind_not_per_row(
