@@ -95,11 +95,17 @@ impl Store {
         let at = now();
         // A sync commit claims the rows it queues for this process's writers: then the
         // due rows are ours already, and taking them needs no write transaction (under a
-        // lease, a read of the lease stands in for the fenced claim).
-        let held = self.held_already(target, claim, at, limit).await?;
-        // Under a lease, "nothing claimable" may hide rows claimed in an earlier tenure,
-        // which the fenced claim takes over.
-        if let Some(rows) = held.filter(|rows| fence.is_none() || !rows.is_empty()) {
+        // lease, a read of the lease stands in for the fenced claim). Under a lease the look
+        // also counts rows another owner holds, since rows claimed in an earlier tenure are
+        // the fenced claim's to take over; so nothing due at all is nothing to claim, with
+        // no write (a writer woken again after its last pass took the rows).
+        let held = self
+            .held_already(target, claim, at, limit, fence.is_some())
+            .await?;
+        if let Some(rows) = held {
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
             if let Some(fence) = fence {
                 match super::leases::check_fence(self.connection(), fence).await {
                     // As the fenced claim: a lost lease claims nothing.
@@ -128,18 +134,22 @@ impl Store {
         records(rows)
     }
 
-    /// The due pending rows of `target` (in claim order), when every one is held by
-    /// `claim.owner` for at least half the claim's length still; `None` otherwise.
+    /// The due pending rows of `target` (in claim order; with `held_by_anyone`, also those
+    /// another owner holds), when every one is held by `claim.owner` for at least half the
+    /// claim's length still; `None` otherwise.
     async fn held_already(
         &self,
         target: AccountId,
         claim: &Claim,
         at: DateTime<Utc>,
         limit: u64,
+        held_by_anyone: bool,
     ) -> Result<Option<Vec<desired_blocks::Model>>, StoreError> {
-        let rows = due_rows(target, claim, at, limit)
-            .all(self.connection())
-            .await?;
+        let mut due = due_rows(target, at, limit);
+        if !held_by_anyone {
+            due = due.filter(claimable(&claim.owner, at));
+        }
+        let rows = due.all(self.connection()).await?;
         let all_held = rows.iter().all(|r| {
             r.claimed_by.as_deref() == Some(claim.owner.as_str())
                 && r.claim_expires_at
@@ -227,19 +237,13 @@ pub(super) async fn write_records(
     Ok(recorded)
 }
 
-/// `target`'s pending rows due at `at` that `claim` may take, series and single blocks
-/// first, oldest first, at most `limit`.
-fn due_rows(
-    target: AccountId,
-    claim: &Claim,
-    at: DateTime<Utc>,
-    limit: u64,
-) -> sea_orm::Select<Entity> {
+/// `target`'s pending rows due at `at`, series and single blocks first, oldest first, at
+/// most `limit` (whoever holds them: add [`claimable`] for the ones an owner may take).
+fn due_rows(target: AccountId, at: DateTime<Utc>, limit: u64) -> sea_orm::Select<Entity> {
     Entity::find()
         .filter(Column::TargetAccountId.eq(target.get()))
         .filter(Column::State.eq(BlockState::Pending.as_str()))
         .filter(Column::NextAttemptAt.lte(at))
-        .filter(claimable(&claim.owner, at))
         .order_by_asc(Column::NextAttemptAt)
         .order_by(occurrences_last(), Order::Asc)
         .order_by_asc(Column::Id)
@@ -277,8 +281,10 @@ async fn claim_portable(
 ) -> Result<Vec<i64>, StoreError> {
     // SQLite: `BEGIN IMMEDIATE` already holds the one write lock, so select-then-update is
     // atomic.
-    let candidates: Vec<desired_blocks::Model> =
-        due_rows(target, claim, at, limit).all(txn).await?;
+    let candidates: Vec<desired_blocks::Model> = due_rows(target, at, limit)
+        .filter(claimable(&claim.owner, at))
+        .all(txn)
+        .await?;
     let ids: Vec<i64> = candidates.iter().map(|r| r.id).collect();
     // Rows the owner already holds long enough need no write.
     let renew: Vec<i64> = candidates

@@ -211,6 +211,51 @@ async fn a_commit_under_a_lapsed_lease_fails_alone_and_the_others_still_commit_t
 }
 
 #[tokio::test]
+async fn a_writer_under_a_lease_with_nothing_due_claims_without_a_write_transaction() {
+    // Arrange: replica A owns a target whose one row it has already written.
+    let Some(db) = db("nothing_due").await else {
+        return;
+    };
+    let store = &db.store;
+    let (source, target) = (account(store, 1).await, account(store, 2).await);
+    store
+        .commit_sync(source, commit(source, target, "1", "t"))
+        .await
+        .unwrap();
+    let a = take(store, "replica-a", target).await;
+    let held = store
+        .claim_due_fenced(target, &claim("replica-a"), 10, Some(&a))
+        .await
+        .unwrap();
+    let report = WriteReport {
+        row: held[0].clone(),
+        outcome: WriteOutcome::Applied {
+            hash: Some("hash-1".into()),
+            etag: None,
+            recreated: true,
+            updated: None,
+        },
+    };
+    store
+        .record_writes_fenced("replica-a", &[report], Vec::new(), Some(&a))
+        .await
+        .unwrap();
+    let before = store.counters();
+
+    // Act: the writer is woken again (a second wake-up of the change it already wrote).
+    let again = store
+        .claim_due_fenced(target, &claim("replica-a"), 10, Some(&a))
+        .await
+        .unwrap();
+
+    // Assert: nothing, found by one read.
+    assert!(again.is_empty());
+    let spent = store.counters() - before;
+    assert_eq!(spent.write_transactions, 0);
+    assert_eq!(spent.statements, 1);
+}
+
+#[tokio::test]
 async fn a_writer_whose_lease_was_taken_claims_nothing_and_its_records_are_refused() {
     // Arrange: A owns the target and claimed its due row; then A's lease lapsed (released
     // here, as an expiry would) and B took it.
