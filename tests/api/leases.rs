@@ -10,7 +10,7 @@ use std::time::Duration;
 use mcss::config::{EncryptionKey, Settings};
 use mcss::domain::{AccountId, BlockId, CalendarId, EventId};
 use mcss::store::{
-    now, BlockState, Claim, Fence, NewAccount, OutboxUpsert, RowRole, Store, StoreError,
+    now, BlockState, Claim, Fence, NewAccount, OutboxRow, OutboxUpsert, RowRole, Store, StoreError,
     SyncCommit, SyncFence, WriteOutcome, WriteReport,
 };
 use secrecy::SecretString;
@@ -95,6 +95,36 @@ fn claim(owner: &str) -> Claim {
     Claim {
         owner: owner.to_owned(),
         until: now() + chrono::TimeDelta::seconds(60),
+    }
+}
+
+/// A source queued one row onto a target, and replica A, owning the target, claimed it:
+/// the target, A's fence and the claimed rows.
+async fn a_claims_the_one_row_of_a_target(store: &Store) -> (AccountId, Fence, Vec<OutboxRow>) {
+    let (source, target) = (account(store, 1).await, account(store, 2).await);
+    store
+        .commit_sync(source, commit(source, target, "1", "t"))
+        .await
+        .unwrap();
+    let a = take(store, "replica-a", target).await;
+    let held = store
+        .claim_due_fenced(target, &claim("replica-a"), 10, Some(&a))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    (target, a, held)
+}
+
+/// The report of `row` written as version 1.
+fn applied(row: &OutboxRow) -> WriteReport {
+    WriteReport {
+        row: row.clone(),
+        outcome: WriteOutcome::Applied {
+            hash: Some("hash-1".into()),
+            etag: None,
+            recreated: true,
+            updated: None,
+        },
     }
 }
 
@@ -217,27 +247,9 @@ async fn a_writer_under_a_lease_with_nothing_due_claims_without_a_write_transact
         return;
     };
     let store = &db.store;
-    let (source, target) = (account(store, 1).await, account(store, 2).await);
+    let (target, a, held) = a_claims_the_one_row_of_a_target(store).await;
     store
-        .commit_sync(source, commit(source, target, "1", "t"))
-        .await
-        .unwrap();
-    let a = take(store, "replica-a", target).await;
-    let held = store
-        .claim_due_fenced(target, &claim("replica-a"), 10, Some(&a))
-        .await
-        .unwrap();
-    let report = WriteReport {
-        row: held[0].clone(),
-        outcome: WriteOutcome::Applied {
-            hash: Some("hash-1".into()),
-            etag: None,
-            recreated: true,
-            updated: None,
-        },
-    };
-    store
-        .record_writes_fenced("replica-a", &[report], Vec::new(), Some(&a))
+        .record_writes_fenced("replica-a", &[applied(&held[0])], Vec::new(), Some(&a))
         .await
         .unwrap();
     let before = store.counters();
@@ -263,17 +275,7 @@ async fn a_writer_whose_lease_was_taken_claims_nothing_and_its_records_are_refus
         return;
     };
     let store = &db.store;
-    let (source, target) = (account(store, 1).await, account(store, 2).await);
-    store
-        .commit_sync(source, commit(source, target, "1", "t"))
-        .await
-        .unwrap();
-    let a = take(store, "replica-a", target).await;
-    let held = store
-        .claim_due_fenced(target, &claim("replica-a"), 10, Some(&a))
-        .await
-        .unwrap();
-    assert_eq!(held.len(), 1);
+    let (target, a, held) = a_claims_the_one_row_of_a_target(store).await;
     store
         .release_leases("replica-a", Some(&[target]))
         .await
@@ -285,15 +287,7 @@ async fn a_writer_whose_lease_was_taken_claims_nothing_and_its_records_are_refus
         .claim_due_fenced(target, &claim("replica-a"), 10, Some(&a))
         .await
         .unwrap();
-    let report = WriteReport {
-        row: held[0].clone(),
-        outcome: WriteOutcome::Applied {
-            hash: Some("hash-1".into()),
-            etag: None,
-            recreated: true,
-            updated: None,
-        },
-    };
+    let report = applied(&held[0]);
     let a_records = store
         .record_writes_fenced(
             "replica-a",
