@@ -199,7 +199,8 @@ impl Store {
             Err(err) => {
                 // Rolling back explicitly returns the connection clean; the error that
                 // matters is the first one. A deadlock (with a settings change) is counted;
-                // a joint transaction's jobs then run one by one, a lone job's caller tries again later.
+                // `run_jobs` then runs a joint transaction's jobs again in halves, and a lone
+                // job's caller tries again later.
                 let _ = txn.rollback().await;
                 if err.is_deadlock() {
                     super::counters::deadlock();
